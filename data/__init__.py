@@ -1,0 +1,1 @@
+"""Dataset reading, COCO -> TFRecord conversion, and the built-in sample data."""

@@ -1,0 +1,34 @@
+"""The tf.train.Example schema written by the data stage and read by training.
+
+One Example per image. Boxes are normalized to [0, 1] by the image width and
+height, corners (xmin, ymin, xmax, ymax) stored as four parallel float lists.
+
+| key                             | type        | meaning                                       |
+|---------------------------------|-------------|-----------------------------------------------|
+| image/encoded                   | bytes       | the original file bytes (JPEG or PNG), never re-encoded |
+| image/format                    | bytes       | b"jpeg" or b"png"                             |
+| image/height, image/width       | int64       | pixels, read from the file header             |
+| image/id                        | int64       | the COCO image id                             |
+| image/filename                  | bytes       | file name relative to the image directory     |
+| image/object/bbox/xmin .. ymax  | float list  | normalized box corners, one per object        |
+| image/object/class/label        | int64 list  | contiguous class index 0..N-1 (label map)     |
+| image/object/class/category_id  | int64 list  | the original COCO category id                 |
+| image/object/area               | float list  | the annotation's area in pixels (COCO "area") |
+| image/object/is_crowd           | int64 list  | 1 for crowd regions (ignored by the matcher)  |
+"""
+from __future__ import annotations
+
+ENCODED = "image/encoded"
+FORMAT = "image/format"
+HEIGHT = "image/height"
+WIDTH = "image/width"
+IMAGE_ID = "image/id"
+FILENAME = "image/filename"
+XMIN = "image/object/bbox/xmin"
+YMIN = "image/object/bbox/ymin"
+XMAX = "image/object/bbox/xmax"
+YMAX = "image/object/bbox/ymax"
+LABEL = "image/object/class/label"
+CATEGORY_ID = "image/object/class/category_id"
+AREA = "image/object/area"
+IS_CROWD = "image/object/is_crowd"

@@ -1,0 +1,389 @@
+"""The one typed config tree of the detector.
+
+Every section is a frozen-free dataclass; `load_config` / `config_from_dict`
+reject unknown keys (naming the full dotted path) and `validate` runs the
+cross-field checks. Library functions never take the whole tree: factories
+(`retinanet/factory.py`) unpack it into explicit arguments.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, TypeVar
+
+import tensorflow as tf
+
+BACKBONE_DEPTHS = (18, 34, 50, 101, 152)
+NMS_MODES = ("combined", "per_class_hard", "per_class_soft", "global_hard", "global_soft")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
+LR_SCHEDULES = ("piecewise", "cosine")
+NAN_POLICIES = ("raise", "restore")
+P6_SOURCES = ("c5", "p5")
+
+
+class ConfigError(ValueError):
+  """A config that cannot be used; the message names the offending key."""
+
+
+@dataclasses.dataclass
+class BackboneConfig:
+  depth: int = 50
+  # Freezes the stem and the first residual stage (conv1 + conv2_x), as in
+  # Detectron / Model Garden when starting from ImageNet weights.
+  freeze_stem_and_first_stage: bool = True
+  # Use the moving statistics of every backbone batch norm (frozen BN).
+  freeze_batch_norm: bool = False
+  # A TF checkpoint (or Keras weights file) with backbone weights; "" = random.
+  init_checkpoint: str = ""
+
+
+@dataclasses.dataclass
+class FpnConfig:
+  min_level: int = 3
+  max_level: int = 7
+  num_channels: int = 256
+  # P6 is computed from C5 (the paper, Model Garden) or from P5 (torchvision).
+  p6_source: str = "c5"
+
+
+@dataclasses.dataclass
+class HeadConfig:
+  num_convs: int = 4
+  num_channels: int = 256
+  # Bias of the final class conv is -log((1 - p) / p): every anchor starts
+  # with foreground probability p (focal loss paper, section 4.1).
+  prior_probability: float = 0.01
+  use_batch_norm: bool = False
+
+
+@dataclasses.dataclass
+class AnchorConfig:
+  # Anchor side at level l is anchor_size * 2**l before scales: 4 * 8 = 32 at P3.
+  anchor_size: float = 4.0
+  scales_per_octave: int = 3
+  aspect_ratios: Tuple[float, ...] = (0.5, 1.0, 2.0)
+
+
+@dataclasses.dataclass
+class MatcherConfig:
+  positive_iou: float = 0.5
+  negative_iou: float = 0.4
+  # Also match each ground-truth box to its best anchor(s) even below
+  # positive_iou (Faster R-CNN style); off in the RetinaNet paper.
+  allow_low_quality_matches: bool = False
+
+
+@dataclasses.dataclass
+class NormConfig:
+  momentum: float = 0.99
+  epsilon: float = 1e-3
+  # Cross-replica (synchronized) batch norm in FPN/heads/backbone.
+  use_sync_bn: bool = False
+
+
+@dataclasses.dataclass
+class ModelConfig:
+  num_classes: int = 80
+  input_size: Tuple[int, int] = (640, 640)
+  backbone: BackboneConfig = dataclasses.field(default_factory=BackboneConfig)
+  fpn: FpnConfig = dataclasses.field(default_factory=FpnConfig)
+  head: HeadConfig = dataclasses.field(default_factory=HeadConfig)
+  anchors: AnchorConfig = dataclasses.field(default_factory=AnchorConfig)
+  matcher: MatcherConfig = dataclasses.field(default_factory=MatcherConfig)
+  norm: NormConfig = dataclasses.field(default_factory=NormConfig)
+  # Box coder scale factors are 1 / variances: (10, 10, 5, 5).
+  box_variances: Tuple[float, float, float, float] = (0.1, 0.1, 0.2, 0.2)
+
+  @property
+  def num_anchors_per_location(self) -> int:
+    return self.anchors.scales_per_octave * len(self.anchors.aspect_ratios)
+
+
+@dataclasses.dataclass
+class LossConfig:
+  focal_alpha: float = 0.25
+  focal_gamma: float = 2.0
+  huber_delta: float = 0.1
+  box_loss_weight: float = 50.0
+  # 0 = normalize by this batch's positive anchors; in (0, 1) = by a moving
+  # average of that count (Detectron2's loss_normalizer_momentum = 0.9).
+  normalizer_momentum: float = 0.0
+  l2_weight_decay: float = 1e-4
+
+
+@dataclasses.dataclass
+class InputConfig:
+  # Scale jitter range relative to the output size (seed: 0.1 .. 2.0).
+  scale_min: float = 0.1
+  scale_max: float = 2.0
+  horizontal_flip: bool = True
+  shuffle_buffer: int = 1024
+  # Ground-truth boxes are padded / truncated to this many per image.
+  max_instances: int = 100
+  cycle_length: int = 16
+  # Deterministic order and augmentation seeds (tests, reproducibility).
+  deterministic: bool = False
+  seed: int = 0
+  mean_rgb: Tuple[float, float, float] = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+  stddev_rgb: Tuple[float, float, float] = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+  # SGD with momentum; base_learning_rate is for the whole global batch.
+  momentum: float = 0.9
+  base_learning_rate: float = 0.08
+  warmup_steps: int = 500
+  warmup_learning_rate: float = 0.0067
+  schedule: str = "piecewise"
+  # Piecewise: decay by each rate at each boundary step (absolute steps).
+  boundaries: Tuple[int, ...] = (15000, 20000)
+  decay_rates: Tuple[float, ...] = (0.1, 0.01)
+  # Cosine: decays to base * cosine_alpha at total_steps.
+  cosine_alpha: float = 0.0
+  # Clip by global norm; 0 = no clipping.
+  gradient_clip_norm: float = 0.0
+  # Exponential moving average of weights; 0 = off.
+  ema_decay: float = 0.0
+
+
+@dataclasses.dataclass
+class TrainConfig:
+  global_batch_size: int = 64
+  total_steps: int = 22500
+  steps_per_execution: int = 100
+  checkpoint_every: int = 1000
+  keep_checkpoints: int = 5
+  log_every: int = 100
+  mixed_precision: str = "float32"
+  jit_compile: bool = False
+  # On NaN/Inf loss: "raise" stops naming the step; "restore" reloads the last
+  # checkpoint and continues (at most max_nan_restores times).
+  nan_policy: str = "raise"
+  max_nan_restores: int = 3
+  # Evaluate with COCO metrics every N steps inside training; 0 = off.
+  eval_every: int = 0
+  strategy: str = "default"
+  seed: int = 0
+
+
+@dataclasses.dataclass
+class PostprocessConfig:
+  nms_mode: str = "combined"
+  # Candidates kept per level before NMS (by score).
+  pre_nms_top_k: int = 1000
+  score_threshold: float = 0.05
+  iou_threshold: float = 0.5
+  # Gaussian soft-NMS sigma (Bodla et al. 2017) for the *_soft modes.
+  soft_nms_sigma: float = 0.5
+  max_detections: int = 100
+  # combined mode: max boxes per class before the final top-k.
+  max_detections_per_class: int = 100
+
+
+@dataclasses.dataclass
+class EvalConfig:
+  batch_size: int = 8
+  # Evaluate at most this many images; 0 = the whole split.
+  max_images: int = 0
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+  name: str = "retinanet"
+  model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+  loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+  input: InputConfig = dataclasses.field(default_factory=InputConfig)
+  optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+  train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+  postprocess: PostprocessConfig = dataclasses.field(default_factory=PostprocessConfig)
+  eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+
+
+T = TypeVar("T")
+
+
+def _convert(value: Any, hint: Any, path: str) -> Any:
+  origin = typing.get_origin(hint)
+  if dataclasses.is_dataclass(hint):
+    if not isinstance(value, dict):
+      raise ConfigError(f"{path}: expected an object, got {type(value).__name__}")
+    return _from_dict(hint, value, path)
+  if origin is tuple:
+    if not isinstance(value, (list, tuple)):
+      raise ConfigError(f"{path}: expected a list, got {value!r}")
+    args = typing.get_args(hint)
+    if len(args) == 2 and args[1] is Ellipsis:
+      return tuple(_convert(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
+    if len(args) != len(value):
+      raise ConfigError(f"{path}: expected {len(args)} values, got {len(value)}")
+    return tuple(_convert(v, a, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+  if hint is bool:
+    if not isinstance(value, bool):
+      raise ConfigError(f"{path}: expected true/false, got {value!r}")
+    return value
+  if hint is int:
+    if isinstance(value, bool) or not isinstance(value, int):
+      raise ConfigError(f"{path}: expected an integer, got {value!r}")
+    return value
+  if hint is float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      raise ConfigError(f"{path}: expected a number, got {value!r}")
+    return float(value)
+  if hint is str:
+    if not isinstance(value, str):
+      raise ConfigError(f"{path}: expected a string, got {value!r}")
+    return value
+  raise ConfigError(f"{path}: unsupported config type {hint}")
+
+
+def _from_dict(cls: Type[T], data: Dict[str, Any], path: str = "") -> T:
+  hints = typing.get_type_hints(cls)
+  names = {f.name for f in dataclasses.fields(cls)}
+  unknown = sorted(set(data) - names)
+  if unknown:
+    where = f"{path}." if path else ""
+    raise ConfigError(
+        f"unknown config key {where}{unknown[0]!s} (valid keys here: {', '.join(sorted(names))})")
+  kwargs = {k: _convert(v, hints[k], f"{path}.{k}" if path else k) for k, v in data.items()}
+  return cls(**kwargs)
+
+
+def config_from_dict(data: Dict[str, Any]) -> ExperimentConfig:
+  """Builds and validates a config; missing keys take their defaults."""
+  config = _from_dict(ExperimentConfig, data)
+  validate(config)
+  return config
+
+
+def config_to_dict(config: ExperimentConfig) -> Dict[str, Any]:
+  def plain(v: Any) -> Any:
+    if isinstance(v, tuple):
+      return [plain(x) for x in v]
+    if isinstance(v, dict):
+      return {k: plain(x) for k, x in v.items()}
+    return v
+  return plain(dataclasses.asdict(config))
+
+
+def load_config(path: str) -> ExperimentConfig:
+  """Loads a JSON config (local path or gs://) with strict keys."""
+  with tf.io.gfile.GFile(path, "r") as f:
+    text = f.read()
+  try:
+    data = json.loads(text)
+  except json.JSONDecodeError as e:
+    raise ConfigError(f"{path}: not valid JSON: {e}") from e
+  try:
+    return config_from_dict(data)
+  except ConfigError as e:
+    raise ConfigError(f"{path}: {e}") from e
+
+
+def save_config(config: ExperimentConfig, path: str) -> None:
+  with tf.io.gfile.GFile(path, "w") as f:
+    f.write(json.dumps(config_to_dict(config), indent=2, sort_keys=True) + "\n")
+
+
+def config_to_json(config: ExperimentConfig) -> str:
+  return json.dumps(config_to_dict(config), sort_keys=True)
+
+
+def apply_overrides(config: ExperimentConfig, overrides: Sequence[str]) -> ExperimentConfig:
+  """Returns a new validated config with `a.b.c=value` overrides applied.
+
+  Values are parsed as JSON when possible (numbers, booleans, lists), else
+  taken as strings; the key path is checked like any config key.
+  """
+  data = config_to_dict(config)
+  for item in overrides:
+    if "=" not in item:
+      raise ConfigError(f"override {item!r} is not of the form key=value")
+    key, raw = item.split("=", 1)
+    try:
+      value = json.loads(raw)
+    except json.JSONDecodeError:
+      value = raw
+    node = data
+    parts = key.strip().split(".")
+    for i, part in enumerate(parts[:-1]):
+      if not isinstance(node.get(part), dict):
+        raise ConfigError(f"unknown config key {'.'.join(parts[:i + 1])} in override {item!r}")
+      node = node[part]
+    if parts[-1] not in node:
+      raise ConfigError(f"unknown config key {key} in override {item!r}")
+    node[parts[-1]] = value
+  return config_from_dict(data)
+
+
+def _check(condition: bool, message: str) -> None:
+  if not condition:
+    raise ConfigError(message)
+
+
+def _check_choice(value: str, choices: Sequence[str], key: str) -> None:
+  _check(value in choices, f"{key}={value!r} is not one of {', '.join(choices)}")
+
+
+def validate(config: ExperimentConfig) -> None:
+  """Cross-field checks; raises ConfigError naming the key to fix."""
+  m = config.model
+  _check(m.num_classes >= 1, "model.num_classes must be >= 1")
+  _check(m.backbone.depth in BACKBONE_DEPTHS,
+         f"model.backbone.depth={m.backbone.depth} is not one of {BACKBONE_DEPTHS}")
+  _check(3 <= m.fpn.min_level <= 5,
+         "model.fpn.min_level must be 3..5 (the backbone returns C3..C5)")
+  _check(m.fpn.min_level <= m.fpn.max_level <= 8, "model.fpn.max_level must be in min_level..8")
+  _check_choice(m.fpn.p6_source, P6_SOURCES, "model.fpn.p6_source")
+  stride = 2 ** m.fpn.max_level
+  for i, side in enumerate(m.input_size):
+    _check(side > 0 and side % stride == 0,
+           f"model.input_size[{i}]={side} must be a positive multiple of 2**max_level={stride}")
+  _check(m.fpn.num_channels > 0 and m.head.num_channels > 0, "channel counts must be positive")
+  _check(0.0 < m.head.prior_probability < 1.0, "model.head.prior_probability must be in (0, 1)")
+  _check(m.anchors.scales_per_octave >= 1, "model.anchors.scales_per_octave must be >= 1")
+  _check(len(m.anchors.aspect_ratios) >= 1 and all(r > 0 for r in m.anchors.aspect_ratios),
+         "model.anchors.aspect_ratios must be a non-empty list of positive numbers")
+  _check(0.0 < m.matcher.negative_iou <= m.matcher.positive_iou <= 1.0,
+         "model.matcher needs 0 < negative_iou <= positive_iou <= 1")
+  _check(all(v > 0 for v in m.box_variances), "model.box_variances must be positive")
+  l = config.loss
+  _check(0.0 <= l.focal_alpha <= 1.0, "loss.focal_alpha must be in [0, 1]")
+  _check(l.focal_gamma >= 0.0, "loss.focal_gamma must be >= 0")
+  _check(l.huber_delta > 0.0, "loss.huber_delta must be > 0")
+  _check(0.0 <= l.normalizer_momentum < 1.0, "loss.normalizer_momentum must be in [0, 1)")
+  i = config.input
+  _check(0.0 < i.scale_min <= i.scale_max, "input needs 0 < scale_min <= scale_max")
+  _check(i.max_instances >= 1, "input.max_instances must be >= 1")
+  o = config.optimizer
+  _check_choice(o.schedule, LR_SCHEDULES, "optimizer.schedule")
+  _check(len(o.boundaries) == len(o.decay_rates),
+         "optimizer.boundaries and optimizer.decay_rates must have the same length")
+  _check(list(o.boundaries) == sorted(o.boundaries), "optimizer.boundaries must be increasing")
+  _check(0 <= o.ema_decay < 1.0, "optimizer.ema_decay must be in [0, 1)")
+  t = config.train
+  _check(t.global_batch_size >= 1 and t.total_steps >= 1, "train batch size and steps must be >= 1")
+  _check(t.steps_per_execution >= 1, "train.steps_per_execution must be >= 1")
+  _check(t.checkpoint_every >= 1 and t.log_every >= 1,
+         "train.checkpoint_every and train.log_every must be >= 1")
+  _check(o.warmup_steps <= t.total_steps, "optimizer.warmup_steps must be <= train.total_steps")
+  _check_choice(t.mixed_precision, PRECISIONS, "train.mixed_precision")
+  _check_choice(t.nan_policy, NAN_POLICIES, "train.nan_policy")
+  _check_choice(t.strategy, STRATEGIES, "train.strategy")
+  p = config.postprocess
+  _check_choice(p.nms_mode, NMS_MODES, "postprocess.nms_mode")
+  _check(0.0 <= p.score_threshold < 1.0, "postprocess.score_threshold must be in [0, 1)")
+  _check(0.0 < p.iou_threshold <= 1.0, "postprocess.iou_threshold must be in (0, 1]")
+  _check(p.soft_nms_sigma > 0.0, "postprocess.soft_nms_sigma must be > 0")
+  _check(p.max_detections >= 1 and p.pre_nms_top_k >= 1, "postprocess sizes must be >= 1")
+  _check(config.eval.batch_size >= 1, "eval.batch_size must be >= 1")
+
+
+def check_num_classes(config: ExperimentConfig, label_map_size: int) -> None:
+  """The model must have exactly one class output per label-map entry."""
+  if config.model.num_classes != label_map_size:
+    raise ConfigError(
+        f"model.num_classes={config.model.num_classes} but the label map has {label_map_size} "
+        f"classes: set model.num_classes={label_map_size} (or use the label map of the data)")
