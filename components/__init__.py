@@ -1,0 +1,1 @@
+"""Thin TFX adapters around `data/` and `retinanet/`."""

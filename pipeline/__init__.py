@@ -1,0 +1,1 @@
+"""Pipeline assembly (`create_pipeline`) and runners."""
