@@ -1,1 +1,8 @@
-"""Thin TFX adapters around `data/` and `retinanet/`."""
+"""Thin TFX adapters around `data/` and `retinanet/`.
+
+Artifact types live here (importable as `components.LabelMap`) because the
+Vertex compiler resolves custom types by their class path.
+"""
+from components.artifacts import DatasetStatistics, LabelMap
+
+__all__ = ["DatasetStatistics", "LabelMap"]

@@ -1,0 +1,24 @@
+# The two set-up commands of README.md. Both create .venv/ from the lock file when missing.
+PY := .venv/bin/python
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONWARNINGS := ignore::FutureWarning
+
+.PHONY: env run test test-fast test-slow bench
+
+env:
+	@scripts/bootstrap.sh
+
+# The main job: the local pipeline on the built-in sample data.
+run: env
+	$(PY) run_pipeline.py --runner=local $(ARGS)
+
+# The whole test suite (CI runs this through .ci/run).
+test: env
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-fast: env
+	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+
+test-slow: env
+	$(PY) -m pytest tests -m slow $(PYTEST_ARGS)

@@ -1,0 +1,104 @@
+"""RetinaNetEvaluator: COCO mAP of a trained model and a blessing.
+
+Blessed when AP (IoU 0.50:0.95) >= `min_ap` and, if a previously blessed
+model of this pipeline exists (the `baseline_model` input, resolved from MLMD
+by LatestBlessedModelStrategy), the new AP is not worse than the baseline's AP
+on the same split by more than `max_ap_regression`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Dict, Optional
+
+import tensorflow as tf
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import artifact_utils, standard_artifacts
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+PER_CLASS_FILE = "per_class_ap.json"
+DETECTIONS_FILE = "detections.json"
+SUMMARY_FILE = "summary.txt"
+HEADLINE_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "ARmax100")
+
+
+def decide_blessing(ap: float, min_ap: float, baseline_ap: Optional[float],
+                    max_ap_regression: float) -> Dict[str, Any]:
+  """Pure blessing rule; returns {'blessed': bool, 'reason': str}."""
+  if ap < min_ap:
+    return {"blessed": False, "reason": f"AP {ap:.4f} is below the threshold {min_ap:.4f}"}
+  if baseline_ap is not None and ap < baseline_ap - max_ap_regression:
+    return {"blessed": False,
+            "reason": (f"AP {ap:.4f} is worse than the last blessed model's {baseline_ap:.4f} "
+                       f"by more than {max_ap_regression:.4f}")}
+  why = f"AP {ap:.4f} >= threshold {min_ap:.4f}"
+  if baseline_ap is not None:
+    why += f" and within {max_ap_regression:.4f} of the last blessed model's {baseline_ap:.4f}"
+  return {"blessed": True, "reason": why}
+
+
+def _write_json(path: str, value: Any) -> None:
+  with tf.io.gfile.GFile(path, "w") as f:
+    json.dump(value, f, indent=1, sort_keys=True)
+
+
+@component
+def RetinaNetEvaluator(  # pylint: disable=invalid-name
+    model: InputArtifact[standard_artifacts.Model],
+    examples: InputArtifact[standard_artifacts.Examples],
+    evaluation: OutputArtifact[standard_artifacts.ModelEvaluation],
+    blessing: OutputArtifact[standard_artifacts.ModelBlessing],
+    baseline_model: InputArtifact[standard_artifacts.Model] = None,
+    split: Parameter[str] = "val",
+    min_ap: Parameter[float] = 0.0,
+    max_ap_regression: Parameter[float] = 0.01,
+    postprocess_overrides: Parameter[str] = "{}",
+    code_version: Parameter[str] = "",
+) -> None:
+  """Evaluates `model` on `split` with pycocotools and blesses it or not.
+
+  `postprocess_overrides` (JSON, e.g. {"nms_mode": "global_soft"}) changes the
+  NMS settings for this evaluation only (re-evaluate without retraining).
+  """
+  del code_version
+  from retinanet.evaluation import evaluate_model  # pylint: disable=g-import-not-at-top
+
+  overrides = json.loads(postprocess_overrides or "{}")
+  file_pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "*")
+  result = evaluate_model.evaluate_model_dir(model.uri, file_pattern,
+                                             postprocess_overrides=overrides)
+  _write_json(os.path.join(evaluation.uri, METRICS_FILE), result.metrics)
+  _write_json(os.path.join(evaluation.uri, PER_CLASS_FILE), result.per_class_ap)
+  _write_json(os.path.join(evaluation.uri, DETECTIONS_FILE), result.detections)
+  with tf.io.gfile.GFile(os.path.join(evaluation.uri, SUMMARY_FILE), "w") as f:
+    f.write(result.summary)
+  for name in HEADLINE_METRICS:
+    evaluation.set_float_custom_property(name, float(result.metrics[name]))
+  evaluation.set_int_custom_property("num_images", int(result.num_images))
+  evaluation.set_string_custom_property("split", split)
+
+  baseline_ap = None
+  if baseline_model is not None and baseline_model.uri != model.uri:
+    baseline = evaluate_model.evaluate_model_dir(baseline_model.uri, file_pattern,
+                                                 postprocess_overrides=overrides)
+    baseline_ap = float(baseline.metrics["AP"])
+    evaluation.set_float_custom_property("baseline_AP", baseline_ap)
+  decision = decide_blessing(float(result.metrics["AP"]), min_ap, baseline_ap, max_ap_regression)
+  logger.info("Blessing: %s (%s)", decision["blessed"], decision["reason"])
+
+  # The properties LatestBlessedModelStrategy and the standard Pusher read.
+  blessing.set_int_custom_property("blessed", int(decision["blessed"]))
+  blessing.set_string_custom_property("current_model", model.uri)
+  blessing.set_int_custom_property("current_model_id", model.id)
+  blessing.set_string_custom_property("reason", decision["reason"])
+  blessing.set_float_custom_property("AP", float(result.metrics["AP"]))
+  if baseline_model is not None:
+    blessing.set_string_custom_property("baseline_model", baseline_model.uri)
+    blessing.set_int_custom_property("baseline_model_id", baseline_model.id)
+  marker = "BLESSED" if decision["blessed"] else "NOT_BLESSED"
+  with tf.io.gfile.GFile(os.path.join(blessing.uri, marker), "w") as f:
+    f.write(decision["reason"] + "\n")

@@ -1,0 +1,135 @@
+"""`create_pipeline`: declares the graph data -> trainer -> evaluator -> pusher.
+
+Pure: it builds and returns a `tfx.dsl.Pipeline` and touches no files. Runners
+(`pipeline/local_runner.py`, `pipeline/vertex_runner.py`) own paths, the
+metadata store and the orchestrator.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import List, Optional, Sequence
+
+from tfx import v1 as tfx
+from ml_metadata.proto import metadata_store_pb2
+
+from components.evaluator import RetinaNetEvaluator
+from components.example_gen import CocoExampleGen
+from components.pusher import RetinaNetPusher
+from components.trainer import RetinaNetTrainer
+from retinanet import config as config_lib
+
+# Node ids, used by partial runs (`--from_stage/--to_stage`) and lineage.
+DATA = "CocoExampleGen"
+TRAINER = "RetinaNetTrainer"
+BASE_MODEL = "BaseModelImporter"
+BASELINE_RESOLVER = "LatestBlessedModelResolver"
+EVALUATOR = "RetinaNetEvaluator"
+PUSHER = "RetinaNetPusher"
+STAGES = (DATA, TRAINER, EVALUATOR, PUSHER)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetPaths:
+  """Where a COCO-format dataset lives (local paths or gs://)."""
+  train_annotations: str
+  train_images: str
+  val_annotations: str
+  val_images: str
+
+
+@dataclasses.dataclass(frozen=True)
+class BlessingThresholds:
+  """The Evaluator blesses when AP >= min_ap and AP >= last blessed AP - max_ap_regression."""
+  min_ap: float = 0.3
+  max_ap_regression: float = 0.01
+
+
+def create_pipeline(
+    *,
+    pipeline_name: str,
+    pipeline_root: str,
+    dataset: DatasetPaths,
+    config: config_lib.ExperimentConfig,
+    serving_dir: str,
+    thresholds: BlessingThresholds = BlessingThresholds(),
+    num_shards: int = 0,
+    strategy: str = "",
+    base_model_uri: Optional[str] = None,
+    freeze_patterns: Sequence[str] = (),
+    postprocess_overrides: Optional[dict] = None,
+    beam_pipeline_args: Sequence[str] = (),
+    enable_cache: bool = True,
+    code_version: str = "",
+    metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
+) -> tfx.dsl.Pipeline:
+  """Returns the RetinaNet pipeline.
+
+  `base_model_uri` (a Model artifact dir or pushed model dir with a
+  `checkpoint/` folder) makes it a fine-tuning pipeline: the model is imported
+  into MLMD and the Trainer starts from it. `code_version` is passed to every
+  component so cached results are invalidated when the code changes.
+  """
+  config_lib.validate(config)
+  overrides_json = json.dumps(postprocess_overrides or {}, sort_keys=True)
+  components: List[tfx.dsl.components.base.base_node.BaseNode] = []
+
+  example_gen = CocoExampleGen(
+      train_annotations=dataset.train_annotations,
+      train_images=dataset.train_images,
+      val_annotations=dataset.val_annotations,
+      val_images=dataset.val_images,
+      num_shards=num_shards,
+      code_version=code_version).with_id(DATA)
+  components.append(example_gen)
+
+  base_model = None
+  if base_model_uri:
+    importer = tfx.dsl.Importer(
+        source_uri=base_model_uri,
+        artifact_type=tfx.types.standard_artifacts.Model).with_id(BASE_MODEL)
+    components.append(importer)
+    base_model = importer.outputs["result"]
+
+  trainer = RetinaNetTrainer(
+      examples=example_gen.outputs["examples"],
+      label_map=example_gen.outputs["label_map"],
+      base_model=base_model,
+      config_json=config_lib.config_to_json(config),
+      strategy=strategy,
+      freeze_patterns=freeze_patterns,
+      code_version=code_version).with_id(TRAINER)
+  components.append(trainer)
+
+  baseline = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+      model_blessing=tfx.dsl.Channel(
+          type=tfx.types.standard_artifacts.ModelBlessing)).with_id(BASELINE_RESOLVER)
+  components.append(baseline)
+
+  evaluator = RetinaNetEvaluator(
+      model=trainer.outputs["model"],
+      examples=example_gen.outputs["examples"],
+      baseline_model=baseline.outputs["model"],
+      min_ap=thresholds.min_ap,
+      max_ap_regression=thresholds.max_ap_regression,
+      postprocess_overrides=overrides_json,
+      code_version=code_version).with_id(EVALUATOR)
+  components.append(evaluator)
+
+  pusher = RetinaNetPusher(
+      model=trainer.outputs["model"],
+      model_blessing=evaluator.outputs["blessing"],
+      serving_dir=serving_dir,
+      postprocess_overrides=overrides_json,
+      code_version=code_version).with_id(PUSHER)
+  components.append(pusher)
+
+  return tfx.dsl.Pipeline(
+      pipeline_name=pipeline_name,
+      pipeline_root=pipeline_root,
+      components=components,
+      enable_cache=enable_cache,
+      metadata_connection_config=metadata_connection_config,
+      beam_pipeline_args=list(beam_pipeline_args))

@@ -1,0 +1,81 @@
+"""Pushing an exported model into a versioned serving directory.
+
+TF Serving's layout is `<base>/<version>/saved_model.pb` with integer
+versions; it loads the highest version and ignores other names. A push first
+writes into `<base>/.tmp-<version>` (ignored by TF Serving), then moves it to
+`<base>/<version>`: a rename on local disks (atomic), a copy on object stores
+(gs://) in which `saved_model.pb` is copied last, so a poller never sees a
+version that has a `saved_model.pb` but not its variables.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import List, Optional
+
+import tensorflow as tf
+
+logger = logging.getLogger(__name__)
+SAVED_MODEL_PB = "saved_model.pb"
+
+
+def list_versions(base_dir: str) -> List[int]:
+  """Integer version sub-directories of `base_dir` that hold a saved_model.pb, ascending."""
+  if not tf.io.gfile.isdir(base_dir):
+    return []
+  versions = []
+  for name in tf.io.gfile.listdir(base_dir):
+    name = name.rstrip("/")
+    if name.isdigit() and tf.io.gfile.exists(os.path.join(base_dir, name, SAVED_MODEL_PB)):
+      versions.append(int(name))
+  return sorted(versions)
+
+
+def latest_version_dir(base_dir: str) -> Optional[str]:
+  """`<base_dir>/<highest version>`, or None when nothing was pushed."""
+  versions = list_versions(base_dir)
+  return os.path.join(base_dir, str(versions[-1])) if versions else None
+
+
+def next_version(base_dir: str, now: Optional[float] = None) -> int:
+  """A version above every existing one: the Unix time, or last + 1 if that is not larger."""
+  stamp = int(now if now is not None else time.time())
+  versions = list_versions(base_dir)
+  return max([stamp] + [v + 1 for v in versions])
+
+
+def _copy_tree(src: str, dst: str, last: str = SAVED_MODEL_PB) -> None:
+  """Recursively copies src into dst, copying any file named `last` at the very end."""
+  deferred = []
+  for root, _, files in tf.io.gfile.walk(src):
+    rel = os.path.relpath(root, src)
+    target_root = dst if rel == "." else os.path.join(dst, rel)
+    tf.io.gfile.makedirs(target_root)
+    for name in files:
+      pair = (os.path.join(root, name), os.path.join(target_root, name))
+      if name == last:
+        deferred.append(pair)
+      else:
+        tf.io.gfile.copy(*pair, overwrite=True)
+  for pair in deferred:
+    tf.io.gfile.copy(*pair, overwrite=True)
+
+
+def push_directory(export_dir: str, base_dir: str, version: Optional[int] = None) -> str:
+  """Publishes `export_dir` as a new version under `base_dir`; returns the version dir."""
+  version = version if version is not None else next_version(base_dir)
+  final_dir = os.path.join(base_dir, str(version))
+  if tf.io.gfile.exists(final_dir):
+    raise FileExistsError(f"serving version {final_dir} already exists; versions are immutable")
+  tf.io.gfile.makedirs(base_dir)
+  staging = os.path.join(base_dir, f".tmp-{version}")
+  if tf.io.gfile.exists(staging):
+    tf.io.gfile.rmtree(staging)
+  if base_dir.startswith("gs://"):
+    _copy_tree(export_dir, final_dir)
+  else:
+    _copy_tree(export_dir, staging)
+    tf.io.gfile.rename(staging, final_dir)
+  logger.info("Pushed %s to %s", export_dir, final_dir)
+  return final_dir
