@@ -1,0 +1,93 @@
+"""IoU matcher: assigns each anchor a match state and a ground-truth box.
+
+Rules, for anchor i and its best IoU `best` over the matchable ground truth
+(valid rows that are not crowd):
+  * best >= positive_iou                 -> POSITIVE, matched to that box;
+  * best <  negative_iou                 -> NEGATIVE (background);
+  * otherwise (the band in between)      -> IGNORED (no loss at all).
+  * allow_low_quality_matches: every anchor whose IoU with some matchable box
+    equals that box's highest IoU over all anchors (ties included, > 0) also
+    becomes POSITIVE, matched to its own best box (Detectron2's rule).
+  * Crowd boxes are never matched. An anchor that would be NEGATIVE but has
+    IoU >= negative_iou with a crowd box becomes IGNORED: the crowd region is
+    neither trained as object nor as background (Detectron-style crowd
+    filtering, with IoU and the ignore threshold). Positives from normal boxes
+    keep priority over a crowd overlap.
+  * Invalid (padding) rows never match; an image without matchable boxes
+    gives all NEGATIVE (except crowd overlaps, IGNORED).
+Ties between boxes go to the lowest ground-truth index.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+POSITIVE = 1
+NEGATIVE = 0
+IGNORED = -1
+MATCH_STATES = (POSITIVE, NEGATIVE, IGNORED)
+# matched_gt_index of every anchor that is not POSITIVE (a safe gather index;
+# consumers must look at match_state).
+NO_MATCH_INDEX = 0
+# Similarity given to ground-truth columns that cannot match: below any IoU.
+_NO_OVERLAP = -1.0
+
+
+class MatchResult(NamedTuple):
+  """matched_gt_index [N] int32 (NO_MATCH_INDEX unless POSITIVE); match_state [N] int32."""
+  matched_gt_index: tf.Tensor
+  match_state: tf.Tensor
+
+
+def _masked_with_sentinel(iou: tf.Tensor, columns: tf.Tensor) -> tf.Tensor:
+  """iou [N, M] with non-`columns` set to _NO_OVERLAP, plus one sentinel column -> [N, M + 1].
+
+  The sentinel keeps reductions defined when M == 0 (images with no boxes).
+  """
+  masked = tf.where(columns[None, :], iou, tf.constant(_NO_OVERLAP, iou.dtype))
+  sentinel = tf.fill([tf.shape(iou)[0], 1], tf.constant(_NO_OVERLAP, iou.dtype))
+  return tf.concat([masked, sentinel], axis=1)
+
+
+def match(iou: tf.Tensor, gt_valid: tf.Tensor, gt_is_crowd: tf.Tensor, positive_iou: float,
+          negative_iou: float, allow_low_quality_matches: bool = False) -> MatchResult:
+  """Matches N anchors to M ground-truth boxes given their IoU matrix.
+
+  Args:
+    iou: float [N, M] IoU of anchors (rows) with ground-truth boxes (columns).
+    gt_valid: bool [M]; False for padding rows.
+    gt_is_crowd: bool [M]; True for crowd regions.
+    positive_iou: IoU at or above which an anchor is POSITIVE (0.5).
+    negative_iou: IoU below which an anchor is NEGATIVE (0.4); in between IGNORED.
+    allow_low_quality_matches: also make each box's best anchor(s) POSITIVE.
+
+  Returns:
+    MatchResult(matched_gt_index [N] int32, match_state [N] int32 in MATCH_STATES).
+  """
+  if not 0.0 <= negative_iou <= positive_iou:
+    raise ValueError(f"matcher: need 0 <= negative_iou ({negative_iou}) <= positive_iou "
+                     f"({positive_iou})")
+  iou = tf.cast(iou, tf.float32)
+  gt_valid = tf.cast(gt_valid, tf.bool)
+  gt_is_crowd = tf.cast(gt_is_crowd, tf.bool)
+  matchable = tf.logical_and(gt_valid, tf.logical_not(gt_is_crowd))
+  crowd = tf.logical_and(gt_valid, gt_is_crowd)
+
+  scores = _masked_with_sentinel(iou, matchable)  # [N, M + 1]
+  best_iou = tf.reduce_max(scores, axis=1)
+  best_index = tf.argmax(scores, axis=1, output_type=tf.int32)
+  state = tf.where(best_iou >= positive_iou, POSITIVE,
+                   tf.where(best_iou < negative_iou, NEGATIVE, IGNORED))
+
+  if allow_low_quality_matches:
+    best_per_gt = tf.reduce_max(scores, axis=0)  # [M + 1]; sentinel column stays < 0
+    is_best = tf.logical_and(scores >= best_per_gt[None, :], best_per_gt[None, :] > 0.0)
+    state = tf.where(tf.reduce_any(is_best, axis=1), POSITIVE, state)
+
+  crowd_iou = tf.reduce_max(_masked_with_sentinel(iou, crowd), axis=1)
+  state = tf.where(tf.logical_and(tf.equal(state, NEGATIVE), crowd_iou >= negative_iou), IGNORED,
+                   state)
+  state = tf.cast(state, tf.int32)
+  matched = tf.where(tf.equal(state, POSITIVE), best_index, NO_MATCH_INDEX)
+  return MatchResult(matched_gt_index=matched, match_state=state)
