@@ -1,0 +1,1 @@
+"""COCO box evaluation (pycocotools) of detections in original image pixels."""
