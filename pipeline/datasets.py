@@ -1,0 +1,59 @@
+"""Resolves the dataset a run uses: the built-in sample, COCO 2017, or the user's own."""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Optional
+
+import tensorflow as tf
+
+from pipeline.pipeline import DatasetPaths
+
+logger = logging.getLogger(__name__)
+
+SAMPLE = "sample"
+COCO2017 = "coco2017"
+CUSTOM = "custom"
+DATASETS = (SAMPLE, COCO2017, CUSTOM)
+
+
+def sample_dataset(data_dir: str, seed: int = 0) -> DatasetPaths:
+  """The built-in sample dataset, generated deterministically on first use."""
+  from data import sample_data  # pylint: disable=g-import-not-at-top
+  paths = DatasetPaths(
+      train_annotations=os.path.join(data_dir, "annotations", "instances_train.json"),
+      train_images=os.path.join(data_dir, "images", "train"),
+      val_annotations=os.path.join(data_dir, "annotations", "instances_val.json"),
+      val_images=os.path.join(data_dir, "images", "val"))
+  if not tf.io.gfile.exists(paths.val_annotations):
+    logger.info("Generating the sample dataset into %s", data_dir)
+    sample_data.generate_sample_dataset(data_dir, seed=seed)
+  return paths
+
+
+def coco2017_dataset(coco_dir: str) -> DatasetPaths:
+  """COCO 2017 as laid out by `python -m data.download_coco` (or the official zips)."""
+  paths = DatasetPaths(
+      train_annotations=os.path.join(coco_dir, "annotations", "instances_train2017.json"),
+      train_images=os.path.join(coco_dir, "train2017"),
+      val_annotations=os.path.join(coco_dir, "annotations", "instances_val2017.json"),
+      val_images=os.path.join(coco_dir, "val2017"))
+  if not tf.io.gfile.exists(paths.train_annotations):
+    raise FileNotFoundError(
+        f"COCO 2017 not found under {coco_dir} (no {paths.train_annotations}); "
+        f"prepare it with: python -m data.download_coco --output_dir {coco_dir}")
+  return paths
+
+
+def custom_dataset(train_annotations: Optional[str], train_images: Optional[str],
+                   val_annotations: Optional[str], val_images: Optional[str]) -> DatasetPaths:
+  """A user's COCO-format dataset; every path must be given and exist."""
+  given = {"--train_annotations": train_annotations, "--train_images": train_images,
+           "--val_annotations": val_annotations, "--val_images": val_images}
+  missing = [flag for flag, value in given.items() if not value]
+  if missing:
+    raise ValueError(f"--dataset=custom needs {', '.join(missing)}")
+  for flag, value in given.items():
+    if not tf.io.gfile.exists(value):
+      raise FileNotFoundError(f"{flag}={value} does not exist")
+  return DatasetPaths(train_annotations, train_images, val_annotations, val_images)

@@ -1,0 +1,138 @@
+"""Read-only MLMD queries: the last run's outputs and the lineage of pushed models.
+
+Cache hits also emit OUTPUT events for reused artifacts, so lineage follows only
+executions in state COMPLETE (TFX notes).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from typing import Dict, List, Optional
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+COMPLETE = metadata_store_pb2.Execution.COMPLETE
+CACHED = metadata_store_pb2.Execution.CACHED
+OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
+
+
+def open_store(sqlite_path: str) -> metadata_store.MetadataStore:
+  config = metadata_store_pb2.ConnectionConfig()
+  config.sqlite.filename_uri = sqlite_path
+  config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+  return metadata_store.MetadataStore(config)
+
+
+def custom_properties(node) -> Dict[str, object]:
+  """An artifact's or execution's custom properties as plain Python values."""
+  out = {}
+  for key, value in node.custom_properties.items():
+    kind = value.WhichOneof("value")
+    if kind == "int_value":
+      out[key] = value.int_value
+    elif kind == "double_value":
+      out[key] = value.double_value
+    elif kind == "string_value":
+      out[key] = value.string_value
+    elif kind == "bool_value":
+      out[key] = value.bool_value
+  return out
+
+
+def timestamp(ms: int) -> str:
+  return datetime.datetime.fromtimestamp(ms / 1000).isoformat(timespec="seconds")
+
+
+@dataclasses.dataclass
+class ArtifactInfo:
+  id: int
+  type: str
+  uri: str
+  properties: Dict[str, object]
+  created: str
+
+
+@dataclasses.dataclass
+class ExecutionInfo:
+  id: int
+  node: str
+  state: str
+  properties: Dict[str, object]
+  created: str
+  inputs: Dict[str, List[ArtifactInfo]]
+  outputs: Dict[str, List[ArtifactInfo]]
+
+
+class Lineage:
+  """Walks MLMD from an artifact back through the executions that produced it."""
+
+  def __init__(self, store: metadata_store.MetadataStore):
+    self.store = store
+    self._types = {t.id: t.name for t in store.get_artifact_types()}
+    self._exec_types = {t.id: t.name for t in store.get_execution_types()}
+
+  def artifact_info(self, artifact) -> ArtifactInfo:
+    return ArtifactInfo(artifact.id, self._types.get(artifact.type_id, "?"), artifact.uri,
+                        custom_properties(artifact), timestamp(artifact.create_time_since_epoch))
+
+  def producer(self, artifact_id: int) -> Optional[ExecutionInfo]:
+    """The COMPLETE execution that wrote `artifact_id` (not cache hits that re-emit it)."""
+    events = [e for e in self.store.get_events_by_artifact_ids([artifact_id])
+              if e.type in OUTPUT_EVENTS]
+    executions = self.store.get_executions_by_id([e.execution_id for e in events])
+    complete = [e for e in executions if e.last_known_state == COMPLETE]
+    if not complete:
+      return None
+    return self.execution_info(min(complete, key=lambda e: e.id))
+
+  def execution_info(self, execution) -> ExecutionInfo:
+    events = self.store.get_events_by_execution_ids([execution.id])
+    by_id = {a.id: a for a in self.store.get_artifacts_by_id([e.artifact_id for e in events])}
+    inputs: Dict[str, List[ArtifactInfo]] = {}
+    outputs: Dict[str, List[ArtifactInfo]] = {}
+    for event in events:
+      key = event.path.steps[0].key if event.path.steps else "?"
+      target = inputs if event.type in INPUT_EVENTS else outputs
+      target.setdefault(key, []).append(self.artifact_info(by_id[event.artifact_id]))
+    props = custom_properties(execution)
+    node = str(props.get("__node_id__") or self._exec_types.get(execution.type_id, "?"))
+    state = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
+    return ExecutionInfo(execution.id, node.split(".")[-1], state, props,
+                         timestamp(execution.create_time_since_epoch), inputs, outputs)
+
+  def upstream(self, artifact_id: int) -> List[ExecutionInfo]:
+    """Every producing execution upstream of `artifact_id`, nearest first, each once."""
+    seen, order, frontier = set(), [], [artifact_id]
+    while frontier:
+      current = frontier.pop(0)
+      execution = self.producer(current)
+      if execution is None or execution.id in seen:
+        continue
+      seen.add(execution.id)
+      order.append(execution)
+      for artifacts in execution.inputs.values():
+        frontier.extend(a.id for a in artifacts)
+    return order
+
+
+def artifacts_of_type(store: metadata_store.MetadataStore, type_name: str) -> list:
+  try:
+    return list(store.get_artifacts_by_type(type_name))
+  except Exception:  # pylint: disable=broad-except  (type not registered yet)
+    return []
+
+
+def latest_pushed_model(store: metadata_store.MetadataStore, pipeline_name: Optional[str] = None):
+  """The newest PushedModel artifact with pushed=1 (optionally of one pipeline), or None."""
+  pushed = [a for a in artifacts_of_type(store, "PushedModel")
+            if custom_properties(a).get("pushed") == 1]
+  if pipeline_name:
+    contexts = store.get_contexts_by_type("pipeline")
+    ids = {c.id for c in contexts if c.name == pipeline_name}
+    if not ids:
+      return None
+    in_pipeline = {a.id for cid in ids for a in store.get_artifacts_by_context(cid)}
+    pushed = [a for a in pushed if a.id in in_pipeline]
+  return max(pushed, key=lambda a: a.id) if pushed else None

@@ -1,0 +1,161 @@
+"""What `run_pipeline.py` does once flags are parsed: resolve, build, run, summarize."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from typing import Optional
+
+from pipeline import cli, datasets
+from pipeline import pipeline as pipeline_lib
+from pipeline.code_version import code_version
+
+logger = logging.getLogger("run_pipeline")
+
+STAGE_NODES = {
+    "data": pipeline_lib.DATA,
+    "trainer": pipeline_lib.TRAINER,
+    "evaluator": pipeline_lib.EVALUATOR,
+    "pusher": pipeline_lib.PUSHER,
+}
+
+
+def load_experiment_config(args: argparse.Namespace):
+  from retinanet import config as config_lib  # pylint: disable=g-import-not-at-top
+  from retinanet import configs  # pylint: disable=g-import-not-at-top
+  config = configs.load_named_config(args.config)
+  if args.overrides:
+    config = config_lib.apply_overrides(config, args.overrides)
+  return config
+
+
+def resolve_dataset(args: argparse.Namespace, data_root: str) -> pipeline_lib.DatasetPaths:
+  if args.dataset == datasets.SAMPLE:
+    return datasets.sample_dataset(os.path.join(data_root, "sample_data"))
+  if args.dataset == datasets.COCO2017:
+    if not args.coco_dir:
+      raise ValueError("--dataset=coco2017 needs --coco_dir")
+    return datasets.coco2017_dataset(os.path.expanduser(args.coco_dir))
+  return datasets.custom_dataset(args.train_annotations, args.train_images,
+                                 args.val_annotations, args.val_images)
+
+
+def resolve_base_model(args: argparse.Namespace) -> Optional[str]:
+  """The model dir to fine-tune from: the latest pushed model in MLMD, or a path."""
+  if not args.finetune_from:
+    return None
+  if args.finetune_from != "latest":
+    if not os.path.exists(args.finetune_from) and not args.finetune_from.startswith("gs://"):
+      raise FileNotFoundError(f"--finetune_from={args.finetune_from} does not exist")
+    return args.finetune_from
+  from pipeline import metadata_queries  # pylint: disable=g-import-not-at-top
+  if not os.path.exists(args.base_metadata):
+    raise FileNotFoundError(f"--finetune_from=latest: no MLMD store at {args.base_metadata}; "
+                            "run the main pipeline first or pass a model path")
+  store = metadata_queries.open_store(args.base_metadata)
+  pushed = metadata_queries.latest_pushed_model(store)
+  if pushed is None:
+    raise ValueError(f"--finetune_from=latest: no pushed model recorded in {args.base_metadata}")
+  destination = metadata_queries.custom_properties(pushed)["pushed_destination"]
+  logger.info("Fine-tuning from the latest pushed model %s (MLMD artifact %d)", destination,
+              pushed.id)
+  return str(destination)
+
+
+def run(args: argparse.Namespace) -> int:
+  """Runs or compiles the pipeline described by the parsed flags."""
+  if args.list_configs:
+    from retinanet import configs  # pylint: disable=g-import-not-at-top
+    print("\n".join(configs.list_configs()))
+    return 0
+  start = time.time()
+  config = load_experiment_config(args)
+  postprocess = cli.parse_key_values(args.postprocess, "--postprocess")
+  _check_postprocess_overrides(config, postprocess)
+  local = args.runner == "local"
+  if local:
+    output_dir = os.path.abspath(os.path.expanduser(args.output_dir))
+    os.makedirs(output_dir, exist_ok=True)
+    pipeline_root = os.path.join(output_dir, "pipeline_root")
+    serving_dir = args.serving_dir or os.path.join(output_dir, "serving", args.pipeline_name)
+    metadata_path = os.path.join(output_dir, "metadata.sqlite")
+    data_root = output_dir
+  else:
+    if not args.gcs_root:
+      raise ValueError("--runner=vertex needs --gcs_root=gs://BUCKET/PATH")
+    pipeline_root = f"{args.gcs_root}/pipeline_root"
+    serving_dir = args.serving_dir or f"{args.gcs_root}/serving/{args.pipeline_name}"
+    metadata_path = None
+    data_root = args.gcs_root
+  dataset = resolve_dataset(args, data_root)
+  from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+  pipeline = pipeline_lib.create_pipeline(
+      pipeline_name=args.pipeline_name,
+      pipeline_root=pipeline_root,
+      dataset=dataset,
+      config=config,
+      serving_dir=serving_dir,
+      thresholds=pipeline_lib.BlessingThresholds(args.min_ap, args.max_ap_regression),
+      num_shards=args.num_shards,
+      strategy=args.strategy,
+      base_model_uri=resolve_base_model(args),
+      freeze_patterns=args.freeze,
+      postprocess_overrides=postprocess,
+      beam_pipeline_args=cli.beam_args(args),
+      enable_cache=not args.no_cache,
+      code_version=code_version(),
+      metadata_connection_config=(local_runner.metadata_config(metadata_path) if local else None))
+
+  if not local:
+    from pipeline import vertex_runner  # pylint: disable=g-import-not-at-top
+    os.makedirs(os.path.dirname(os.path.abspath(args.vertex_spec)), exist_ok=True)
+    vertex_runner.compile_pipeline(pipeline, image=args.vertex_image, output_path=args.vertex_spec)
+    print(f"Vertex pipeline spec: {args.vertex_spec}")
+    if args.submit:
+      if not args.gcp_project:
+        raise ValueError("--submit needs --gcp_project")
+      name = vertex_runner.submit(args.vertex_spec, project=args.gcp_project,
+                                  region=args.gcp_region, pipeline_root=pipeline_root,
+                                  display_name=args.pipeline_name,
+                                  enable_caching=not args.no_cache)
+      print(f"Submitted: {name}")
+    return 0
+
+  from_nodes = [STAGE_NODES[args.from_stage]] if args.from_stage else None
+  to_nodes = [STAGE_NODES[args.to_stage]] if args.to_stage else None
+  logger.info("Pipeline %s: artifacts under %s, MLMD at %s", args.pipeline_name, pipeline_root,
+              metadata_path)
+  local_runner.run_local(pipeline, from_nodes=from_nodes, to_nodes=to_nodes)
+  print_summary(metadata_path, args.pipeline_name, pipeline_root, time.time() - start)
+  return 0
+
+
+def _check_postprocess_overrides(config, overrides: dict) -> None:
+  from retinanet import config as config_lib  # pylint: disable=g-import-not-at-top
+  config_lib.apply_overrides(config, [f"postprocess.{k}={v}" for k, v in overrides.items()])
+
+
+def print_summary(metadata_path: str, pipeline_name: str, pipeline_root: str,
+                  seconds: float) -> None:
+  """Prints where the outputs are: pushed model, AP, time, MLMD path."""
+  from pipeline import metadata_queries  # pylint: disable=g-import-not-at-top
+  store = metadata_queries.open_store(metadata_path)
+  evaluations = metadata_queries.artifacts_of_type(store, "ModelEvaluation")
+  blessings = metadata_queries.artifacts_of_type(store, "ModelBlessing")
+  pushed = metadata_queries.latest_pushed_model(store, pipeline_name)
+  lines = ["", "=" * 72, f"Pipeline '{pipeline_name}' finished in {seconds / 60:.1f} min"]
+  if evaluations:
+    props = metadata_queries.custom_properties(max(evaluations, key=lambda a: a.id))
+    if "AP" in props:
+      lines.append(f"  COCO AP@[.5:.95] = {props['AP']:.3f}   AP50 = {props.get('AP50', 0):.3f}"
+                   f"   AP75 = {props.get('AP75', 0):.3f}   ({props.get('split', 'val')} split)")
+  if blessings:
+    props = metadata_queries.custom_properties(max(blessings, key=lambda a: a.id))
+    lines.append(f"  Blessed: {'yes' if props.get('blessed') == 1 else 'no'} "
+                 f"({props.get('reason', '')})")
+  if pushed is not None:
+    lines.append(f"  Pushed model: {metadata_queries.custom_properties(pushed)['pushed_destination']}")
+  lines += [f"  Artifacts: {pipeline_root}", f"  MLMD: {metadata_path}",
+            f"  Lineage: python -m pipeline.lineage --metadata {metadata_path}", "=" * 72]
+  print("\n".join(lines))

@@ -1,0 +1,12 @@
+#!/usr/bin/env python
+"""Runs the RetinaNet TFX pipeline. `python run_pipeline.py --help` for every flag."""
+import os
+import sys
+
+# Keras 2 (tf_keras) must be selected before anything imports TensorFlow.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+if __name__ == "__main__":
+  from pipeline import cli  # pylint: disable=g-import-not-at-top
+  sys.exit(cli.main(sys.argv[1:]))
