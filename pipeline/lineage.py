@@ -1,0 +1,90 @@
+"""Prints the lineage of a pushed model from MLMD.
+
+    python -m pipeline.lineage --metadata runs/local/metadata.sqlite [--pushed_model_id N]
+
+For the pushed model (the latest by default) it walks back through the
+executions that produced it: Pusher <- Evaluator (AP, blessing) <- Trainer
+(config, training run) <- CocoExampleGen (data artifact and its statistics).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import List, Optional, Sequence
+
+from pipeline import metadata_queries
+
+# Custom properties worth showing per artifact type.
+_SHOWN = {
+    "Examples": ("train_examples", "val_examples", "train_shards", "val_shards", "num_classes"),
+    "DatasetStatistics": None,  # all
+    "LabelMap": ("num_classes",),
+    "Model": ("final_step", "final_total_loss", "train_images_per_second", "strategy",
+              "num_classes"),
+    "ModelRun": ("wall_time_seconds",),
+    "ModelEvaluation": ("AP", "AP50", "AP75", "num_images", "split", "baseline_AP"),
+    "ModelBlessing": ("blessed", "reason", "AP"),
+    "PushedModel": ("pushed", "pushed_destination", "pushed_version", "reason"),
+}
+
+
+def _describe(artifact: metadata_queries.ArtifactInfo) -> str:
+  keys = _SHOWN.get(artifact.type.split(".")[-1], ())
+  props = {k: v for k, v in artifact.properties.items()
+           if not k.startswith("__") and (keys is None or k in keys)}
+  shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in sorted(props.items()))
+  return f"{artifact.type} #{artifact.id} ({artifact.created}) {artifact.uri}" + (
+      f"\n        {shown}" if shown else "")
+
+
+def lineage_lines(store, pushed_model_id: Optional[int] = None) -> List[str]:
+  """The lineage report of one pushed model as lines of text."""
+  if pushed_model_id is None:
+    pushed = metadata_queries.latest_pushed_model(store)
+    if pushed is None:
+      raise LookupError("no pushed model (pushed=1) is recorded in this MLMD store")
+    pushed_model_id = pushed.id
+  walker = metadata_queries.Lineage(store)
+  artifact = walker.artifact_info(store.get_artifacts_by_id([pushed_model_id])[0])
+  lines = [f"Lineage of {_describe(artifact)}"]
+  for execution in walker.upstream(pushed_model_id):
+    lines.append(f"  <- {execution.node} (execution #{execution.id}, {execution.state}, "
+                 f"{execution.created})")
+    config_json = execution.properties.get("config_json")
+    if config_json:
+      config = json.loads(str(config_json))
+      model = config.get("model", {})
+      train = config.get("train", {})
+      lines.append(f"     config: {config.get('name')}: ResNet-{model.get('backbone', {}).get('depth')}"
+                   f" {model.get('input_size')} classes={model.get('num_classes')}"
+                   f" steps={train.get('total_steps')} batch={train.get('global_batch_size')}"
+                   f" precision={train.get('mixed_precision')}")
+    for key, artifacts in sorted(execution.inputs.items()):
+      for a in artifacts:
+        lines.append(f"     in  {key}: {_describe(a)}")
+    for key, artifacts in sorted(execution.outputs.items()):
+      for a in artifacts:
+        lines.append(f"     out {key}: {_describe(a)}")
+  return lines
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--metadata", required=True, help="MLMD sqlite file of the run.")
+  parser.add_argument("--pushed_model_id", type=int,
+                      help="MLMD id of the PushedModel artifact (default: the latest pushed).")
+  args = parser.parse_args(argv)
+  try:
+    store = metadata_queries.open_store(args.metadata)
+    print("\n".join(lineage_lines(store, args.pushed_model_id)))
+  except LookupError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
