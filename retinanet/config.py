@@ -35,8 +35,13 @@ class BackboneConfig:
   freeze_stem_and_first_stage: bool = True
   # Use the moving statistics of every backbone batch norm (frozen BN).
   freeze_batch_norm: bool = False
-  # A TF checkpoint (or Keras weights file) with backbone weights; "" = random.
+  # A backbone checkpoint (prefix or directory) written by
+  # retinanet.modeling.resnet.save_backbone_checkpoint or keras_applications_to_checkpoint
+  # (which converts Keras-applications ImageNet h5 weights); "" = random init.
   init_checkpoint: str = ""
+  # Stride of a downsampling bottleneck in its 1x1 conv (MSRA/Caffe/Keras-applications
+  # ImageNet weights) instead of its 3x3 conv (torchvision / Model Garden, "v1.5").
+  stride_in_1x1: bool = False
 
 
 @dataclasses.dataclass
@@ -44,8 +49,10 @@ class FpnConfig:
   min_level: int = 3
   max_level: int = 7
   num_channels: int = 256
-  # P6 is computed from C5 (the paper, Model Garden) or from P5 (torchvision).
+  # P6 is computed from C5 (the paper, Detectron) or from P5 (torchvision, Model Garden).
   p6_source: str = "c5"
+  # Batch norm on every output level (Model Garden).
+  use_batch_norm: bool = False
 
 
 @dataclasses.dataclass
