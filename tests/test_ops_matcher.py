@@ -1,0 +1,94 @@
+"""Matcher on hand-made IoU matrices: thresholds, ignore band, crowd, padding, low quality."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from retinanet.ops import matcher
+from retinanet.ops.matcher import IGNORED, NEGATIVE, POSITIVE
+
+
+def _match(iou, valid=None, crowd=None, low_quality=False, pos=0.5, neg=0.4):
+  iou = np.asarray(iou, np.float32).reshape(len(iou), -1)
+  m = iou.shape[1]
+  valid = np.ones(m, bool) if valid is None else np.asarray(valid)
+  crowd = np.zeros(m, bool) if crowd is None else np.asarray(crowd)
+  r = matcher.match(tf.constant(iou), valid, crowd, pos, neg, low_quality)
+  return r.matched_gt_index.numpy(), r.match_state.numpy()
+
+
+def test_thresholds_and_ignore_band():
+  iou = [[0.7, 0.1],   # positive -> 0
+         [0.5, 0.55],  # positive -> 1 (the best)
+         [0.45, 0.1],  # ignore band
+         [0.4, 0.0],   # exactly negative_iou: ignored
+         [0.39, 0.2],  # negative
+         [0.0, 0.0]]   # negative
+  index, state = _match(iou)
+  np.testing.assert_array_equal(state, [POSITIVE, POSITIVE, IGNORED, IGNORED, NEGATIVE, NEGATIVE])
+  np.testing.assert_array_equal(index, [0, 1] + [matcher.NO_MATCH_INDEX] * 4)
+  assert index.dtype == np.int32 and state.dtype == np.int32
+
+
+def test_ties_go_to_lowest_index():
+  index, state = _match([[0.6, 0.6]])
+  assert state[0] == POSITIVE and index[0] == 0
+
+
+def test_padding_rows_never_match():
+  iou = [[0.9, 0.6], [0.9, 0.1]]
+  index, state = _match(iou, valid=[False, True])
+  np.testing.assert_array_equal(state, [POSITIVE, NEGATIVE])
+  np.testing.assert_array_equal(index, [1, matcher.NO_MATCH_INDEX])
+
+
+def test_no_boxes_gives_all_negative():
+  index, state = _match(np.zeros((5, 0)))
+  np.testing.assert_array_equal(state, [NEGATIVE] * 5)
+  np.testing.assert_array_equal(index, [matcher.NO_MATCH_INDEX] * 5)
+  index, state = _match(np.full((3, 2), 0.9), valid=[False, False])
+  np.testing.assert_array_equal(state, [NEGATIVE] * 3)
+
+
+def test_crowd_boxes_ignore_instead_of_match():
+  # Columns: 0 normal, 1 crowd.
+  iou = [[0.1, 0.9],   # best is crowd -> ignored, never positive
+         [0.1, 0.4],   # crowd overlap at the ignore threshold -> ignored
+         [0.1, 0.3],   # small crowd overlap -> negative
+         [0.6, 0.8],   # positive for the normal box keeps priority
+         [0.45, 0.9]]  # ignore band stays ignored
+  index, state = _match(iou, crowd=[False, True])
+  np.testing.assert_array_equal(state, [IGNORED, IGNORED, NEGATIVE, POSITIVE, IGNORED])
+  assert index[3] == 0
+  # An image with only crowd boxes has no positives.
+  _, state = _match([[0.9], [0.0]], crowd=[True])
+  np.testing.assert_array_equal(state, [IGNORED, NEGATIVE])
+
+
+def test_padded_crowd_row_is_ignored_entirely():
+  _, state = _match([[0.9], [0.5]], valid=[False], crowd=[True])
+  np.testing.assert_array_equal(state, [NEGATIVE, NEGATIVE])
+
+
+def test_low_quality_matches():
+  iou = [[0.3, 0.0],
+         [0.3, 0.1],   # ties with row 0 as box 0's best: both become positive
+         [0.1, 0.35],  # box 1's best anchor
+         [0.2, 0.2],
+         [0.0, 0.0]]
+  _, state = _match(iou)
+  np.testing.assert_array_equal(state, [NEGATIVE] * 5)
+  index, state = _match(iou, low_quality=True)
+  np.testing.assert_array_equal(state, [POSITIVE, POSITIVE, POSITIVE, NEGATIVE, NEGATIVE])
+  np.testing.assert_array_equal(index, [0, 0, 1, 0, 0])
+
+
+def test_low_quality_skips_boxes_without_overlap_padding_and_crowd():
+  iou = [[0.0, 0.2, 0.3], [0.0, 0.1, 0.1]]
+  # Box 0 overlaps nothing, box 1 is padding, box 2 is crowd: no low-quality positives.
+  _, state = _match(iou, valid=[True, False, True], crowd=[False, False, True], low_quality=True)
+  np.testing.assert_array_equal(state, [NEGATIVE, NEGATIVE])
+
+
+def test_bad_thresholds_raise():
+  with pytest.raises(ValueError, match="negative_iou"):
+    _match([[0.5]], pos=0.4, neg=0.5)
