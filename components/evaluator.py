@@ -5,7 +5,6 @@ model of this pipeline exists (the `baseline_model` input, resolved from MLMD
 by LatestBlessedModelStrategy), the new AP is not worse than the baseline's AP
 on the same split by more than `max_ap_regression`.
 """
-from __future__ import annotations
 
 import json
 import logging

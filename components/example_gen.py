@@ -4,7 +4,6 @@ A thin adapter around `data.convert`: it passes the pipeline's Beam pipeline
 (DirectRunner locally, Dataflow with the usual Beam args) to the conversion and
 records the per-split counts as MLMD custom properties.
 """
-from __future__ import annotations
 
 import json
 import os

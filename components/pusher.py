@@ -1,5 +1,4 @@
 """RetinaNetPusher: export a blessed model and push it to a versioned serving dir."""
-from __future__ import annotations
 
 import json
 import logging
