@@ -1,0 +1,289 @@
+"""Reading and validating COCO "instances" JSON files, and the label map.
+
+A COCO file maps sparse category ids (1..90 for COCO, anything for a user's
+own data) to names. Training needs contiguous class indices 0..N-1: the
+`LabelMap` assigns them in increasing category-id order, so the same set of
+categories always gives the same indices.
+
+Validation here is structural (missing keys, wrong types): such a file cannot
+be converted and the error names the file, the record and the field. Problems
+that are about the data (a box outside its image, an unknown category, an
+annotation of a missing image) are handled and counted by the converter.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
+
+import tensorflow as tf
+
+
+class CocoFormatError(ValueError):
+  """A COCO JSON (or label map) file that cannot be used; names file and field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelMapEntry:
+  index: int
+  category_id: int
+  name: str
+
+
+def _is_int(value: Any) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelMap:
+  """Contiguous class index <-> original category id and name.
+
+  `category_ids[i]` and `names[i]` describe class index i; category ids are
+  strictly increasing and names are unique.
+  """
+  category_ids: Tuple[int, ...]
+  names: Tuple[str, ...]
+
+  def __post_init__(self) -> None:
+    if len(self.category_ids) != len(self.names):
+      raise CocoFormatError(
+          f"label map: {len(self.category_ids)} category ids but {len(self.names)} names")
+    for i, cid in enumerate(self.category_ids):
+      if not _is_int(cid):
+        raise CocoFormatError(f"label map: category id {cid!r} of index {i} is not an integer")
+      if i and cid <= self.category_ids[i - 1]:
+        raise CocoFormatError(
+            f"label map: category ids must be strictly increasing; index {i} has {cid} after "
+            f"{self.category_ids[i - 1]}")
+    seen: Dict[str, int] = {}
+    for i, name in enumerate(self.names):
+      if not isinstance(name, str) or not name:
+        raise CocoFormatError(f"label map: index {i} has an empty or non-string name {name!r}")
+      if name in seen:
+        raise CocoFormatError(
+            f"label map: name {name!r} is used by category ids {self.category_ids[seen[name]]} "
+            f"and {self.category_ids[i]}; names must be unique")
+      seen[name] = i
+    object.__setattr__(self, "_index_by_id", {c: i for i, c in enumerate(self.category_ids)})
+    object.__setattr__(self, "_index_by_name", seen)
+
+  @classmethod
+  def from_categories(cls, categories: Sequence[Mapping[str, Any]],
+                      source: str = "categories") -> "LabelMap":
+    """Builds the map from COCO `categories` records (any order)."""
+    by_id: Dict[int, str] = {}
+    for i, cat in enumerate(categories):
+      where = f"{source}: categories[{i}]"
+      if not isinstance(cat, Mapping):
+        raise CocoFormatError(f"{where} is not an object")
+      if not _is_int(cat.get("id")):
+        raise CocoFormatError(f"{where} needs an integer \"id\", got {cat.get('id')!r}")
+      if not isinstance(cat.get("name"), str) or not cat["name"]:
+        raise CocoFormatError(f"{where} (id {cat['id']}) needs a non-empty string \"name\"")
+      if cat["id"] in by_id:
+        raise CocoFormatError(
+            f"{where}: category id {cat['id']} appears twice ({by_id[cat['id']]!r} and "
+            f"{cat['name']!r})")
+      by_id[cat["id"]] = cat["name"]
+    if not by_id:
+      raise CocoFormatError(f"{source}: \"categories\" is empty; at least one class is needed")
+    ids = tuple(sorted(by_id))
+    try:
+      return cls(ids, tuple(by_id[c] for c in ids))
+    except CocoFormatError as e:
+      raise CocoFormatError(f"{source}: {e}") from e
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.category_ids)
+
+  @property
+  def entries(self) -> List[LabelMapEntry]:
+    return [LabelMapEntry(i, c, n) for i, (c, n) in enumerate(zip(self.category_ids, self.names))]
+
+  def has_category(self, category_id: int) -> bool:
+    return category_id in self._index_by_id  # type: ignore[attr-defined]
+
+  def index_of(self, category_id: int) -> int:
+    """Class index of an original category id; KeyError naming the valid ids."""
+    try:
+      return self._index_by_id[category_id]  # type: ignore[attr-defined]
+    except KeyError:
+      raise KeyError(f"category id {category_id} is not in the label map "
+                     f"(ids: {list(self.category_ids)})") from None
+
+  def index_of_name(self, name: str) -> int:
+    try:
+      return self._index_by_name[name]  # type: ignore[attr-defined]
+    except KeyError:
+      raise KeyError(f"class name {name!r} is not in the label map (names: {list(self.names)})"
+                     ) from None
+
+  def category_id_of(self, index: int) -> int:
+    self._check_index(index)
+    return self.category_ids[index]
+
+  def name_of(self, index: int) -> str:
+    self._check_index(index)
+    return self.names[index]
+
+  def _check_index(self, index: int) -> None:
+    if not _is_int(index) or not 0 <= index < self.num_classes:
+      raise IndexError(f"class index {index!r} is outside 0..{self.num_classes - 1}")
+
+  def to_json(self) -> str:
+    """JSON text: a list of {"index", "category_id", "name"} in index order."""
+    rows = [dataclasses.asdict(e) for e in self.entries]
+    return json.dumps(rows, indent=1) + "\n"
+
+  @classmethod
+  def from_json(cls, text: str, source: str = "label map") -> "LabelMap":
+    """Parses `to_json` output; indices must be 0..N-1 in order."""
+    try:
+      rows = json.loads(text)
+    except json.JSONDecodeError as e:
+      raise CocoFormatError(
+          f"{source}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
+    if not isinstance(rows, list) or not rows:
+      raise CocoFormatError(f"{source}: expected a non-empty list of "
+                            "{\"index\", \"category_id\", \"name\"} objects")
+    ids, names = [], []
+    for i, row in enumerate(rows):
+      if not isinstance(row, dict) or set(row) != {"index", "category_id", "name"}:
+        raise CocoFormatError(f"{source}: entry {i} must have exactly the keys index, "
+                              f"category_id, name; got {row!r}")
+      if row["index"] != i:
+        raise CocoFormatError(f"{source}: entry {i} has index {row['index']!r}; indices must be "
+                              "0..N-1 in order")
+      ids.append(row["category_id"])
+      names.append(row["name"])
+    try:
+      return cls(tuple(ids), tuple(names))
+    except CocoFormatError as e:
+      raise CocoFormatError(f"{source}: {e}") from e
+
+
+def save_label_map(label_map: LabelMap, path: str) -> None:
+  """Writes `label_map.to_json()` to a local or gs:// path."""
+  with tf.io.gfile.GFile(path, "w") as f:
+    f.write(label_map.to_json())
+
+
+def load_label_map(path: str) -> LabelMap:
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f"label map file {path} does not exist")
+  with tf.io.gfile.GFile(path, "r") as f:
+    return LabelMap.from_json(f.read(), source=path)
+
+
+def _require_list(data: Mapping[str, Any], key: str, source: str) -> List[Any]:
+  if key not in data:
+    raise CocoFormatError(
+        f"{source}: missing the top-level \"{key}\" key (a COCO instances file needs "
+        "\"images\", \"annotations\" and \"categories\")")
+  if not isinstance(data[key], list):
+    raise CocoFormatError(f"{source}: \"{key}\" must be a list, got {type(data[key]).__name__}")
+  return data[key]
+
+
+def _validate_image(i: int, image: Any, source: str) -> None:
+  where = f"{source}: images[{i}]"
+  if not isinstance(image, dict):
+    raise CocoFormatError(f"{where} is not an object")
+  if not _is_int(image.get("id")):
+    raise CocoFormatError(f"{where} needs an integer \"id\", got {image.get('id')!r}")
+  name = image.get("file_name")
+  if not isinstance(name, str) or not name:
+    raise CocoFormatError(f"{where} (id {image['id']}) needs a non-empty string \"file_name\"")
+  for key in ("width", "height"):
+    if key in image and not (_is_int(image[key]) and image[key] > 0):
+      raise CocoFormatError(
+          f"{where} (id {image['id']}): \"{key}\" must be a positive integer, got {image[key]!r}")
+
+
+def _validate_annotation(i: int, ann: Any, source: str) -> None:
+  where = f"{source}: annotation {i}"
+  if not isinstance(ann, dict):
+    raise CocoFormatError(f"{where} is not an object")
+  if "id" in ann:
+    where += f" (id {ann['id']})"
+  for key in ("image_id", "category_id"):
+    if key not in ann:
+      raise CocoFormatError(f"{where} has no \"{key}\"")
+    if not _is_int(ann[key]):
+      raise CocoFormatError(f"{where}: \"{key}\" must be an integer, got {ann[key]!r}")
+  if "bbox" not in ann:
+    raise CocoFormatError(f"{where} has no \"bbox\" (expected [x, y, width, height] in pixels)")
+  box = ann["bbox"]
+  if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
+    raise CocoFormatError(
+        f"{where}: \"bbox\" must be 4 numbers [x, y, width, height], got {box!r}")
+  if "area" in ann and not _is_number(ann["area"]):
+    raise CocoFormatError(f"{where}: \"area\" must be a number, got {ann['area']!r}")
+  if "iscrowd" in ann and ann["iscrowd"] not in (0, 1):
+    raise CocoFormatError(f"{where}: \"iscrowd\" must be 0 or 1, got {ann['iscrowd']!r}")
+
+
+def validate_coco(data: Any, source: str) -> None:
+  """Checks the structure of a parsed instances file; raises CocoFormatError.
+
+  Needed: top-level "images", "annotations", "categories" lists; each image
+  an integer "id" and a "file_name"; each annotation integer "image_id" and
+  "category_id" and a 4-number "bbox"; "area" and "iscrowd" (0/1) optional.
+  """
+  if not isinstance(data, dict):
+    raise CocoFormatError(f"{source}: the top level must be a JSON object, "
+                          f"got {type(data).__name__}")
+  images = _require_list(data, "images", source)
+  annotations = _require_list(data, "annotations", source)
+  categories = _require_list(data, "categories", source)
+  for i, image in enumerate(images):
+    _validate_image(i, image, source)
+  for i, ann in enumerate(annotations):
+    _validate_annotation(i, ann, source)
+  LabelMap.from_categories(categories, source)
+
+
+def read_coco_json(path: str) -> Dict[str, Any]:
+  """Reads (local or gs://), parses and validates a COCO instances file."""
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f"COCO annotations file {path} does not exist")
+  with tf.io.gfile.GFile(path, "rb") as f:
+    raw = f.read()
+  try:
+    data = json.loads(raw)
+  except json.JSONDecodeError as e:
+    raise CocoFormatError(
+        f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
+  except UnicodeDecodeError as e:
+    raise CocoFormatError(f"{path}: not UTF-8 text ({e})") from e
+  validate_coco(data, path)
+  return data
+
+
+def label_map_from_coco(data: Mapping[str, Any], source: str = "categories") -> LabelMap:
+  return LabelMap.from_categories(data["categories"], source)
+
+
+def check_categories_consistent(label_map: LabelMap, categories: Sequence[Mapping[str, Any]],
+                                source: str) -> List[int]:
+  """Returns the category ids of `categories` missing from the label map.
+
+  A category id that exists in both with a different name means the two
+  files describe different datasets: that raises CocoFormatError.
+  """
+  missing = []
+  for cat in categories:
+    if label_map.has_category(cat["id"]):
+      known = label_map.name_of(label_map.index_of(cat["id"]))
+      if known != cat["name"]:
+        raise CocoFormatError(
+            f"{source}: category id {cat['id']} is named {cat['name']!r} but the label map "
+            f"names it {known!r}; the splits must share one category list")
+    else:
+      missing.append(cat["id"])
+  return missing
