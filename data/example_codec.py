@@ -1,0 +1,272 @@
+"""tf.train.Example encoding and decoding with the schema of data/schema.py.
+
+The Example carries the ORIGINAL file bytes: JPEG and PNG are never decoded
+or re-encoded here (no quality loss, no CPU spent on pixels). The format comes
+from the magic bytes, height and width from the header (PIL reads only the
+header). Any other format (BMP, GIF, WebP, TIFF, ...) is skipped with reason
+"unsupported_format" rather than re-encoded, so that "image/encoded is the
+file's bytes" always holds; convert such datasets to JPEG/PNG beforehand.
+
+Box rules (one outcome each, counted in `BoxReport`):
+  - a box partly outside the image is clipped to it ("clipped");
+  - a box with zero/negative area after clipping, entirely outside the image
+    or with non-finite numbers is dropped ("degenerate_box");
+  - a category id missing from the label map is dropped ("unknown_category");
+  - crowd annotations (iscrowd=1) are kept and marked is_crowd=1;
+  - an image with no remaining boxes is still written (a negative).
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import io
+import math
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from data import schema
+from data.coco import LabelMap
+
+# Image-level skip reasons (the image is not written).
+MISSING_IMAGE = "missing_image"
+CORRUPT_IMAGE = "corrupt_image"
+UNSUPPORTED_FORMAT = "unsupported_format"
+DUPLICATE_IMAGE_ID = "duplicate_image_id"
+IMAGE_SKIP_REASONS = (MISSING_IMAGE, CORRUPT_IMAGE, UNSUPPORTED_FORMAT, DUPLICATE_IMAGE_ID)
+
+# Annotation-level drop reasons (the annotation gives no box).
+DEGENERATE_BOX = "degenerate_box"
+UNKNOWN_CATEGORY = "unknown_category"
+MISSING_IMAGE_ID = "missing_image_id"
+IMAGE_SKIPPED = "image_skipped"
+ANNOTATION_DROP_REASONS = (DEGENERATE_BOX, UNKNOWN_CATEGORY, MISSING_IMAGE_ID, IMAGE_SKIPPED)
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_OTHER_MAGICS = (
+    (b"GIF87a", "gif"), (b"GIF89a", "gif"), (b"BM", "bmp"), (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"))
+# A complete JPEG ends with the EOI marker, a complete PNG with the IEND
+# chunk; both may be followed by a little padding. Their absence near the end
+# means a truncated file, which tf.io.decode_image would fail on in training.
+_END_MARKER_WINDOW = 1024
+
+
+class ImageSkipped(Exception):
+  """The image cannot be written; `reason` is one of IMAGE_SKIP_REASONS."""
+
+  def __init__(self, reason: str, message: str):
+    super().__init__(message)
+    self.reason = reason
+
+
+def detect_format(data: bytes) -> Optional[str]:
+  """"jpeg", "png", another known name ("gif", "bmp", "webp", "tiff") or None."""
+  if data.startswith(_JPEG_MAGIC):
+    return "jpeg"
+  if data.startswith(_PNG_MAGIC):
+    return "png"
+  if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+    return "webp"
+  for magic, name in _OTHER_MAGICS:
+    if data.startswith(magic):
+      return name
+  return None
+
+
+def read_image_header(data: bytes, where: str = "image") -> Tuple[str, int, int]:
+  """(format, height, width) from the bytes without decoding pixels.
+
+  Raises ImageSkipped("unsupported_format") for non-JPEG/PNG data and
+  ImageSkipped("corrupt_image") for an unreadable header or a truncated file.
+  """
+  fmt = detect_format(data)
+  if fmt is None:
+    raise ImageSkipped(CORRUPT_IMAGE, f"{where}: not a recognizable image (first bytes "
+                       f"{data[:8]!r})")
+  if fmt not in ("jpeg", "png"):
+    raise ImageSkipped(UNSUPPORTED_FORMAT, f"{where}: {fmt.upper()} is not stored; convert it to "
+                       "JPEG or PNG")
+  try:
+    with Image.open(io.BytesIO(data)) as im:
+      width, height = im.size
+  except Exception as e:  # PIL raises several types for bad headers.
+    raise ImageSkipped(CORRUPT_IMAGE, f"{where}: unreadable {fmt} header ({e})") from e
+  if width <= 0 or height <= 0:
+    raise ImageSkipped(CORRUPT_IMAGE, f"{where}: header says {width}x{height} pixels")
+  end = b"\xff\xd9" if fmt == "jpeg" else b"IEND"
+  if end not in data[-_END_MARKER_WINDOW:]:
+    raise ImageSkipped(CORRUPT_IMAGE, f"{where}: truncated {fmt} (no end marker)")
+  return fmt, height, width
+
+
+@dataclasses.dataclass
+class BoxReport:
+  """What happened to the annotations of one image."""
+  boxes_written: int = 0
+  boxes_clipped: int = 0
+  crowd_boxes: int = 0
+  dropped: Dict[str, int] = dataclasses.field(default_factory=lambda: collections.Counter())
+  labels: List[int] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class ObjectRows:
+  """The parallel per-object lists of one Example (pixel corners are clipped)."""
+  xmin: List[float] = dataclasses.field(default_factory=list)
+  ymin: List[float] = dataclasses.field(default_factory=list)
+  xmax: List[float] = dataclasses.field(default_factory=list)
+  ymax: List[float] = dataclasses.field(default_factory=list)
+  label: List[int] = dataclasses.field(default_factory=list)
+  category_id: List[int] = dataclasses.field(default_factory=list)
+  area: List[float] = dataclasses.field(default_factory=list)
+  is_crowd: List[int] = dataclasses.field(default_factory=list)
+
+
+def clip_box_xywh(box: Sequence[float], height: int, width: int
+                  ) -> Optional[Tuple[Tuple[float, float, float, float], bool]]:
+  """Clips a COCO [x, y, w, h] pixel box to the image.
+
+  Returns ((xmin, ymin, xmax, ymax) in pixels, was_clipped), or None when the
+  box is degenerate: non-finite, or zero/negative width or height after
+  clipping (this includes boxes entirely outside the image).
+  """
+  if len(box) != 4 or not all(math.isfinite(v) for v in box):
+    return None
+  x, y, w, h = (float(v) for v in box)
+  x0, y0, x1, y1 = x, y, x + w, y + h
+  cx0, cy0 = min(max(x0, 0.0), width), min(max(y0, 0.0), height)
+  cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
+  if cx1 <= cx0 or cy1 <= cy0:
+    return None
+  clipped = (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1)
+  return (cx0, cy0, cx1, cy1), clipped
+
+
+def build_objects(annotations: Sequence[Mapping[str, Any]], height: int, width: int,
+                  label_map: LabelMap) -> Tuple[ObjectRows, BoxReport]:
+  """Applies the box rules of this module to one image's annotations."""
+  rows, report = ObjectRows(), BoxReport()
+  for ann in annotations:
+    category_id = ann["category_id"]
+    if not label_map.has_category(category_id):
+      report.dropped[UNKNOWN_CATEGORY] += 1
+      continue
+    clipped = clip_box_xywh(ann["bbox"], height, width)
+    if clipped is None:
+      report.dropped[DEGENERATE_BOX] += 1
+      continue
+    (x0, y0, x1, y1), was_clipped = clipped
+    label = label_map.index_of(category_id)
+    crowd = int(ann.get("iscrowd", 0))
+    area = ann.get("area")
+    rows.xmin.append(x0 / width)
+    rows.ymin.append(y0 / height)
+    rows.xmax.append(x1 / width)
+    rows.ymax.append(y1 / height)
+    rows.label.append(label)
+    rows.category_id.append(category_id)
+    rows.area.append(float(area) if area is not None else (x1 - x0) * (y1 - y0))
+    rows.is_crowd.append(crowd)
+    report.boxes_written += 1
+    report.boxes_clipped += int(was_clipped)
+    report.crowd_boxes += crowd
+    report.labels.append(label)
+  return rows, report
+
+
+def _bytes_feature(values: Sequence[bytes]) -> tf.train.Feature:
+  return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+
+
+def _int_feature(values: Sequence[int]) -> tf.train.Feature:
+  return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+
+def _float_feature(values: Sequence[float]) -> tf.train.Feature:
+  return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+
+
+def build_example(image_bytes: bytes, image: Mapping[str, Any],
+                  annotations: Sequence[Mapping[str, Any]], label_map: LabelMap,
+                  where: str = "") -> Tuple[tf.train.Example, BoxReport]:
+  """The Example of one image and what happened to its annotations.
+
+  `image` is the COCO image record ("id", "file_name"); `annotations` are its
+  COCO annotation records (already validated by data.coco). Raises
+  ImageSkipped when the bytes are not a complete JPEG/PNG.
+  """
+  fmt, height, width = read_image_header(image_bytes, where or image["file_name"])
+  rows, report = build_objects(annotations, height, width, label_map)
+  feature = {
+      schema.ENCODED: _bytes_feature([image_bytes]),
+      schema.FORMAT: _bytes_feature([fmt.encode()]),
+      schema.HEIGHT: _int_feature([height]),
+      schema.WIDTH: _int_feature([width]),
+      schema.IMAGE_ID: _int_feature([image["id"]]),
+      schema.FILENAME: _bytes_feature([image["file_name"].encode("utf-8")]),
+      schema.XMIN: _float_feature(rows.xmin),
+      schema.YMIN: _float_feature(rows.ymin),
+      schema.XMAX: _float_feature(rows.xmax),
+      schema.YMAX: _float_feature(rows.ymax),
+      schema.LABEL: _int_feature(rows.label),
+      schema.CATEGORY_ID: _int_feature(rows.category_id),
+      schema.AREA: _float_feature(rows.area),
+      schema.IS_CROWD: _int_feature(rows.is_crowd),
+  }
+  return tf.train.Example(features=tf.train.Features(feature=feature)), report
+
+
+_SCALAR_BYTES = (schema.ENCODED, schema.FORMAT, schema.FILENAME)
+_SCALAR_INTS = (schema.HEIGHT, schema.WIDTH, schema.IMAGE_ID)
+_FLOAT_LISTS = (schema.XMIN, schema.YMIN, schema.XMAX, schema.YMAX, schema.AREA)
+_INT_LISTS = (schema.LABEL, schema.CATEGORY_ID, schema.IS_CROWD)
+
+# For tf.io.parse_single_example / parse_example: scalars are FixedLen, the
+# per-object lists VarLen (SparseTensors; densify with tf.sparse.to_dense).
+FEATURE_SPEC: Dict[str, Any] = {
+    **{k: tf.io.FixedLenFeature([], tf.string) for k in _SCALAR_BYTES},
+    **{k: tf.io.FixedLenFeature([], tf.int64) for k in _SCALAR_INTS},
+    **{k: tf.io.VarLenFeature(tf.float32) for k in _FLOAT_LISTS},
+    **{k: tf.io.VarLenFeature(tf.int64) for k in _INT_LISTS},
+}
+
+
+def parse_example(serialized: bytes) -> Dict[str, Any]:
+  """Decodes a serialized Example into python/numpy values (tests, tools).
+
+  image/encoded is bytes; image/format and image/filename are str; scalar
+  ints are int; the per-object lists are float32 / int64 numpy arrays. A
+  missing or mistyped key raises ValueError naming it.
+  """
+  example = tf.train.Example.FromString(serialized)
+  feature = example.features.feature
+  out: Dict[str, Any] = {}
+
+  def get(key: str, kind: str) -> Sequence[Any]:
+    if key not in feature:
+      raise ValueError(f"Example has no feature {key!r}")
+    if feature[key].WhichOneof("kind") not in (kind, None):
+      raise ValueError(f"Example feature {key!r} is {feature[key].WhichOneof('kind')}, "
+                       f"expected {kind}")
+    return getattr(feature[key], kind).value
+
+  for key in _SCALAR_BYTES + _SCALAR_INTS:
+    values = get(key, "bytes_list" if key in _SCALAR_BYTES else "int64_list")
+    if len(values) != 1:
+      raise ValueError(f"Example feature {key!r} has {len(values)} values, expected 1")
+    out[key] = values[0]
+  out[schema.FORMAT] = out[schema.FORMAT].decode()
+  out[schema.FILENAME] = out[schema.FILENAME].decode("utf-8")
+  for key in _FLOAT_LISTS:
+    out[key] = np.asarray(get(key, "float_list"), np.float32)
+  for key in _INT_LISTS:
+    out[key] = np.asarray(get(key, "int64_list"), np.int64)
+  lengths = {len(out[k]) for k in _FLOAT_LISTS + _INT_LISTS}
+  if len(lengths) != 1:
+    raise ValueError(f"Example per-object lists have different lengths: "
+                     f"{ {k: len(out[k]) for k in _FLOAT_LISTS + _INT_LISTS} }")
+  return out

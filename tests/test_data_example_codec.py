@@ -1,0 +1,173 @@
+"""data/example_codec.py: Example round trip, header reading, box rules."""
+import io
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from data import example_codec as codec
+from data import schema
+from data.coco import LabelMap
+
+LABEL_MAP = LabelMap.from_categories([{"id": 12, "name": "triangle"}, {"id": 3, "name": "circle"}])
+
+
+def _image_bytes(fmt, height=10, width=20, seed=0):
+  pixels = np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8)
+  buffer = io.BytesIO()
+  Image.fromarray(pixels).save(buffer, format=fmt)
+  return buffer.getvalue()
+
+
+def _ann(bbox, category_id=3, **extra):
+  return {"id": 1, "category_id": category_id, "bbox": bbox, **extra}
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_round_trip_every_field_and_original_bytes(tmp_path, fmt):
+  path = tmp_path / "img.bin"
+  path.write_bytes(_image_bytes(fmt, height=10, width=20))
+  file_bytes = path.read_bytes()
+  image = {"id": 42, "file_name": "sub/img.bin"}
+  anns = [_ann([2, 1, 4, 5], 3, area=17.5), _ann([10, 0, 10, 10], 12, iscrowd=1)]
+  example, report = codec.build_example(file_bytes, image, anns, LABEL_MAP)
+  serialized = example.SerializeToString()
+  parsed = codec.parse_example(serialized)
+
+  assert parsed[schema.ENCODED] == file_bytes
+  assert parsed[schema.FORMAT] == fmt.lower()
+  assert (parsed[schema.HEIGHT], parsed[schema.WIDTH]) == (10, 20)
+  assert parsed[schema.IMAGE_ID] == 42
+  assert parsed[schema.FILENAME] == "sub/img.bin"
+  np.testing.assert_array_equal(parsed[schema.XMIN], np.float32([2 / 20, 10 / 20]))
+  np.testing.assert_array_equal(parsed[schema.YMIN], np.float32([1 / 10, 0]))
+  np.testing.assert_array_equal(parsed[schema.XMAX], np.float32([6 / 20, 1.0]))
+  np.testing.assert_array_equal(parsed[schema.YMAX], np.float32([6 / 10, 1.0]))
+  np.testing.assert_array_equal(parsed[schema.LABEL], [0, 1])
+  np.testing.assert_array_equal(parsed[schema.CATEGORY_ID], [3, 12])
+  np.testing.assert_array_equal(parsed[schema.AREA], np.float32([17.5, 100.0]))
+  np.testing.assert_array_equal(parsed[schema.IS_CROWD], [0, 1])
+  assert (report.boxes_written, report.boxes_clipped, report.crowd_boxes) == (2, 0, 1)
+
+  # The training pipeline parses with FEATURE_SPEC: same values.
+  tf_parsed = tf.io.parse_single_example(serialized, codec.FEATURE_SPEC)
+  assert set(tf_parsed) == set(codec.FEATURE_SPEC) == set(parsed)
+  for key, value in tf_parsed.items():
+    if isinstance(value, tf.sparse.SparseTensor):
+      value = tf.sparse.to_dense(value)
+    value = value.numpy()
+    expected = parsed[key].encode() if isinstance(parsed[key], str) else parsed[key]
+    np.testing.assert_array_equal(value, expected, err_msg=key)
+  decoded = tf.io.decode_image(tf_parsed[schema.ENCODED]).numpy()
+  assert decoded.shape == (10, 20, 3)
+
+
+def test_format_comes_from_magic_bytes_not_extension():
+  jpeg = _image_bytes("JPEG")
+  example, _ = codec.build_example(jpeg, {"id": 1, "file_name": "looks_like.png"}, [], LABEL_MAP)
+  assert codec.parse_example(example.SerializeToString())[schema.FORMAT] == "jpeg"
+  assert codec.detect_format(_image_bytes("PNG")) == "png"
+  assert codec.detect_format(_image_bytes("GIF")) == "gif"
+  assert codec.detect_format(_image_bytes("BMP")) == "bmp"
+  assert codec.detect_format(b"hello world") is None
+
+
+def test_header_size_matches_decoded_size_for_odd_shapes():
+  for fmt in ("JPEG", "PNG"):
+    data = _image_bytes(fmt, height=37, width=11)
+    assert codec.read_image_header(data) == (fmt.lower(), 37, 11)
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"\x00" * 100, codec.CORRUPT_IMAGE),
+    (b"\xff\xd8\xff\xe0" + b"\x00" * 100, codec.CORRUPT_IMAGE),      # JPEG magic, junk header
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 50, codec.CORRUPT_IMAGE),      # PNG magic, junk header
+])
+def test_corrupt_headers_are_skipped(data, reason):
+  with pytest.raises(codec.ImageSkipped) as e:
+    codec.read_image_header(data, "x.jpg")
+  assert e.value.reason == reason
+  assert "x.jpg" in str(e.value)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_truncated_files_are_corrupt(fmt):
+  data = _image_bytes(fmt, height=64, width=64)
+  with pytest.raises(codec.ImageSkipped, match="truncated") as e:
+    codec.read_image_header(data[:len(data) * 2 // 3])
+  assert e.value.reason == codec.CORRUPT_IMAGE
+  # The same truncation makes TensorFlow's decoder fail during training.
+  with pytest.raises(tf.errors.InvalidArgumentError):
+    tf.io.decode_image(data[:len(data) * 2 // 3]).numpy()
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "BMP"])
+def test_other_formats_are_skipped_not_reencoded(fmt):
+  with pytest.raises(codec.ImageSkipped) as e:
+    codec.build_example(_image_bytes(fmt), {"id": 1, "file_name": "a"}, [], LABEL_MAP)
+  assert e.value.reason == codec.UNSUPPORTED_FORMAT
+
+
+def test_clip_box_hand_computed():
+  # Image 10 high, 20 wide.
+  assert codec.clip_box_xywh([2, 3, 4, 5], 10, 20) == ((2, 3, 6, 8), False)
+  assert codec.clip_box_xywh([-2, 3, 6, 20], 10, 20) == ((0, 3, 4, 10), True)
+  assert codec.clip_box_xywh([15, -1, 10, 4], 10, 20) == ((15, 0, 20, 3), True)
+  assert codec.clip_box_xywh([0, 0, 20, 10], 10, 20) == ((0, 0, 20, 10), False)
+
+
+@pytest.mark.parametrize("bbox", [
+    [5, 5, 0, 3],            # zero width
+    [5, 5, 3, -1],           # negative height
+    [25, 2, 5, 5],           # entirely right of the image
+    [-8, 2, 5, 5],           # entirely left of the image
+    [3, 10, 4, 4],           # starts on the bottom edge: zero height after clipping
+    [1, 1, math.nan, 3],     # non-finite
+    [1, 1, math.inf, 3],
+])
+def test_degenerate_boxes_are_dropped(bbox):
+  assert codec.clip_box_xywh(bbox, 10, 20) is None
+  rows, report = codec.build_objects([_ann(bbox), _ann([1, 1, 2, 2])], 10, 20, LABEL_MAP)
+  assert report.boxes_written == 1
+  assert report.dropped == {codec.DEGENERATE_BOX: 1}
+  assert rows.xmin == [1 / 20]
+
+
+def test_partly_outside_box_is_clipped_and_counted():
+  rows, report = codec.build_objects([_ann([-2, 3, 6, 20])], 10, 20, LABEL_MAP)
+  assert report.boxes_clipped == 1
+  assert (rows.xmin, rows.ymin, rows.xmax, rows.ymax) == ([0.0], [0.3], [0.2], [1.0])
+  assert rows.area == [4 * 7]  # No COCO area: the clipped box's area.
+
+
+def test_unknown_category_is_dropped_and_crowd_kept():
+  anns = [_ann([1, 1, 2, 2], 99), _ann([1, 1, 4, 4], 12, iscrowd=1), _ann([0, 0, 1, 1], 3)]
+  rows, report = codec.build_objects(anns, 10, 20, LABEL_MAP)
+  assert report.dropped == {codec.UNKNOWN_CATEGORY: 1}
+  assert rows.category_id == [12, 3]
+  assert rows.label == [1, 0]
+  assert rows.is_crowd == [1, 0]
+  assert report.crowd_boxes == 1
+  assert report.labels == [1, 0]
+
+
+def test_image_without_annotations_is_a_valid_negative():
+  data = _image_bytes("PNG")
+  example, report = codec.build_example(data, {"id": 7, "file_name": "n.png"}, [], LABEL_MAP)
+  serialized = example.SerializeToString()
+  parsed = codec.parse_example(serialized)
+  assert report.boxes_written == 0
+  for key in (schema.XMIN, schema.LABEL, schema.IS_CROWD, schema.AREA):
+    assert parsed[key].shape == (0,)
+  tf_parsed = tf.io.parse_single_example(serialized, codec.FEATURE_SPEC)
+  assert tf.sparse.to_dense(tf_parsed[schema.XMIN]).shape == (0,)
+
+
+def test_parse_example_names_a_missing_feature():
+  example, _ = codec.build_example(_image_bytes("PNG"), {"id": 7, "file_name": "n"}, [],
+                                   LABEL_MAP)
+  del example.features.feature[schema.IS_CROWD]
+  with pytest.raises(ValueError, match="image/object/is_crowd"):
+    codec.parse_example(example.SerializeToString())
