@@ -374,3 +374,33 @@ def test_bad_inputs_are_named():
     accumulating.add_ground_truth([4], [[10, 10]], np.zeros((1, 1, 4)), [[2]], num_boxes=[1])
   with pytest.raises(ValueError, match="not finite"):
     accumulating.update(*_pad_batch([4], [[([0.0, 0.0, np.nan, 1.0], 0.5, 0)]]))
+
+
+def test_batch_padding_rows_are_dropped_with_is_valid():
+  """The eval input pads the last batch with is_valid=False rows (repeated ids)."""
+  evaluator = cm.COCOEvaluator(CATEGORY_IDS)
+  person = (10, 10, 20, 20)
+  boxes = np.array([[_yxyx(person)], [_yxyx(person)]], np.float32)
+  evaluator.add_ground_truth([1, 1], [[100, 100], [100, 100]], boxes, [[1], [1]],
+                             num_boxes=[1, 1], is_valid=np.array([True, False]))
+  evaluator.update(*_pad_batch([1, 1], [[(_yxyx(person), 0.9, 0)], [(_yxyx(person), 0.9, 0)]]),
+                   is_valid=np.array([True, False]))
+  result = evaluator.evaluate()
+  assert result["num_images"] == 1 and result["num_detections"] == 1
+  assert result["AP"] == ONE
+  with pytest.raises(ValueError, match="is_valid must be a bool vector"):
+    evaluator.update(*_pad_batch([2], [[]]), is_valid=np.array([1]))
+
+
+def test_label_map_of_the_data_stage_plugs_in():
+  from data.coco import LabelMap  # pylint: disable=g-import-not-at-top
+  label_map = LabelMap(category_ids=(1, 7, 55, 90), names=("person", "train", "orange", "brush"))
+  evaluator = cm.COCOEvaluator(label_map.category_ids,
+                               category_names=dict(zip(label_map.category_ids, label_map.names)))
+  evaluator.add_ground_truth([1], [[100, 100]], np.array([[_yxyx((0, 0, 50, 50))]]), [[90]],
+                             num_boxes=[1])
+  evaluator.update(*_pad_batch([1], [[(_yxyx((0, 0, 50, 50)), 0.9, 3)]]))
+  result = evaluator.evaluate()
+  assert result["detections"][0]["category_id"] == 90
+  assert {e["name"]: e["AP"] for e in result["per_class"]} == {
+      "person": None, "train": None, "orange": None, "brush": ONE}

@@ -513,7 +513,8 @@ class COCOEvaluator:
   def add_ground_truth(self, image_ids: ArrayLike, original_sizes: ArrayLike,
                        boxes_yxyx_original_pixels: ArrayLike, category_ids: ArrayLike,
                        num_boxes: ArrayLike, is_crowd: Optional[ArrayLike] = None,
-                       areas: Optional[ArrayLike] = None) -> None:
+                       areas: Optional[ArrayLike] = None,
+                       is_valid: Optional[ArrayLike] = None) -> None:
     """Adds a padded batch of ground truth (only when built without a ground-truth dict).
 
     Args:
@@ -523,11 +524,17 @@ class COCOEvaluator:
       category_ids: int[B, N] ORIGINAL category ids (not contiguous indices).
       num_boxes: int[B]; rows past num_boxes[b] are padding.
       is_crowd: int/bool[B, N]; None = no crowd regions.
-      areas: float[B, N] COCO annotation areas; None = box areas.
+      areas: float[B, N] COCO annotation areas (they set the small/medium/large
+        bucket; COCO's are segmentation areas); None = box areas.
+      is_valid: bool [B]; False rows are batch padding and dropped.
     """
     if not self.accumulates_ground_truth:
       raise ValueError(f"this evaluator uses the fixed ground truth of {self._source}; "
                        "build it without ground_truth to accumulate ground truth")
+    (image_ids, original_sizes, boxes_yxyx_original_pixels, category_ids, num_boxes, is_crowd,
+     areas) = _select_rows(is_valid, image_ids=image_ids, original_sizes=original_sizes,
+                           boxes=boxes_yxyx_original_pixels, category_ids=category_ids,
+                           num_boxes=num_boxes, is_crowd=is_crowd, areas=areas)
     ids = _as_int_vector(image_ids, "image_ids")
     batch = len(ids)
     sizes = _as_sizes(original_sizes, batch, "original_sizes")
@@ -572,11 +579,17 @@ class COCOEvaluator:
 
   def update(self, image_ids: ArrayLike, boxes_yxyx_original_pixels: ArrayLike,
              scores: ArrayLike, classes_contiguous: ArrayLike,
-             valid_detections: ArrayLike) -> None:
-    """Adds a padded batch of detections (see `detections_to_coco_results`)."""
-    ids = _as_int_vector(image_ids, "image_ids")
-    results = detections_to_coco_results(ids, boxes_yxyx_original_pixels, scores,
-                                         classes_contiguous, valid_detections,
+             valid_detections: ArrayLike, is_valid: Optional[ArrayLike] = None) -> None:
+    """Adds a padded batch of detections (see `detections_to_coco_results`).
+
+    `is_valid` (bool [B]) drops batch-padding rows (the eval input's
+    `is_valid`); None = every row is a real image.
+    """
+    ids, boxes, scores, classes, valid = _select_rows(
+        is_valid, image_ids=image_ids, boxes=boxes_yxyx_original_pixels, scores=scores,
+        classes=classes_contiguous, valid_detections=valid_detections)
+    ids = _as_int_vector(ids, "image_ids")
+    results = detections_to_coco_results(ids, boxes, scores, classes, valid,
                                          self._class_to_category)
     for image_id in ids.tolist():
       if image_id in self._seen_images:
@@ -659,6 +672,26 @@ def _to_json(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------- validation
+
+def _select_rows(is_valid: Optional[ArrayLike], **batch: Optional[ArrayLike]) -> List[Any]:
+  """The given batch arrays (None stays None) restricted to rows where is_valid is True."""
+  if is_valid is None:
+    return list(batch.values())
+  mask = np.asarray(is_valid)
+  if mask.ndim != 1 or mask.dtype != np.bool_:
+    raise ValueError(f"is_valid must be a bool vector [B], got {mask.dtype} {mask.shape}")
+  selected = []
+  for name, value in batch.items():
+    if value is None:
+      selected.append(None)
+      continue
+    array = np.asarray(value)
+    if array.ndim < 1 or array.shape[0] != mask.shape[0]:
+      raise ValueError(f"{name} has {array.shape[0] if array.ndim else 0} rows but is_valid has "
+                       f"{mask.shape[0]}")
+    selected.append(array[mask])
+  return selected
+
 
 def _as_int_vector(value: ArrayLike, name: str) -> np.ndarray:
   array = np.asarray(value)
