@@ -22,21 +22,21 @@ from data import convert
 SPLITS = ("train", "val")
 
 
-def record_statistics_properties(artifacts: Dict[str, Any], stats: Dict[str, Any]) -> None:
-  """Copies the headline counts of `stats` onto the output artifacts' custom properties."""
-  examples, label_map, statistics = (artifacts["examples"], artifacts["label_map"],
-                                     artifacts["statistics"])
+def record_statistics_properties(examples, label_map, statistics, stats: Dict[str, Any],
+                                 num_classes: int) -> None:
+  """Copies the headline counts of the conversion stats onto MLMD custom properties."""
   for split, split_stats in stats["splits"].items():
     examples.set_int_custom_property(f"{split}_examples", int(split_stats["images_written"]))
-    examples.set_int_custom_property(f"{split}_shards", int(split_stats["shards"]))
-    statistics.set_int_custom_property(f"{split}_images_in", int(split_stats["images_in"]))
-    statistics.set_int_custom_property(f"{split}_images_written",
-                                       int(split_stats["images_written"]))
+    examples.set_int_custom_property(f"{split}_shards", int(split_stats["num_shards"]))
+    for key in ("images_in", "images_written", "annotations_in", "boxes_written",
+                "boxes_clipped", "crowd_boxes", "negative_images"):
+      statistics.set_int_custom_property(f"{split}_{key}", int(split_stats[key]))
     for reason, count in sorted(split_stats["images_skipped"].items()):
-      statistics.set_int_custom_property(f"{split}_skipped_{reason}", int(count))
-    statistics.set_int_custom_property(f"{split}_boxes_written", int(split_stats["boxes_written"]))
-  label_map.set_int_custom_property("num_classes", int(stats["num_classes"]))
-  examples.set_int_custom_property("num_classes", int(stats["num_classes"]))
+      statistics.set_int_custom_property(f"{split}_images_skipped_{reason}", int(count))
+    for reason, count in sorted(split_stats["annotations_dropped"].items()):
+      statistics.set_int_custom_property(f"{split}_annotations_dropped_{reason}", int(count))
+  for artifact in (examples, label_map, statistics):
+    artifact.set_int_custom_property("num_classes", num_classes)
 
 
 @component(use_beam=True)
@@ -61,22 +61,12 @@ def CocoExampleGen(  # pylint: disable=invalid-name
   """
   del code_version
   splits = {"train": (train_annotations, train_images), "val": (val_annotations, val_images)}
-  stats = convert.convert_coco(
-      splits=splits,
-      output_dir=examples.uri,
-      label_map_path=os.path.join(label_map.uri, LABEL_MAP_FILE),
-      statistics_path=os.path.join(statistics.uri, STATISTICS_FILE),
-      num_shards=num_shards or None,
-      beam_pipeline=beam_pipeline,
-  )
+  result = convert.convert_coco(splits=splits, output_dir=examples.uri,
+                                num_shards=num_shards or None, beam_pipeline=beam_pipeline)
+  tf.io.gfile.copy(result.label_map_path, os.path.join(label_map.uri, LABEL_MAP_FILE),
+                   overwrite=True)
+  tf.io.gfile.copy(result.stats_path, os.path.join(statistics.uri, STATISTICS_FILE),
+                   overwrite=True)
   examples.split_names = json.dumps(list(SPLITS))
-  record_statistics_properties(
-      {"examples": examples, "label_map": label_map, "statistics": statistics}, stats)
-
-
-def read_label_map_json(label_map_artifact_uri: str) -> str:
-  """Returns the path of the label map file inside a LabelMap artifact."""
-  path = os.path.join(label_map_artifact_uri, LABEL_MAP_FILE)
-  if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(f"label map artifact {label_map_artifact_uri} has no {LABEL_MAP_FILE}")
-  return path
+  record_statistics_properties(examples, label_map, statistics, result.stats,
+                               result.label_map.num_classes)

@@ -172,7 +172,8 @@ def beam_args(args: argparse.Namespace) -> List[str]:
         f"--setup_file={os.path.join(REPO_ROOT, 'setup.py')}",
     ]
   else:
-    result = convert.direct_runner_args(args.direct_mode)
+    mode = [f"--direct_running_mode={args.direct_mode}", "--direct_num_workers=2"]
+    result = convert.pipeline_args_with_defaults(mode if args.direct_mode else [])
     # Naming an SDK image stops TFX from building an ephemeral sdist of itself
     # for every Beam run (~1.5 s, ~49 MB under /tmp); the DirectRunner never uses it.
     result.append("--sdk_container_image=unused-by-direct-runner")

@@ -23,10 +23,9 @@ def examples_file_pattern(examples: types.Artifact, split: str) -> str:
   return os.path.join(uri, "*")
 
 
-def load_label_map_json(label_map_uri: str) -> List[Dict[str, Any]]:
-  path = os.path.join(label_map_uri, artifact_layout.LABEL_MAP_FILE)
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+def load_label_map(label_map_uri: str):
+  from data import coco  # pylint: disable=g-import-not-at-top
+  return coco.load_label_map(os.path.join(label_map_uri, artifact_layout.LABEL_MAP_FILE))
 
 
 class Executor(base_executor.BaseExecutor):
@@ -44,8 +43,8 @@ class Executor(base_executor.BaseExecutor):
     model_run = artifact_utils.get_single_instance(output_dict["model_run"])
 
     config = config_lib.config_from_dict(json.loads(exec_properties["config_json"]))
-    label_map = load_label_map_json(label_map_uri)
-    config_lib.check_num_classes(config, len(label_map))
+    label_map = load_label_map(label_map_uri)
+    config_lib.check_num_classes(config, label_map.num_classes)
     strategy_name = exec_properties.get("strategy") or config.train.strategy
     freeze_patterns = json.loads(exec_properties.get("freeze_patterns") or "[]")
 
