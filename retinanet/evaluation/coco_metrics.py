@@ -446,7 +446,8 @@ class COCOEvaluator:
                ground_truth: Optional[Mapping[str, Any]] = None,
                category_names: Optional[Mapping[int, str]] = None,
                source: str = "ground truth") -> None:
-    """
+    """Builds an evaluator with fixed or accumulated ground truth.
+
     Args:
       class_to_category_id: contiguous class index -> original category id
         (dict or array; see `class_to_category_array`).
