@@ -1,0 +1,143 @@
+"""Runs a model over an eval split and scores it with COCO metrics.
+
+The glue between the input pipeline (eval parser: resize/pad, image ids,
+original sizes and scales), the model + post-processing, and the pycocotools
+evaluator. Ground truth comes from the same TFRecords, so a split can be
+evaluated without its COCO JSON. Used by the in-training callback, the
+continuous evaluator and the Evaluator component.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from data import coco
+from retinanet import config as config_lib
+from retinanet.dataloader import input_reader
+from retinanet.evaluation import coco_metrics
+from retinanet.ops import anchors as anchor_ops
+from retinanet.ops import postprocess
+
+logger = logging.getLogger(__name__)
+
+# Files of a trained model directory (the Trainer's Model artifact, a pushed model).
+CHECKPOINT_DIR = "checkpoint"
+CONFIG_FILE = "config.json"
+LABEL_MAP_FILE = "label_map.json"
+
+
+@dataclasses.dataclass
+class EvalResult:
+  metrics: Dict[str, float]          # the 12 COCO numbers (AP, AP50, ..., ARl)
+  per_class_ap: List[Dict[str, Any]]  # [{category_id, name, AP, num_ground_truth}]
+  detections: List[Dict[str, Any]]   # COCO results format, original pixels
+  summary: str                        # COCOeval's 12-line summary
+  num_images: int
+  model_seconds: float                # input + model + NMS
+  cocoeval_seconds: float             # pycocotools evaluate/accumulate/summarize
+
+
+def build_detect_fn(model: tf.Module, model_config: config_lib.ModelConfig,
+                    postprocess_config: config_lib.PostprocessConfig
+                    ) -> Callable[[tf.Tensor], Dict[str, tf.Tensor]]:
+  """A tf.function: normalized images [B, H, W, 3] -> detections in model-input pixels."""
+  levels = (model_config.fpn.min_level, model_config.fpn.max_level)
+  anchor_args = (model_config.input_size, *levels)
+  anchors = anchor_ops.generate_anchors(
+      *anchor_args, model_config.anchors.anchor_size, model_config.anchors.scales_per_octave,
+      model_config.anchors.aspect_ratios)
+  per_level = list(anchor_ops.anchors_per_level(
+      *anchor_args, model_config.anchors.scales_per_octave,
+      model_config.anchors.aspect_ratios).values())
+  p = postprocess_config
+
+  @tf.function
+  def detect(images: tf.Tensor) -> Dict[str, tf.Tensor]:
+    outputs = model(images, training=False)
+    return postprocess.generate_detections(
+        outputs["class_outputs"], outputs["box_outputs"], anchors, model_config.input_size,
+        nms_mode=p.nms_mode, pre_nms_top_k=p.pre_nms_top_k, score_threshold=p.score_threshold,
+        iou_threshold=p.iou_threshold, soft_nms_sigma=p.soft_nms_sigma,
+        max_detections=p.max_detections, max_detections_per_class=p.max_detections_per_class,
+        variances=model_config.box_variances, anchors_per_level=per_level)
+
+  return detect
+
+
+def evaluate(model: tf.Module, config: config_lib.ExperimentConfig, file_pattern: str,
+             label_map: coco.LabelMap, max_images: Optional[int] = None) -> EvalResult:
+  """COCO metrics of `model` on the TFRecords of `file_pattern` (each image once)."""
+  if max_images is not None:
+    config = dataclasses.replace(config, eval=dataclasses.replace(config.eval,
+                                                                  max_images=max_images))
+  dataset = input_reader.dataset_fn_from_config(config, file_pattern, is_training=False)(None)
+  detect = build_detect_fn(model, config.model, config.postprocess)
+  category_ids = np.asarray(label_map.category_ids, np.int64)
+  evaluator = coco_metrics.COCOEvaluator(
+      category_ids, category_names=dict(zip(label_map.category_ids, label_map.names)))
+  start = time.time()
+  num_images = 0
+  for images, labels in dataset:
+    detections = {k: v.numpy() for k, v in detect(images).items()}
+    labels = {k: v.numpy() for k, v in labels.items()}
+    valid = labels["is_valid"]
+    gt_classes = labels["gt_classes"]
+    # Padding rows (class -1) come last; num_boxes marks where they start.
+    gt_categories = np.where(gt_classes >= 0, category_ids[np.maximum(gt_classes, 0)], -1)
+    to_original = lambda b: coco_metrics.boxes_to_original_pixels(  # noqa: E731
+        b, labels["scale"], labels["original_size"])
+    evaluator.add_ground_truth(labels["image_id"], labels["original_size"],
+                               to_original(labels["gt_boxes"]), gt_categories,
+                               (gt_classes >= 0).sum(axis=1), is_crowd=labels["gt_is_crowd"],
+                               areas=labels.get("gt_areas"), is_valid=valid)
+    boxes = to_original(detections["boxes"])
+    evaluator.update(labels["image_id"], boxes, detections["scores"], detections["classes"],
+                     detections["valid_detections"], is_valid=valid)
+    num_images += int(valid.sum())
+  model_seconds = time.time() - start
+  start = time.time()
+  result = evaluator.evaluate()
+  cocoeval_seconds = time.time() - start
+  metrics = {name: float(result[name]) for name in coco_metrics.COCO_METRIC_NAMES}
+  logger.info("Evaluated %d images: AP %.4f AP50 %.4f AP75 %.4f (model %.1f s, COCOeval %.1f s)",
+              num_images, metrics["AP"], metrics["AP50"], metrics["AP75"], model_seconds,
+              cocoeval_seconds)
+  return EvalResult(metrics, result["per_class"], evaluator.detections, result["summary"],
+                    num_images, model_seconds, cocoeval_seconds)
+
+
+def load_model_dir(model_dir: str, postprocess_overrides: Optional[Mapping[str, Any]] = None):
+  """(model, config, label_map) of a trained model directory (checkpoint/, config.json, label_map.json)."""
+  from retinanet.training import trainer  # pylint: disable=g-import-not-at-top
+  config = config_lib.load_config(os.path.join(model_dir, CONFIG_FILE))
+  if postprocess_overrides:
+    config = config_lib.apply_overrides(
+        config, [f"postprocess.{k}={json.dumps(v)}" for k, v in postprocess_overrides.items()])
+  label_map = coco.load_label_map(os.path.join(model_dir, LABEL_MAP_FILE))
+  model, _ = trainer.load_trained_model(config.model, os.path.join(model_dir, CHECKPOINT_DIR))
+  return model, config, label_map
+
+
+def evaluate_model_dir(model_dir: str, file_pattern: str,
+                       postprocess_overrides: Optional[Mapping[str, Any]] = None) -> EvalResult:
+  """Evaluates the newest checkpoint of a trained model directory."""
+  model, config, label_map = load_model_dir(model_dir, postprocess_overrides)
+  return evaluate(model, config, file_pattern, label_map)
+
+
+def make_eval_callback(config: config_lib.ExperimentConfig, *, file_pattern: str,
+                       label_map: coco.LabelMap) -> Callable[[tf.Module, int], Dict[str, float]]:
+  """fn(model, step) -> scalar metrics, for the trainer's eval_every callback."""
+  def eval_fn(model: tf.Module, step: int) -> Dict[str, float]:
+    result = evaluate(model, config, file_pattern, label_map)
+    logger.info("[global_step %d] COCO AP %.4f AP50 %.4f", step, result.metrics["AP"],
+                result.metrics["AP50"])
+    return coco_metrics.scalar_metrics({**result.metrics, "per_class": result.per_class_ap})
+  return eval_fn
