@@ -1,0 +1,235 @@
+"""TFRecord files -> batched, prefetched tf.data pipeline.
+
+`build_dataset` takes explicit arguments and a parser (parser.TrainParser or
+parser.EvalParser); `dataset_fn_from_config` is the one place that maps the
+config tree onto them, returning a `fn(input_context)` for
+`strategy.distribute_datasets_from_function`.
+
+Sharding: with several input pipelines (multi-worker), FILES are split
+between pipelines (pipeline i reads files i, i + n, ...). With fewer files
+than pipelines every pipeline reads all files in a fixed order and keeps
+every n-th record instead.
+
+Evaluation sees every record exactly once: no shuffle, no repeat, no
+dropped remainder. With `pad_last_batch` (the default for eval) the last
+batch is padded to the full batch size so shapes stay static; padded rows
+hold 0 in float tensors, -1 in integer tensors (image_id -1) and False in
+bool tensors (labels["is_valid"] False): skip rows where is_valid is False.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import tensorflow as tf
+
+from retinanet import config as config_lib
+from retinanet.dataloader import decoder
+from retinanet.dataloader import parser as parser_lib
+from retinanet.ops import anchors as anchors_lib
+
+logger = logging.getLogger(__name__)
+
+ParserFn = Callable[[Dict[str, tf.Tensor], tf.Tensor], parser_lib.Element]
+FilePatterns = Union[str, Sequence[str]]
+
+_AUTO = "auto"
+
+
+def list_files(file_pattern: FilePatterns) -> List[str]:
+  """Sorted, de-duplicated files matching one pattern or a list of patterns / paths."""
+  patterns = [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
+  if not patterns:
+    raise ValueError("input_reader: no file pattern given")
+  files = set()
+  for pattern in patterns:
+    matched = tf.io.gfile.glob(pattern)
+    if not matched:
+      raise FileNotFoundError(
+          f"input_reader: no TFRecord files match {pattern!r}; check the examples path and split "
+          f"name (e.g. <examples_uri>/Split-train/*)")
+    files.update(matched)
+  return sorted(files)
+
+
+def infer_compression(files: Sequence[str]) -> str:
+  """'GZIP' when every file ends in .gz, '' when none does; mixed lists are an error."""
+  gz = [f.endswith(".gz") for f in files]
+  if all(gz):
+    return "GZIP"
+  if not any(gz):
+    return ""
+  raise ValueError(f"input_reader: files mix .gz and uncompressed TFRecords ({files[0]!r}, ...); "
+                   "pass compression_type explicitly or separate them")
+
+
+def shard_files(files: Sequence[str], num_pipelines: int, pipeline_id: int) -> List[str]:
+  """Files of one input pipeline: every num_pipelines-th starting at pipeline_id."""
+  return list(files[pipeline_id::num_pipelines])
+
+
+def _element_seed(base_seed: int, pipeline_id: int, index: tf.Tensor) -> tf.Tensor:
+  """int64 [2] stateless seed, distinct per (base seed, pipeline, element index)."""
+  pipeline_seed = tf.constant([base_seed, pipeline_id], tf.int64)
+  return tf.random.experimental.stateless_fold_in(pipeline_seed, index)
+
+
+def _pad_value(dtype: tf.DType):
+  if dtype == tf.bool:
+    return False
+  if dtype.is_integer:
+    return -1
+  return 0
+
+
+def pad_batch(element, batch_size: int):
+  """Pads every tensor of a batched element along axis 0 to batch_size rows.
+
+  Padding is 0 for floats, -1 for integers, False for bools (so
+  labels["is_valid"] and image_id mark the padding rows).
+  """
+  def pad(t: tf.Tensor) -> tf.Tensor:
+    missing = batch_size - tf.shape(t)[0]
+    paddings = tf.concat([[[0, missing]], tf.zeros([tf.rank(t) - 1, 2], tf.int32)], axis=0)
+    padded = tf.pad(t, paddings, constant_values=tf.cast(_pad_value(t.dtype), t.dtype))
+    padded.set_shape([batch_size] + t.shape.as_list()[1:])
+    return padded
+  return tf.nest.map_structure(pad, element)
+
+
+def build_dataset(file_pattern: FilePatterns, *, parser: ParserFn, is_training: bool,
+                  global_batch_size: int,
+                  input_context: Optional[tf.distribute.InputContext] = None,
+                  shuffle_buffer: int = 1024, cycle_length: int = 16,
+                  deterministic: bool = False, seed: int = 0,
+                  compression_type: str = _AUTO,
+                  pad_last_batch: Optional[bool] = None,
+                  max_records: int = 0) -> tf.data.Dataset:
+  """Batched dataset of `parser` outputs read from TFRecord files.
+
+  Args:
+    file_pattern: glob pattern(s) or paths of TFRecord files (listed, sorted).
+    parser: callable (decoded dict, seed int64 [2]) -> (image, labels).
+    is_training: shuffle files and records, repeat forever, drop the last
+      partial batch. Otherwise: one pass in file order, remainder kept.
+    global_batch_size: batch over all replicas; each pipeline batches
+      input_context.get_per_replica_batch_size(global_batch_size).
+    input_context: from distribute_datasets_from_function; None = one pipeline.
+    shuffle_buffer, cycle_length: record shuffle buffer, files read at once.
+    deterministic: fixed element order and augmentation seeds derived from
+      `seed`, so two runs give identical batches. Otherwise seeds are drawn
+      from the OS per call and tf.data may reorder elements for speed.
+    compression_type: "GZIP", "" or "auto" (from the .gz file extension).
+    pad_last_batch: pad the last eval batch to the batch size (see module
+      docstring); default True for eval, not allowed for training.
+    max_records: read at most this many records per pipeline (0 = all).
+  """
+  if global_batch_size < 1:
+    raise ValueError(f"build_dataset: global_batch_size={global_batch_size} must be >= 1")
+  if pad_last_batch is None:
+    pad_last_batch = not is_training
+  if pad_last_batch and is_training:
+    raise ValueError("build_dataset: pad_last_batch is for evaluation (training drops the remainder)")
+  split = "train" if is_training else "eval"
+  files = list_files(file_pattern)
+  num_files = len(files)
+  logger.info("Found %d %s tfrecords matching %s", len(files), split, file_pattern)
+  if compression_type == _AUTO:
+    compression_type = infer_compression(files)
+
+  num_pipelines = input_context.num_input_pipelines if input_context else 1
+  pipeline_id = input_context.input_pipeline_id if input_context else 0
+  batch_size = (input_context.get_per_replica_batch_size(global_batch_size)
+                if input_context else global_batch_size)
+  shard_records = num_pipelines > 1 and len(files) < num_pipelines
+  if num_pipelines > 1 and not shard_records:
+    files = shard_files(files, num_pipelines, pipeline_id)
+    logger.warning("[Worker ID %d] Using %d/%d %s tfrecords", pipeline_id, len(files),
+                   num_files, split)
+  elif shard_records:
+    logger.warning("[Worker ID %d] Only %d %s tfrecords for %d input pipelines: every pipeline "
+                   "reads all files and keeps every %d-th record", pipeline_id, len(files), split,
+                   num_pipelines, num_pipelines)
+  logger.info("[Worker ID %d] Using per_replica batch_size of %d for %s", pipeline_id,
+              batch_size, split)
+
+  base_seed = seed if deterministic else random.SystemRandom().randrange(2**62)
+  # Record sharding needs the same record order in every pipeline.
+  ordered_read = deterministic or shard_records or not is_training
+  dataset = tf.data.Dataset.from_tensor_slices(files)
+  if is_training and not shard_records:
+    dataset = dataset.shuffle(len(files), seed=base_seed, reshuffle_each_iteration=True)
+  dataset = dataset.interleave(
+      lambda f: tf.data.TFRecordDataset(f, compression_type=compression_type),
+      cycle_length=max(1, min(cycle_length, len(files))),
+      num_parallel_calls=tf.data.AUTOTUNE,
+      deterministic=ordered_read)
+  if shard_records:
+    dataset = dataset.shard(num_pipelines, pipeline_id)
+  if max_records > 0:
+    dataset = dataset.take(max_records)
+  if is_training:
+    dataset = dataset.shuffle(shuffle_buffer, seed=base_seed, reshuffle_each_iteration=True)
+    dataset = dataset.repeat()
+
+  # Plain graph code (no Python control flow on tensors): skip AutoGraph conversion.
+  @tf.autograph.experimental.do_not_convert
+  def decode_and_parse(index: tf.Tensor, serialized: tf.Tensor) -> parser_lib.Element:
+    seed_tensor = _element_seed(base_seed, pipeline_id, index)
+    return parser(decoder.decode_example(serialized), seed_tensor)
+
+  dataset = dataset.enumerate().map(decode_and_parse, num_parallel_calls=tf.data.AUTOTUNE,
+                                    deterministic=deterministic or not is_training)
+  dataset = dataset.batch(batch_size, drop_remainder=is_training)
+  if pad_last_batch:
+    dataset = dataset.map(lambda *element: pad_batch(element, batch_size))
+  dataset = dataset.prefetch(tf.data.AUTOTUNE)
+
+  options = tf.data.Options()
+  options.deterministic = deterministic
+  # Sharding is done above; never let tf.distribute re-shard the pipeline.
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+  return dataset.with_options(options)
+
+
+def build_parser(config: config_lib.ExperimentConfig, is_training: bool) -> ParserFn:
+  """The train or eval parser for a config (the factory: config -> explicit args)."""
+  model, inputs = config.model, config.input
+  if not is_training:
+    return parser_lib.EvalParser(output_size=model.input_size, max_instances=inputs.max_instances,
+                                 mean_rgb=inputs.mean_rgb, stddev_rgb=inputs.stddev_rgb)
+  anchors = anchors_lib.generate_anchors(
+      model.input_size, model.fpn.min_level, model.fpn.max_level, model.anchors.anchor_size,
+      model.anchors.scales_per_octave, model.anchors.aspect_ratios)
+  return parser_lib.TrainParser(
+      output_size=model.input_size, anchors=anchors,
+      positive_iou=model.matcher.positive_iou, negative_iou=model.matcher.negative_iou,
+      box_variances=model.box_variances,
+      allow_low_quality_matches=model.matcher.allow_low_quality_matches,
+      scale_min=inputs.scale_min, scale_max=inputs.scale_max,
+      horizontal_flip=inputs.horizontal_flip, max_instances=inputs.max_instances,
+      mean_rgb=inputs.mean_rgb, stddev_rgb=inputs.stddev_rgb)
+
+
+def dataset_fn_from_config(config: config_lib.ExperimentConfig, file_pattern: FilePatterns,
+                           is_training: bool
+                           ) -> Callable[[Optional[tf.distribute.InputContext]], tf.data.Dataset]:
+  """fn(input_context) -> dataset, for strategy.distribute_datasets_from_function.
+
+  Training batches config.train.global_batch_size, evaluation
+  config.eval.batch_size (both global, split over replicas); evaluation is
+  capped at config.eval.max_images records per pipeline when that is > 0.
+  """
+  inputs = config.input
+  batch_size = config.train.global_batch_size if is_training else config.eval.batch_size
+  max_records = 0 if is_training else config.eval.max_images
+
+  def dataset_fn(input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+    return build_dataset(
+        file_pattern, parser=build_parser(config, is_training), is_training=is_training,
+        global_batch_size=batch_size, input_context=input_context,
+        shuffle_buffer=inputs.shuffle_buffer, cycle_length=inputs.cycle_length,
+        deterministic=inputs.deterministic, seed=inputs.seed, max_records=max_records)
+
+  return dataset_fn
