@@ -150,3 +150,17 @@ def test_moving_average_normalizer():
   assert losses.LossNormalizer(momentum=0.0)(7.0).numpy() == 7.0
   with pytest.raises(ValueError, match="momentum"):
     losses.LossNormalizer(momentum=1.0)
+
+
+def test_loss_normalizer_in_replica_context():
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+  with strategy.scope():
+    norm = losses.LossNormalizer(momentum=0.9)
+
+  @tf.function
+  def step(num_positives):
+    return strategy.run(norm, args=(num_positives,))
+
+  np.testing.assert_allclose(step(tf.constant(20.0)), 92.0, rtol=1e-6)
+  np.testing.assert_allclose(step(tf.constant(20.0)), 0.9 * 92.0 + 2.0, rtol=1e-6)
+  np.testing.assert_allclose(norm.value.numpy(), 0.9 * 92.0 + 2.0, rtol=1e-6)
