@@ -20,7 +20,8 @@ def encode_image(array: np.ndarray, fmt: str = "png") -> bytes:
 
 def make_example(image: np.ndarray, boxes_yxyx_normalized: Sequence[Sequence[float]] = (),
                  classes: Sequence[int] = (), is_crowd: Optional[Sequence[int]] = None,
-                 image_id: int = 1, fmt: str = "png") -> tf.train.Example:
+                 image_id: int = 1, fmt: str = "png",
+                 areas: Optional[Sequence[float]] = None) -> tf.train.Example:
   """An Example with the data/schema.py keys, boxes given as normalized yxyx."""
   boxes = np.asarray(boxes_yxyx_normalized, np.float32).reshape(-1, 4)
   is_crowd = [0] * len(boxes) if is_crowd is None else list(is_crowd)
@@ -40,7 +41,7 @@ def make_example(image: np.ndarray, boxes_yxyx_normalized: Sequence[Sequence[flo
       schema.XMAX: floats(boxes[:, 3]),
       schema.LABEL: ints(classes),
       schema.CATEGORY_ID: ints([c + 1 for c in classes]),
-      schema.AREA: floats([1.0] * len(boxes)),
+      schema.AREA: floats([1.0] * len(boxes) if areas is None else areas),
       schema.IS_CROWD: ints(is_crowd),
   }
   return tf.train.Example(features=tf.train.Features(feature=feature))
@@ -82,7 +83,8 @@ def _decode(example: tf.train.Example) -> dict:
 
 def test_png_decodes_exactly_with_boxes_as_yxyx():
   image = random_image(20, 30)
-  out = _decode(make_example(image, [[0.1, 0.2, 0.5, 0.9]], [7], is_crowd=[1], image_id=42))
+  out = _decode(make_example(image, [[0.1, 0.2, 0.5, 0.9]], [7], is_crowd=[1], image_id=42,
+                             areas=[55.5]))
   np.testing.assert_array_equal(out[decoder.IMAGE], image)
   assert out[decoder.IMAGE_ID] == 42
   np.testing.assert_array_equal(out[decoder.ORIGINAL_SIZE], [20, 30])
@@ -90,6 +92,7 @@ def test_png_decodes_exactly_with_boxes_as_yxyx():
   np.testing.assert_array_equal(out[decoder.CLASSES], [7])
   assert out[decoder.CLASSES].dtype == np.int32
   np.testing.assert_array_equal(out[decoder.IS_CROWD], [True])
+  np.testing.assert_allclose(out[decoder.AREAS], [55.5])
 
 
 def test_jpeg_decodes_close_to_the_source():
@@ -146,3 +149,29 @@ def test_gzip_fixture_reads_back(tmp_path):
   ids = [decoder.decode_example(r)[decoder.IMAGE_ID].numpy()
          for r in tf.data.TFRecordDataset(paths, compression_type="GZIP")]
   assert ids == [1, 2, 3, 4, 5, 6]
+
+
+def test_feature_spec_agrees_with_the_data_stage_codec():
+  from data import example_codec
+  for key, feature in decoder.FEATURE_SPEC.items():
+    theirs = example_codec.FEATURE_SPEC[key]
+    assert type(feature) is type(theirs) and feature.dtype == theirs.dtype, key
+
+
+def test_decodes_an_example_written_by_the_data_stage():
+  from data import coco, example_codec
+  label_map = coco.LabelMap(category_ids=(3, 9), names=("cat", "dog"))
+  image = random_image(40, 50)
+  annotations = [{"category_id": 9, "bbox": [5.0, 10.0, 20.0, 8.0], "iscrowd": 0, "area": 150.0},
+                 {"category_id": 3, "bbox": [0.0, 0.0, 50.0, 40.0], "iscrowd": 1, "area": 2000.0}]
+  example, _ = example_codec.build_example(encode_image(image, "png"),
+                                           {"id": 123, "file_name": "a.png"}, annotations, label_map)
+  out = _decode(example)
+  np.testing.assert_array_equal(out[decoder.IMAGE], image)
+  assert out[decoder.IMAGE_ID] == 123
+  # COCO [x, y, w, h] = [5, 10, 20, 8] -> yxyx pixels [10, 5, 18, 25] in a 40 x 50 image.
+  np.testing.assert_allclose(out[decoder.BOXES] * [40, 50, 40, 50],
+                             [[10.0, 5.0, 18.0, 25.0], [0.0, 0.0, 40.0, 50.0]], atol=1e-4)
+  np.testing.assert_array_equal(out[decoder.CLASSES], [1, 0])
+  np.testing.assert_array_equal(out[decoder.IS_CROWD], [False, True])
+  np.testing.assert_allclose(out[decoder.AREAS], [150.0, 2000.0])

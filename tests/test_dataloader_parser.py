@@ -166,9 +166,23 @@ def test_eval_parser_resizes_pads_and_maps_boxes_back():
   np.testing.assert_allclose(labels["gt_boxes"][:2], [[3.2, 12.8, 16.0, 57.6], [0, 0, 32, 64]],
                              atol=1e-4)
   np.testing.assert_array_equal(labels["gt_classes"], [3, 4, -1, -1])
+  np.testing.assert_array_equal(labels["gt_is_crowd"], [False, True, False, False])
+  np.testing.assert_allclose(labels["gt_areas"], [1.0, 1.0, 0.0, 0.0])  # make_example's areas
   back = preprocess_ops.boxes_to_original_image(labels["gt_boxes"][:2], labels["scale"],
                                                 labels["original_size"]).numpy()
   np.testing.assert_allclose(back, np.array(boxes) * [50, 100, 50, 100], atol=1e-3)
+
+
+def test_eval_padding_element_matches_the_element_structure():
+  eval_parser = parser.EvalParser(output_size=SIZE, max_instances=4)
+  real = eval_parser(_decoded(random_image(30, 40), [[0.1, 0.1, 0.5, 0.5]], [1]))
+  padding = eval_parser.padding_element()
+  tf.nest.assert_same_structure(real, padding)
+  for a, b in zip(tf.nest.flatten(real), tf.nest.flatten(padding)):
+    assert a.dtype == b.dtype and a.shape == b.shape
+  labels = padding[1]
+  assert labels["image_id"] == -1 and not labels["is_valid"]
+  np.testing.assert_array_equal(labels["gt_classes"].numpy(), -1)
 
 
 def test_parser_arguments_are_checked():

@@ -127,7 +127,11 @@ def test_eval_sees_every_image_once_with_a_padded_last_batch(tmp_path):
   np.testing.assert_array_equal(last["is_valid"].numpy(), [True, False, False])
   np.testing.assert_array_equal(last["image_id"].numpy()[1:], [-1, -1])
   np.testing.assert_array_equal(last["gt_classes"].numpy()[1:], -1)
-  assert not last_images.numpy()[1:].any() and not last["scale"].numpy()[1:].any()
+  assert not last_images.numpy()[1:].any()
+  # Padding rows keep usable geometry: mapping a whole batch back never divides by 0.
+  np.testing.assert_array_equal(last["scale"].numpy()[1:], 1.0)
+  np.testing.assert_array_equal(last["original_size"].numpy()[1:], [SIZE, SIZE])
+  assert {k: v.shape for k, v in last.items()} == {k: v.shape for k, v in batches[0][1].items()}
 
   unpadded = input_reader.build_dataset(paths, parser=_eval_parser(), is_training=False,
                                         global_batch_size=3, pad_last_batch=False)
@@ -152,6 +156,9 @@ def test_uncompressed_files_and_bad_inputs(tmp_path):
   with pytest.raises(ValueError, match="pad_last_batch"):
     input_reader.build_dataset(gz, parser=_train_parser(), is_training=True, global_batch_size=1,
                                pad_last_batch=True)
+  with pytest.raises(ValueError, match="padding_element"):
+    input_reader.build_dataset(gz, parser=lambda d, s: (d["image"], {}), is_training=False,
+                               global_batch_size=1)
 
 
 def test_dataset_fn_from_config_with_distribute_datasets_from_function(shards):

@@ -19,6 +19,7 @@ ORIGINAL_SIZE = "original_size"  # int32 [2]: (height, width) of the decoded ima
 BOXES = "boxes"                  # float32 [M, 4] normalized yxyx
 CLASSES = "classes"              # int32 [M] contiguous label 0..num_classes-1
 IS_CROWD = "is_crowd"            # bool [M]
+AREAS = "areas"                  # float32 [M] annotation area in original pixels (COCO "area")
 
 _OBJECT_FLOAT_KEYS = (schema.YMIN, schema.XMIN, schema.YMAX, schema.XMAX)
 
@@ -34,6 +35,7 @@ FEATURE_SPEC: Dict[str, tf.io.FixedLenFeature | tf.io.VarLenFeature] = {
     schema.XMAX: tf.io.VarLenFeature(tf.float32),
     schema.LABEL: tf.io.VarLenFeature(tf.int64),
     schema.IS_CROWD: tf.io.VarLenFeature(tf.int64),
+    schema.AREA: tf.io.VarLenFeature(tf.float32),
 }
 
 
@@ -61,7 +63,8 @@ def decode_example(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
 
   Returns a dict with IMAGE (uint8 [H, W, 3], JPEG or PNG, grey and RGBA
   converted to RGB), IMAGE_ID, ORIGINAL_SIZE (decoded height, width),
-  BOXES (normalized yxyx [M, 4]), CLASSES (int32 [M]) and IS_CROWD (bool [M]).
+  BOXES (normalized yxyx [M, 4]), CLASSES (int32 [M]), IS_CROWD (bool [M])
+  and AREAS (float32 [M]).
   Records whose object lists disagree in length, or whose stored
   image/height, image/width differ from the decoded image, fail with an
   error naming the field and the image id.
@@ -69,7 +72,7 @@ def decode_example(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
   parsed = tf.io.parse_single_example(serialized, FEATURE_SPEC)
   image_id = parsed[schema.IMAGE_ID]
   lists = {key: _dense(parsed[key]) for key in
-           _OBJECT_FLOAT_KEYS + (schema.LABEL, schema.IS_CROWD)}
+           _OBJECT_FLOAT_KEYS + (schema.LABEL, schema.IS_CROWD, schema.AREA)}
   image = tf.io.decode_image(parsed[schema.ENCODED], channels=3, expand_animations=False)
   image.set_shape([None, None, 3])
   size = tf.shape(image)[:2]
@@ -88,4 +91,5 @@ def decode_example(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
       BOXES: tf.reshape(boxes, [-1, 4]),
       CLASSES: tf.cast(lists[schema.LABEL], tf.int32),
       IS_CROWD: tf.cast(lists[schema.IS_CROWD], tf.bool),
+      AREAS: lists[schema.AREA],
   }

@@ -75,27 +75,16 @@ def _element_seed(base_seed: int, pipeline_id: int, index: tf.Tensor) -> tf.Tens
   return tf.random.experimental.stateless_fold_in(pipeline_seed, index)
 
 
-def _pad_value(dtype: tf.DType):
-  if dtype == tf.bool:
-    return False
-  if dtype.is_integer:
-    return -1
-  return 0
-
-
-def pad_batch(element, batch_size: int):
-  """Pads every tensor of a batched element along axis 0 to batch_size rows.
-
-  Padding is 0 for floats, -1 for integers, False for bools (so
-  labels["is_valid"] and image_id mark the padding rows).
-  """
-  def pad(t: tf.Tensor) -> tf.Tensor:
+def pad_batch(element, batch_size: int, padding_element):
+  """Appends copies of `padding_element` (one unbatched row) to reach batch_size rows."""
+  def pad(t: tf.Tensor, row: tf.Tensor) -> tf.Tensor:
     missing = batch_size - tf.shape(t)[0]
-    paddings = tf.concat([[[0, missing]], tf.zeros([tf.rank(t) - 1, 2], tf.int32)], axis=0)
-    padded = tf.pad(t, paddings, constant_values=tf.cast(_pad_value(t.dtype), t.dtype))
+    multiples = tf.concat([[missing], tf.ones_like(tf.shape(row))], axis=0)
+    rows = tf.tile(tf.cast(row, t.dtype)[tf.newaxis], multiples)
+    padded = tf.concat([t, rows], axis=0)
     padded.set_shape([batch_size] + t.shape.as_list()[1:])
     return padded
-  return tf.nest.map_structure(pad, element)
+  return tf.nest.map_structure(pad, element, padding_element)
 
 
 def build_dataset(file_pattern: FilePatterns, *, parser: ParserFn, is_training: bool,
@@ -121,8 +110,9 @@ def build_dataset(file_pattern: FilePatterns, *, parser: ParserFn, is_training: 
       `seed`, so two runs give identical batches. Otherwise seeds are drawn
       from the OS per call and tf.data may reorder elements for speed.
     compression_type: "GZIP", "" or "auto" (from the .gz file extension).
-    pad_last_batch: pad the last eval batch to the batch size (see module
-      docstring); default True for eval, not allowed for training.
+    pad_last_batch: pad the last eval batch to the batch size with
+      `parser.padding_element()` rows; default True for eval, not allowed for
+      training.
     max_records: read at most this many records per pipeline (0 = all).
   """
   if global_batch_size < 1:
@@ -131,6 +121,9 @@ def build_dataset(file_pattern: FilePatterns, *, parser: ParserFn, is_training: 
     pad_last_batch = not is_training
   if pad_last_batch and is_training:
     raise ValueError("build_dataset: pad_last_batch is for evaluation (training drops the remainder)")
+  if pad_last_batch and not hasattr(parser, "padding_element"):
+    raise ValueError(f"build_dataset: pad_last_batch needs a parser with padding_element() "
+                     f"(parser.EvalParser); {type(parser).__name__} has none")
   split = "train" if is_training else "eval"
   files = list_files(file_pattern)
   num_files = len(files)
@@ -183,7 +176,8 @@ def build_dataset(file_pattern: FilePatterns, *, parser: ParserFn, is_training: 
                                     deterministic=deterministic or not is_training)
   dataset = dataset.batch(batch_size, drop_remainder=is_training)
   if pad_last_batch:
-    dataset = dataset.map(lambda *element: pad_batch(element, batch_size))
+    padding = parser.padding_element()
+    dataset = dataset.map(lambda *element: pad_batch(element, batch_size, padding))
   dataset = dataset.prefetch(tf.data.AUTOTUNE)
 
   options = tf.data.Options()

@@ -22,9 +22,11 @@ Eval element: image float32 [H, W, 3] and labels
   image_id      int64 []
   original_size int32 [2]    (height, width) of the decoded image
   scale         float32 [2]  (y, x) resize factors: model pixels = original * scale
-  gt_boxes / gt_classes / gt_is_crowd as above (model-input pixels, for debugging)
+  gt_boxes / gt_classes / gt_is_crowd as above (boxes in model-input pixels)
+  gt_areas      float32 [max_instances] annotation areas in original pixels (0 padding)
   is_valid      bool []      True; batch padding rows are False (input_reader)
 Map predictions back with `preprocess_ops.boxes_to_original_image`.
+`EvalParser.padding_element()` is the row that pads the last eval batch.
 """
 from __future__ import annotations
 
@@ -163,4 +165,23 @@ class EvalParser:
     }
     labels.update(_ground_truth(boxes, decoded[decoder.CLASSES], decoded[decoder.IS_CROWD],
                                 self._max_instances))
+    labels["gt_areas"] = ops.pad_or_truncate(decoded[decoder.AREAS], self._max_instances, 0.0)
     return image, labels
+
+  def padding_element(self) -> Element:
+    """A row that is no image: zero pixels, image_id -1, is_valid False, no ground truth.
+
+    Its scale (1, 1) and original_size (the input size) stay valid numbers, so
+    code that maps a whole batch back to original pixels does not divide by 0.
+    """
+    empty = tf.zeros([0], tf.float32)
+    labels = {
+        "image_id": tf.constant(-1, tf.int64),
+        "original_size": tf.constant(self._output_size, tf.int32),
+        "scale": tf.ones([2], tf.float32),
+        "is_valid": tf.constant(False),
+    }
+    labels.update(_ground_truth(tf.zeros([0, 4], tf.float32), tf.zeros([0], tf.int32),
+                                tf.zeros([0], tf.bool), self._max_instances))
+    labels["gt_areas"] = ops.pad_or_truncate(empty, self._max_instances, 0.0)
+    return tf.zeros(self._output_size + (3,), tf.float32), labels
