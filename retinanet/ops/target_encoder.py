@@ -38,7 +38,12 @@ def encode_targets(anchors: tf.Tensor, gt_boxes: tf.Tensor, gt_classes: tf.Tenso
   gt_boxes = tf.reshape(tf.cast(gt_boxes, tf.float32), [-1, 4])
   gt_classes = tf.reshape(tf.cast(gt_classes, tf.int32), [-1])
   gt_is_crowd = tf.reshape(tf.cast(gt_is_crowd, tf.bool), [-1])
-  gt_valid = gt_classes >= 0
+  # Drop padding rows first: the [N, M] IoU matrix then costs only the real boxes.
+  keep = tf.reshape(tf.where(gt_classes >= 0), [-1])
+  gt_boxes = tf.gather(gt_boxes, keep)
+  gt_classes = tf.gather(gt_classes, keep)
+  gt_is_crowd = tf.gather(gt_is_crowd, keep)
+  gt_valid = tf.ones_like(gt_is_crowd)
 
   iou = box_ops.pairwise_iou_yxyx(anchors, gt_boxes)
   result = matcher.match(iou, gt_valid, gt_is_crowd, positive_iou, negative_iou,
