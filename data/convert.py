@@ -1,0 +1,524 @@
+"""COCO -> sharded gzip TFRecords of tf.train.Example, as an Apache Beam job.
+
+Output (the TFX `Examples` artifact layout, plus two JSON files):
+
+    <output_dir>/Split-<name>/data_tfrecord-00000-of-00004.gz   (one Example per image)
+    <output_dir>/label_map.json                                 (data.coco.LabelMap.to_json)
+    <output_dir>/conversion_stats.json                          (per-split counts, below)
+
+Pipeline per split: read the COCO JSON in one worker (slim per-image records:
+no segmentation, no pixels) -> assign each image to shard
+`md5(image id) % num_shards` -> GroupByKey(shard) -> one DoFn per shard reads
+its images' bytes (tf.io.gfile, so gs:// works), sorts by image id, builds
+the Examples and streams them into the shard file. Image bytes therefore never
+cross a stage boundary: memory is bounded by one shard's metadata plus one
+image, whatever the dataset size, and the same input gives byte-identical
+shards (no order depends on bundle or worker scheduling).
+
+Label map: built from the categories of the split named `label_map_split`
+("train") and reused for every other split; an annotation whose category id
+is not in it is dropped and counted ("unknown_category"). A category id that
+two splits name differently is an error.
+
+Bad input, one outcome each (counted in conversion_stats.json):
+  image file missing                 -> image skipped, "missing_image"
+  unreadable header / truncated file -> image skipped, "corrupt_image"
+  not JPEG or PNG (BMP, GIF, ...)    -> image skipped, "unsupported_format"
+  image id repeated in the JSON      -> later duplicates skipped, "duplicate_image_id"
+  annotation of an unknown image id  -> annotation dropped, "missing_image_id"
+  annotations of a skipped image     -> dropped, "image_skipped"
+  category id not in the label map   -> annotation dropped, "unknown_category"
+  box partly outside the image       -> clipped, counted in "boxes_clipped"
+  box empty after clipping/non-finite-> annotation dropped, "degenerate_box"
+  image without annotations          -> written (a negative), "negative_images"
+  crowd annotation (iscrowd=1)       -> written with is_crowd=1, "crowd_boxes"
+Structural JSON errors (missing keys, wrong types, bad syntax) stop the run
+before the pipeline starts, naming the file and the record. Read errors other
+than "not found" (permissions, transient storage errors) fail the bundle so
+that the runner retries it instead of silently dropping images.
+
+Statistics per split reconcile exactly:
+  images_in      == images_written + sum(images_skipped.values())
+  annotations_in == boxes_written  + sum(annotations_dropped.values())
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import sys
+import time
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import apache_beam as beam  # noqa: E402
+from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from data import coco  # noqa: E402
+from data import example_codec as codec  # noqa: E402
+from data.coco import LabelMap  # noqa: E402
+
+LABEL_MAP_FILE = "label_map.json"
+STATS_FILE = "conversion_stats.json"
+SHARD_PREFIX = "data_tfrecord"
+# Shards of ~128 MiB: large enough for efficient sequential reads, small
+# enough that a retried shard is cheap and readers can interleave many.
+DEFAULT_TARGET_SHARD_BYTES = 128 * 2**20
+# Image files stat'ed (evenly spaced in image-id order) to estimate the
+# dataset size when num_shards is not given.
+SIZE_SAMPLE = 64
+# JPEG/PNG payloads are already compressed: gzip saves ~1% at any level, so
+# the fastest level keeps gzip (the TFX Examples format) from dominating.
+GZIP_LEVEL = 1
+# Used when the caller names no runner: the FnApiRunner is the engine of
+# Beam's DirectRunner; naming it skips the DirectRunner's attempt to download
+# and start the Prism runner (which fails offline and ignores the modes
+# below). The running mode, unless given, was chosen by measurement
+# (benchmarks/bench_data.py, BENCHMARKS.md "## Data stage").
+LOCAL_RUNNER = "FnApiRunner"
+DEFAULT_DIRECT_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
+PROGRESS_EVERY_IMAGES = 1000
+PROGRESS_EVERY_SECONDS = 60.0
+_STATS_TAG = "stats"
+_METRICS_NAMESPACE = "coco_to_tfrecords"
+_SPLIT_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+# Keys of the flat counter dicts that the DoFns emit and the combine sums.
+_SKIP = "images_skipped/"
+_DROP = "annotations_dropped/"
+_CLASS = "boxes_per_class/"
+
+log = logging.getLogger(__name__)
+
+
+def split_dir(output_dir: str, split: str) -> str:
+  return os.path.join(output_dir, f"Split-{split}")
+
+
+def shard_name(shard: int, num_shards: int) -> str:
+  return f"{SHARD_PREFIX}-{shard:05d}-of-{num_shards:05d}.gz"
+
+
+def shard_of(image_id: int, num_shards: int) -> int:
+  """Stable shard of an image id (md5, independent of process and Python hash seed)."""
+  digest = hashlib.md5(str(image_id).encode()).digest()
+  return int.from_bytes(digest[:8], "big") % num_shards
+
+
+def sum_counters(counters: Iterable[Mapping[str, int]]) -> Dict[str, int]:
+  """Sums flat counter dicts (the CombineGlobally function of the stats)."""
+  total: Dict[str, int] = collections.Counter()
+  for c in counters:
+    total.update(c)
+  return dict(total)
+
+
+def _slim_image(image: Mapping[str, Any]) -> Dict[str, Any]:
+  return {k: image[k] for k in ("id", "file_name", "width", "height") if k in image}
+
+
+def _slim_annotation(ann: Mapping[str, Any]) -> Dict[str, Any]:
+  return {k: ann[k] for k in ("id", "category_id", "bbox", "area", "iscrowd") if k in ann}
+
+
+class ReadCocoImagesFn(beam.DoFn):
+  """COCO JSON path -> (shard, (image record, its annotations)) per image.
+
+  Also emits (shard, None) once per shard, so that every shard file is
+  written even when no image hashes to it, and one counter dict (tag
+  "stats") with the JSON-level outcomes: duplicate image ids, annotations
+  of image ids that are not in "images".
+  """
+
+  def __init__(self, split: str, num_shards: int):
+    self._split = split
+    self._num_shards = num_shards
+
+  def process(self, annotations_path: str):
+    data = coco.read_coco_json(annotations_path)
+    counters: Dict[str, int] = collections.Counter(
+        images_in=len(data["images"]), annotations_in=len(data["annotations"]))
+    images: Dict[int, Dict[str, Any]] = {}
+    for image in data["images"]:
+      if image["id"] in images:
+        counters[_SKIP + codec.DUPLICATE_IMAGE_ID] += 1
+        log.warning("[%s] skip image %s (%s): duplicate_image_id, image id already used by %s",
+                    self._split, image["id"], image["file_name"],
+                    images[image["id"]]["file_name"])
+        continue
+      images[image["id"]] = _slim_image(image)
+    by_image: Dict[int, List[Dict[str, Any]]] = collections.defaultdict(list)
+    for ann in data["annotations"]:
+      if ann["image_id"] not in images:
+        counters[_DROP + codec.MISSING_IMAGE_ID] += 1
+        log.warning("[%s] drop annotation %s: missing_image_id, image id %s is not in %s",
+                    self._split, ann.get("id", "?"), ann["image_id"], annotations_path)
+        continue
+      by_image[ann["image_id"]].append(_slim_annotation(ann))
+    del data
+    yield beam.pvalue.TaggedOutput(_STATS_TAG, dict(counters))
+    for shard in range(self._num_shards):
+      yield shard, None
+    for image_id, image in images.items():
+      yield shard_of(image_id, self._num_shards), (image, by_image.pop(image_id, []))
+
+
+class WriteShardFn(beam.DoFn):
+  """(shard, records) -> writes the shard's gzip TFRecord file; emits counters."""
+
+  def __init__(self, split: str, image_dir: str, output_split_dir: str, num_shards: int,
+               label_map: LabelMap, compression_level: int = GZIP_LEVEL):
+    self._split = split
+    self._image_dir = image_dir
+    self._output_split_dir = output_split_dir
+    self._num_shards = num_shards
+    self._label_map = label_map
+    self._compression_level = compression_level
+    self._images_written = beam.metrics.Metrics.counter(
+        _METRICS_NAMESPACE, f"{split}/images_written")
+    self._images_skipped = beam.metrics.Metrics.counter(
+        _METRICS_NAMESPACE, f"{split}/images_skipped")
+    self._boxes_written = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, f"{split}/boxes_written")
+
+  def process(self, element: Tuple[int, Iterable[Optional[Tuple[Dict, List[Dict]]]]]):
+    shard, items = element
+    records = sorted((r for r in items if r is not None), key=lambda r: r[0]["id"])
+    counters: Dict[str, int] = collections.Counter(shards_written=1)
+    path = os.path.join(self._output_split_dir, shard_name(shard, self._num_shards))
+    partial = path + ".incomplete"
+    options = tf.io.TFRecordOptions(compression_type="GZIP",
+                                    compression_level=self._compression_level)
+    start = last_log = time.monotonic()
+    with tf.io.TFRecordWriter(partial, options) as writer:
+      for done, (image, annotations) in enumerate(records, 1):
+        serialized = self._encode(image, annotations, counters)
+        if serialized is not None:
+          writer.write(serialized)
+        now = time.monotonic()
+        if done % PROGRESS_EVERY_IMAGES == 0 or now - last_log > PROGRESS_EVERY_SECONDS:
+          last_log = now
+          log.info("[%s] shard %d/%d: %d/%d images (%.0f images/s)", self._split, shard + 1,
+                   self._num_shards, done, len(records), done / max(now - start, 1e-9))
+    tf.io.gfile.rename(partial, path, overwrite=True)
+    log.info("[%s] wrote %s: %d examples", self._split, path, counters["images_written"])
+    yield dict(counters)
+
+  def _encode(self, image: Dict[str, Any], annotations: List[Dict[str, Any]],
+              counters: Dict[str, int]) -> Optional[bytes]:
+    image_path = os.path.join(self._image_dir, image["file_name"])
+    try:
+      with tf.io.gfile.GFile(image_path, "rb") as f:
+        image_bytes = f.read()
+      example, report = codec.build_example(image_bytes, image, annotations, self._label_map,
+                                            where=image_path)
+    except (tf.errors.NotFoundError, codec.ImageSkipped) as e:
+      reason = getattr(e, "reason", codec.MISSING_IMAGE)
+      message = str(e) if reason != codec.MISSING_IMAGE else f"{image_path} does not exist"
+      counters[_SKIP + reason] += 1
+      counters[_DROP + codec.IMAGE_SKIPPED] += len(annotations)
+      self._images_skipped.inc()
+      log.warning("[%s] skip image %s: %s, %s", self._split, image["id"], reason, message)
+      return None
+    height = example.features.feature["image/height"].int64_list.value[0]
+    width = example.features.feature["image/width"].int64_list.value[0]
+    if (image.get("height", height), image.get("width", width)) != (height, width):
+      counters["image_size_mismatch"] += 1
+      log.warning("[%s] image %s: the JSON says %sx%s but the file header says %dx%d; using "
+                  "the header", self._split, image_path, image.get("width"),
+                  image.get("height"), width, height)
+    counters["images_written"] += 1
+    counters["negative_images"] += int(report.boxes_written == 0)
+    counters["boxes_written"] += report.boxes_written
+    counters["boxes_clipped"] += report.boxes_clipped
+    counters["crowd_boxes"] += report.crowd_boxes
+    for reason, n in report.dropped.items():
+      counters[_DROP + reason] += n
+      log.warning("[%s] image %s: dropped %d annotation(s): %s", self._split, image["id"], n,
+                  reason)
+    for label in report.labels:
+      counters[_CLASS + str(label)] += 1
+    self._images_written.inc()
+    self._boxes_written.inc(report.boxes_written)
+    return example.SerializeToString(deterministic=True)
+
+
+def summarize_split(counters: Mapping[str, int], split: str, label_map: LabelMap,
+                    num_shards: int, annotations_path: str, image_dir: str) -> Dict[str, Any]:
+  """The per-split section of conversion_stats.json (every reason listed)."""
+  get = lambda key: int(counters.get(key, 0))  # noqa: E731
+  summary = {
+      "split": split,
+      "annotations_file": annotations_path,
+      "image_dir": image_dir,
+      "images_in": get("images_in"),
+      "images_written": get("images_written"),
+      "images_skipped": {r: get(_SKIP + r) for r in codec.IMAGE_SKIP_REASONS},
+      "negative_images": get("negative_images"),
+      "image_size_mismatch": get("image_size_mismatch"),
+      "annotations_in": get("annotations_in"),
+      "boxes_written": get("boxes_written"),
+      "annotations_dropped": {r: get(_DROP + r) for r in codec.ANNOTATION_DROP_REASONS},
+      "boxes_clipped": get("boxes_clipped"),
+      "crowd_boxes": get("crowd_boxes"),
+      "boxes_per_class": {name: get(_CLASS + str(i)) for i, name in enumerate(label_map.names)},
+      "examples": get("images_written"),
+      "num_shards": num_shards,
+      "shards_written": get("shards_written"),
+      "shard_files": [shard_name(s, num_shards) for s in range(num_shards)],
+  }
+  check_reconciles(summary)
+  return summary
+
+
+def check_reconciles(summary: Mapping[str, Any]) -> None:
+  """Raises AssertionError when a split's counts do not add up (a converter bug)."""
+  split = summary["split"]
+  images = summary["images_written"] + sum(summary["images_skipped"].values())
+  boxes = summary["boxes_written"] + sum(summary["annotations_dropped"].values())
+  problems = []
+  if images != summary["images_in"]:
+    problems.append(f"images_in={summary['images_in']} but written + skipped = {images}")
+  if boxes != summary["annotations_in"]:
+    problems.append(f"annotations_in={summary['annotations_in']} but written + dropped = {boxes}")
+  if sum(summary["boxes_per_class"].values()) != summary["boxes_written"]:
+    problems.append("boxes_per_class does not sum to boxes_written")
+  if summary["shards_written"] != summary["num_shards"]:
+    problems.append(f"{summary['shards_written']} of {summary['num_shards']} shards written")
+  if problems:
+    raise AssertionError(f"split {split}: statistics do not reconcile: {'; '.join(problems)}")
+
+
+def write_stats_json(summaries: List[Dict[str, Any]], path: str, label_map_file: str,
+                     label_map_source: str) -> None:
+  """Writes conversion_stats.json; `label_map_source` is a split name or "given"."""
+  stats = {
+      "label_map_file": label_map_file,
+      "label_map_source": label_map_source,
+      "splits": {s["split"]: s for s in sorted(summaries, key=lambda s: s["split"])},
+  }
+  with tf.io.gfile.GFile(path, "w") as f:
+    f.write(json.dumps(stats, indent=1) + "\n")
+
+
+class CocoToTFRecords(beam.PTransform):
+  """One split: pipeline root -> shard files; outputs the split summary dict.
+
+  The output PCollection holds exactly one element, the split's section of
+  conversion_stats.json (see `summarize_split`).
+  """
+
+  def __init__(self, *, split: str, annotations_path: str, image_dir: str,
+               output_split_dir: str, label_map: LabelMap, num_shards: int,
+               compression_level: int = GZIP_LEVEL):
+    super().__init__()
+    if num_shards < 1:
+      raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+    self._split = split
+    self._annotations_path = annotations_path
+    self._image_dir = image_dir
+    self._output_split_dir = output_split_dir
+    self._label_map = label_map
+    self._num_shards = num_shards
+    self._compression_level = compression_level
+
+  def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+    read = (pbegin
+            | "AnnotationsPath" >> beam.Create([self._annotations_path])
+            | "ReadCocoJson" >> beam.ParDo(ReadCocoImagesFn(self._split, self._num_shards))
+            .with_outputs(_STATS_TAG, main="records"))
+    shard_counters = (read.records
+                      | "GroupByShard" >> beam.GroupByKey()
+                      | "WriteShards" >> beam.ParDo(WriteShardFn(
+                          self._split, self._image_dir, self._output_split_dir,
+                          self._num_shards, self._label_map, self._compression_level)))
+    return ((read[_STATS_TAG], shard_counters)
+            | "AllCounters" >> beam.Flatten()
+            | "SumCounters" >> beam.CombineGlobally(sum_counters)
+            | "Summarize" >> beam.Map(summarize_split, self._split, self._label_map,
+                                      self._num_shards, self._annotations_path, self._image_dir))
+
+
+@dataclasses.dataclass(frozen=True)
+class ConversionResult:
+  output_dir: str
+  split_dirs: Dict[str, str]
+  label_map: LabelMap
+  label_map_path: str
+  stats_path: str
+  stats: Dict[str, Any]
+
+
+def estimate_num_shards(images: Sequence[Mapping[str, Any]], image_dir: str,
+                        target_shard_bytes: int = DEFAULT_TARGET_SHARD_BYTES) -> int:
+  """ceil(estimated bytes / target), at least 1.
+
+  The size is the mean of up to SIZE_SAMPLE image files, evenly spaced in
+  image-id order (so the estimate is deterministic), times the image count.
+  """
+  if not images:
+    return 1
+  ordered = sorted(images, key=lambda im: im["id"])
+  step = max(1, len(ordered) // SIZE_SAMPLE)
+  sizes = []
+  for image in ordered[::step][:SIZE_SAMPLE]:
+    try:
+      sizes.append(tf.io.gfile.stat(os.path.join(image_dir, image["file_name"])).length)
+    except tf.errors.NotFoundError:
+      continue
+  if not sizes:
+    return 1
+  total = sum(sizes) / len(sizes) * len(ordered)
+  return max(1, math.ceil(total / target_shard_bytes))
+
+
+def pipeline_args_with_defaults(beam_pipeline_args: Optional[Sequence[str]]) -> List[str]:
+  """Beam args with local defaults filled in.
+
+  No --runner: adds --runner=FnApiRunner and, unless a --direct_running_mode
+  is given, DEFAULT_DIRECT_ARGS. An explicit runner (DataflowRunner,
+  DirectRunner, ...) passes through unchanged.
+  """
+  args = list(beam_pipeline_args or [])
+  if any(a == "--runner" or a.startswith("--runner=") for a in args):
+    return args
+  args.append(f"--runner={LOCAL_RUNNER}")
+  if not any(a.startswith("--direct_running_mode") for a in args):
+    args += [a for a in DEFAULT_DIRECT_ARGS
+             if not any(b.startswith(a.split("=")[0]) for b in args)]
+  return args
+
+
+def _check_output_dir(path: str) -> None:
+  if tf.io.gfile.exists(path) and tf.io.gfile.listdir(path):
+    raise FileExistsError(f"output directory {path} already has files; convert into a new "
+                          "directory (shards of an earlier run would be mixed in)")
+
+
+def _preflight(splits: Mapping[str, Tuple[str, str]], label_map: Optional[LabelMap],
+               label_map_split: str, num_shards: Optional[int], target_shard_bytes: int
+               ) -> Tuple[LabelMap, Dict[str, int]]:
+  """Validates every JSON before any work; returns the label map and shard counts."""
+  if label_map is None and label_map_split not in splits:
+    raise ValueError(f"label_map_split={label_map_split!r} is not one of the splits "
+                     f"{sorted(splits)}; pass label_map= or name the split to build it from")
+  order = sorted(splits, key=lambda s: s != label_map_split)
+  shards: Dict[str, int] = {}
+  for split in order:
+    annotations_path, image_dir = splits[split]
+    data = coco.read_coco_json(annotations_path)
+    if label_map is None:
+      label_map = coco.label_map_from_coco(data, annotations_path)
+      log.info("label map from %s (%s): %d classes", split, annotations_path,
+               label_map.num_classes)
+    else:
+      unknown = coco.check_categories_consistent(label_map, data["categories"], annotations_path)
+      if unknown:
+        log.warning("[%s] category ids %s of %s are not in the label map; their annotations "
+                    "will be dropped as unknown_category", split, unknown, annotations_path)
+    shards[split] = num_shards or estimate_num_shards(data["images"], image_dir,
+                                                      target_shard_bytes)
+    log.info("[%s] %d images, %d annotations -> %d shard(s)", split, len(data["images"]),
+             len(data["annotations"]), shards[split])
+    del data
+  assert label_map is not None
+  return label_map, shards
+
+
+def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
+                 num_shards: Optional[int] = None,
+                 beam_pipeline: Optional[beam.Pipeline] = None,
+                 beam_pipeline_args: Optional[Sequence[str]] = None,
+                 label_map: Optional[LabelMap] = None,
+                 label_map_split: str = "train",
+                 target_shard_bytes: int = DEFAULT_TARGET_SHARD_BYTES) -> ConversionResult:
+  """Converts COCO splits {name: (annotations_json, image_dir)} to TFRecords.
+
+  Builds the label map from `label_map_split` unless `label_map` is given,
+  writes it, runs the Beam job (on `beam_pipeline` if given, which this
+  function runs and waits for; otherwise on a new pipeline made from
+  `pipeline_args_with_defaults(beam_pipeline_args)`),
+  and returns the paths and the parsed conversion_stats.json.
+  `num_shards` applies to every split; None estimates it per split for
+  ~target_shard_bytes per shard.
+  """
+  if not splits:
+    raise ValueError("splits is empty: give at least one {name: (annotations_json, image_dir)}")
+  for split in splits:
+    if not _SPLIT_NAME.match(split):
+      raise ValueError(f"split name {split!r} must be letters, digits or underscores")
+  if beam_pipeline is not None and beam_pipeline_args:
+    raise ValueError("pass either beam_pipeline or beam_pipeline_args, not both")
+  if num_shards is not None and num_shards < 1:
+    raise ValueError(f"num_shards must be >= 1 or None (automatic), got {num_shards}")
+  label_map_source = label_map_split if label_map is None else "given"
+  label_map, shards = _preflight(splits, label_map, label_map_split, num_shards,
+                                 target_shard_bytes)
+  split_dirs = {s: split_dir(output_dir, s) for s in splits}
+  for path in split_dirs.values():
+    _check_output_dir(path)
+    tf.io.gfile.makedirs(path)
+  label_map_path = os.path.join(output_dir, LABEL_MAP_FILE)
+  stats_path = os.path.join(output_dir, STATS_FILE)
+  coco.save_label_map(label_map, label_map_path)
+
+  pipeline = beam_pipeline or beam.Pipeline(
+      options=PipelineOptions(pipeline_args_with_defaults(beam_pipeline_args)))
+  summaries = [
+      pipeline | f"Convert[{split}]" >> CocoToTFRecords(
+          split=split, annotations_path=splits[split][0], image_dir=splits[split][1],
+          output_split_dir=split_dirs[split], label_map=label_map, num_shards=shards[split])
+      for split in sorted(splits)]
+  _ = (summaries
+       | "AllSplits" >> beam.Flatten()
+       | "ToList" >> beam.combiners.ToList()
+       | "WriteStats" >> beam.Map(write_stats_json, stats_path, LABEL_MAP_FILE,
+                                  label_map_source))
+  start = time.monotonic()
+  pipeline.run().wait_until_finish()
+  with tf.io.gfile.GFile(stats_path, "r") as f:
+    stats = json.load(f)
+  for split, s in stats["splits"].items():
+    log.info("[%s] %d/%d images written (skipped %s), %d boxes (dropped %s, clipped %d), "
+             "%d shard(s)", split, s["images_written"], s["images_in"],
+             {k: v for k, v in s["images_skipped"].items() if v} or "none",
+             s["boxes_written"], {k: v for k, v in s["annotations_dropped"].items() if v} or
+             "none", s["boxes_clipped"], s["num_shards"])
+  log.info("conversion finished in %.1f s: %s", time.monotonic() - start, output_dir)
+  return ConversionResult(output_dir, split_dirs, label_map, label_map_path, stats_path, stats)
+
+
+def _parse_split(text: str) -> Tuple[str, Tuple[str, str]]:
+  parts = text.split(",")
+  if len(parts) != 3:
+    raise argparse.ArgumentTypeError(
+        f"--split {text!r} must be NAME,ANNOTATIONS_JSON,IMAGE_DIR")
+  return parts[0], (parts[1], parts[2])
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """CLI: python -m data.convert --split train,ANN,IMGS --split val,ANN,IMGS
+  --output_dir OUT [--num_shards N] [Beam args, e.g. --runner=DataflowRunner ...]."""
+  parser = argparse.ArgumentParser(description="COCO -> sharded gzip TFRecords (Beam).")
+  parser.add_argument("--split", action="append", type=_parse_split, required=True,
+                      help="NAME,ANNOTATIONS_JSON,IMAGE_DIR (repeat per split)")
+  parser.add_argument("--output_dir", required=True)
+  parser.add_argument("--num_shards", type=int, default=None)
+  parser.add_argument("--label_map_split", default="train")
+  args, beam_args = parser.parse_known_args(argv)
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+  result = convert_coco(dict(args.split), args.output_dir, num_shards=args.num_shards,
+                        beam_pipeline_args=beam_args, label_map_split=args.label_map_split)
+  print(result.stats_path)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
