@@ -269,6 +269,11 @@ def test_saved_model_export(tmp_path):
     np.testing.assert_allclose(got[key], want[key])
 
 
+def test_modes_agree_with_config():
+  from retinanet import config
+  assert postprocess.NMS_MODES == config.NMS_MODES
+
+
 def test_bad_arguments_raise():
   logits, deltas = _random_outputs(0, b=1)
   with pytest.raises(ValueError, match="nms_mode"):

@@ -33,6 +33,8 @@ import tensorflow as tf
 from retinanet.ops import box_coder, box_ops
 
 NMS_MODES = ("combined", "per_class_hard", "per_class_soft", "global_hard", "global_soft")
+# Sort key of padding entries in _pad_top: below every sigmoid score.
+_PADDING_SCORE = -1.0
 
 ImageSize = Union[Tuple[int, int], Sequence[int], tf.Tensor]
 
@@ -61,8 +63,9 @@ def decode_and_clip(box_deltas: tf.Tensor, anchors: tf.Tensor, image_size: Image
   return box_ops.clip_boxes_yxyx(boxes, size)
 
 
-def _level_segments(num_anchors: tf.Tensor,
-                    anchors_per_level: Optional[Sequence[int]]) -> List[Tuple[int, object]]:
+def _level_segments(num_anchors: Union[int, tf.Tensor],
+                    anchors_per_level: Optional[Sequence[int]]
+                    ) -> List[Tuple[int, Union[int, tf.Tensor]]]:
   """[(offset, size)] of the anchor ranges where top-k is taken separately."""
   if anchors_per_level is None:
     return [(0, num_anchors)]
@@ -73,14 +76,15 @@ def _level_segments(num_anchors: tf.Tensor,
   return segments
 
 
-def _top_k_size(k: int, size: object) -> object:
+def _top_k_size(k: int, size: Union[int, tf.Tensor]) -> Union[int, tf.Tensor]:
   if isinstance(size, int):
     return min(k, size)
   return tf.minimum(k, size)
 
 
 def _pair_candidates(scores: tf.Tensor, boxes: tf.Tensor, k: int,
-                     anchors_per_level: Optional[Sequence[int]]):
+                     anchors_per_level: Optional[Sequence[int]]
+                     ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
   """Top-k (anchor, class) pairs per segment -> boxes [B, K, 4], scores [B, K], classes [B, K]."""
   num_classes = tf.shape(scores)[2]
   num_anchors = scores.shape[1] if scores.shape[1] is not None else tf.shape(scores)[1]
@@ -99,7 +103,8 @@ def _pair_candidates(scores: tf.Tensor, boxes: tf.Tensor, k: int,
 
 
 def _anchor_candidates(scores: tf.Tensor, boxes: tf.Tensor, k: int,
-                       anchors_per_level: Optional[Sequence[int]]):
+                       anchors_per_level: Optional[Sequence[int]]
+                       ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
   """Top-k anchors by best class score -> boxes [B, K, 4], scores [B, K], classes [B, K]."""
   best_scores = tf.reduce_max(scores, axis=2)
   best_classes = tf.argmax(scores, axis=2, output_type=tf.int32)
@@ -135,11 +140,12 @@ def _nms_padded(boxes: tf.Tensor, scores: tf.Tensor, max_output: int, iou_thresh
 def _pad_top(boxes: tf.Tensor, scores: tf.Tensor, classes: tf.Tensor, valid: tf.Tensor,
              max_detections: int) -> Dict[str, tf.Tensor]:
   """Best `max_detections` of the valid [P] entries, padded with zeros."""
-  ranked = tf.where(valid, scores, -1.0)
+  ranked = tf.where(valid, scores, _PADDING_SCORE)
   size = tf.shape(ranked)[0]
-  ranked = tf.pad(ranked, [[0, tf.maximum(max_detections - size, 0)]], constant_values=-1.0)
+  ranked = tf.pad(ranked, [[0, tf.maximum(max_detections - size, 0)]],
+                  constant_values=_PADDING_SCORE)
   top_scores, top = tf.math.top_k(ranked, k=max_detections, sorted=True)
-  keep = top_scores >= 0.0
+  keep = top_scores > _PADDING_SCORE
   top = tf.minimum(top, size - 1)
   return {
       "boxes": tf.where(keep[:, None], tf.gather(boxes, top), 0.0),
@@ -154,7 +160,7 @@ def _per_class_nms(boxes: tf.Tensor, scores: tf.Tensor, classes: tf.Tensor, num_
                    score_threshold: float, sigma: float) -> Dict[str, tf.Tensor]:
   """NMS of each class of one image's candidates [K] separately, then the best max_detections."""
 
-  def one_class(c: tf.Tensor):
+  def one_class(c: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     class_scores = tf.where(tf.equal(classes, c), scores, 0.0)
     index, selected, valid = _nms_padded(boxes, class_scores, max_per_class, iou_threshold,
                                          score_threshold, sigma)
