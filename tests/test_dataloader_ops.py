@@ -40,21 +40,28 @@ def test_jitter_geometry_crops_at_the_fractional_offset():
   np.testing.assert_array_equal(g["crop_size"], [16, 32])
 
 
-@pytest.mark.parametrize("image_size,output_size,jitter,fraction", [
-    ((97, 131), (64, 64), 2.0, (0.3, 0.8)),
-    ((97, 131), (64, 64), 1.0, (0.0, 0.0)),
-    ((40, 30), (64, 32), 1.7, (1.0, 0.0)),
-    ((64, 64), (64, 64), 0.2, (0.5, 0.5)),
-])
-def test_resize_and_crop_matches_tf_image_resize_then_slice(image_size, output_size, jitter, fraction):
-  image = tf.constant(np.random.default_rng(1).integers(0, 256, image_size + (3,)), tf.uint8)
-  geometry = ops.resize_crop_geometry(image_size, output_size, jitter, fraction)
-  got = ops.resize_and_crop_image(image, geometry).numpy()
-  full = tf.image.resize(image, geometry.scaled_size, method="bilinear").numpy()
-  oy, ox = geometry.offset.numpy()
-  h, w = geometry.crop_size.numpy()
-  assert got.shape == (h, w, 3)
-  np.testing.assert_allclose(got, full[oy:oy + h, ox:ox + w], atol=0.01)
+@pytest.mark.parametrize("jitter,fraction", [(2.0, (0.3, 0.8)), (1.0, (0.0, 0.0)),
+                                             (1.7, (1.0, 0.5)), (0.3, (0.5, 0.5))])
+def test_resized_crop_samples_the_source_where_the_geometry_says(jitter, fraction):
+  """On a ramp image (value = 2 * row + col) bilinear resizing is exact away from the borders.
+
+  Output pixel (i, j) samples the source at ((i + offset_y + 0.5) / scale_y - 0.5,
+  (j + offset_x + 0.5) / scale_x - 0.5) (half-pixel centres).
+  """
+  h, w = 97, 131
+  rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+  ramp = np.repeat((2 * rows + cols)[..., None], 3, axis=-1).astype(np.float32)
+  geometry = ops.resize_crop_geometry((h, w), (64, 96), jitter, fraction)
+  got = ops.resize_and_crop_image(tf.constant(ramp), geometry).numpy()
+  crop_h, crop_w = geometry.crop_size.numpy()
+  assert got.shape == (crop_h, crop_w, 3)
+  (sy, sx), (oy, ox) = geometry.image_scale.numpy(), geometry.offset.numpy()
+  src_y = (np.arange(crop_h) + oy + 0.5) / sy - 0.5
+  src_x = (np.arange(crop_w) + ox + 0.5) / sx - 0.5
+  expected = 2 * src_y[:, None] + src_x[None, :]
+  inside = ((src_y >= 0) & (src_y <= h - 1))[:, None] & ((src_x >= 0) & (src_x <= w - 1))[None, :]
+  assert inside.mean() > 0.9
+  np.testing.assert_allclose(got[..., 0][inside], expected[inside], atol=2e-3)
 
 
 def test_boxes_follow_scale_and_offset_and_are_clipped():

@@ -58,21 +58,15 @@ def resize_crop_geometry(image_size: Size, output_size: Size, jitter_scale: Unio
 
 
 def resize_and_crop_image(image: tf.Tensor, geometry: ResizeCropGeometry) -> tf.Tensor:
-  """Resizes image [H, W, C] to geometry.scaled_size and crops the window.
+  """Resizes image [H, W, C] to geometry.scaled_size (bilinear) and cuts out the crop window.
 
-  Equal (to float rounding) to `tf.image.resize(image, scaled_size)` (bilinear,
-  half-pixel centres) sliced at [offset : offset + crop_size], but only the
-  kept window is computed, so a 2x jitter costs no more than the output.
-  Returns float32 [crop_h, crop_w, C].
+  Returns float32 [crop_h, crop_w, C]. (Resizing the whole image and slicing
+  measured faster on CPU than computing only the window with
+  tf.raw_ops.ScaleAndTranslate, even at a 2x jitter.)
   """
-  resized = tf.raw_ops.ScaleAndTranslate(
-      images=image[tf.newaxis],
-      size=geometry.crop_size,
-      scale=geometry.image_scale,
-      translation=-tf.cast(geometry.offset, tf.float32),
-      kernel_type="triangle",
-      antialias=False)
-  return resized[0]
+  resized = tf.image.resize(image, geometry.scaled_size, method=tf.image.ResizeMethod.BILINEAR)
+  return tf.slice(resized, tf.concat([geometry.offset, [0]], axis=0),
+                  tf.concat([geometry.crop_size, [-1]], axis=0))
 
 
 def resize_and_crop_boxes(boxes: tf.Tensor, geometry: ResizeCropGeometry) -> tf.Tensor:
@@ -108,10 +102,9 @@ def flip_left_right(image: tf.Tensor, boxes: tf.Tensor) -> Tuple[tf.Tensor, tf.T
 
 def normalize_image(image: tf.Tensor, mean_rgb: Sequence[float], stddev_rgb: Sequence[float]) -> tf.Tensor:
   """(image - mean) / stddev per RGB channel -> float32 [H, W, 3]."""
-  image = tf.cast(image, tf.float32)
-  mean = tf.constant(mean_rgb, tf.float32)
-  stddev = tf.constant(stddev_rgb, tf.float32)
-  return (image - mean) / stddev
+  inverse_stddev = 1.0 / tf.constant(stddev_rgb, tf.float32)
+  offset = tf.constant(mean_rgb, tf.float32) * inverse_stddev
+  return tf.cast(image, tf.float32) * inverse_stddev - offset
 
 
 def pad_image(image: tf.Tensor, output_size: Size) -> tf.Tensor:
