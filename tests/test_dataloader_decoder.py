@@ -71,8 +71,8 @@ def write_dataset(directory: str, num_files: int, per_file: int, height: int = 6
       examples.append(make_example(random_image(height, width, image_id), boxes, [image_id % 3, 1],
                                    image_id=image_id, fmt=fmt))
       image_id += 1
-    paths.append(write_tfrecord(os.path.join(directory, f"data_tfrecord-{f:05d}-of-{num_files:05d}.gz"),
-                                examples))
+    name = f"data_tfrecord-{f:05d}-of-{num_files:05d}.gz"
+    paths.append(write_tfrecord(os.path.join(directory, name), examples))
   return paths
 
 
@@ -164,8 +164,8 @@ def test_decodes_an_example_written_by_the_data_stage():
   image = random_image(40, 50)
   annotations = [{"category_id": 9, "bbox": [5.0, 10.0, 20.0, 8.0], "iscrowd": 0, "area": 150.0},
                  {"category_id": 3, "bbox": [0.0, 0.0, 50.0, 40.0], "iscrowd": 1, "area": 2000.0}]
-  example, _ = example_codec.build_example(encode_image(image, "png"),
-                                           {"id": 123, "file_name": "a.png"}, annotations, label_map)
+  example, _ = example_codec.build_example(
+      encode_image(image, "png"), {"id": 123, "file_name": "a.png"}, annotations, label_map)
   out = _decode(example)
   np.testing.assert_array_equal(out[decoder.IMAGE], image)
   assert out[decoder.IMAGE_ID] == 123

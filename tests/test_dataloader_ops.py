@@ -65,7 +65,8 @@ def test_resized_crop_samples_the_source_where_the_geometry_says(jitter, fractio
 
 
 def test_boxes_follow_scale_and_offset_and_are_clipped():
-  geometry = ops.resize_crop_geometry((100, 200), (64, 64), 2.0, (0.5, 0.5))  # scale 0.64, offset (0, 32)
+  # scale 0.64, offset (0, 32)
+  geometry = ops.resize_crop_geometry((100, 200), (64, 64), 2.0, (0.5, 0.5))
   boxes = tf.constant([[10.0, 20.0, 50.0, 100.0],     # straddles the left edge of the crop
                        [0.0, 150.0, 100.0, 200.0],    # right of the crop
                        [50.0, 60.0, 60.0, 80.0]])     # inside
@@ -125,7 +126,8 @@ def test_pad_or_truncate():
   padded = ops.pad_or_truncate(values, 5, 0.0)
   assert padded.shape.as_list() == [5, 4]
   np.testing.assert_array_equal(padded.numpy()[3:], 0.0)
-  np.testing.assert_array_equal(ops.pad_or_truncate(tf.constant([4, 5]), 4, -1).numpy(), [4, 5, -1, -1])
+  np.testing.assert_array_equal(ops.pad_or_truncate(tf.constant([4, 5]), 4, -1).numpy(),
+                                [4, 5, -1, -1])
   np.testing.assert_array_equal(ops.pad_or_truncate(tf.zeros([0], tf.bool), 2, False).numpy(),
                                 [False, False])
 

@@ -99,8 +99,8 @@ def test_positive_box_targets_decode_to_their_ground_truth():
     positive = labels["match_state"] == matcher.POSITIVE
     assert labels["num_positives"] == positive.sum()
     total_positives += positive.sum()
-    decoded_boxes = box_coder.decode(labels["box_targets"][positive], tf.boolean_mask(anchors, positive),
-                                     VARIANCES).numpy()
+    decoded_boxes = box_coder.decode(labels["box_targets"][positive],
+                                     tf.boolean_mask(anchors, positive), VARIANCES).numpy()
     valid = labels["gt_classes"] >= 0
     gt_boxes, gt_classes = labels["gt_boxes"][valid], labels["gt_classes"][valid]
     for box, cls in zip(decoded_boxes, labels["class_targets"][positive]):
@@ -141,7 +141,8 @@ def test_gt_padded_and_truncated_to_max_instances_but_every_object_encoded():
 
 
 def test_degenerate_boxes_dropped_with_their_class_and_crowd_flag():
-  boxes = [[0.0, 0.0, 0.5, 0.5], [0.6, 0.6, 0.605, 0.9], [0.5, 0.5, 1.0, 1.0]]  # middle: 0.32 px tall
+  # The middle box is 0.32 px tall.
+  boxes = [[0.0, 0.0, 0.5, 0.5], [0.6, 0.6, 0.605, 0.9], [0.5, 0.5, 1.0, 1.0]]
   decoded = _decoded(random_image(64, 64), boxes, [1, 2, 3], is_crowd=[0, 1, 1])
   parse = _train_parser(scale_min=1.0, scale_max=1.0, horizontal_flip=False)
   _, boxes_out, classes, is_crowd = parse.augment(decoded, _seed(0))

@@ -109,7 +109,8 @@ def test_fewer_files_than_pipelines_shards_records(tmp_path):
 
 def test_per_replica_batch_size_from_input_context(shards):
   dataset = input_reader.build_dataset(shards, parser=_train_parser(), is_training=True,
-                                       global_batch_size=8, input_context=_context(2, 0, replicas=4))
+                                       global_batch_size=8,
+                                       input_context=_context(2, 0, replicas=4))
   assert dataset.element_spec[0].shape.as_list()[0] == 2
 
 

@@ -120,7 +120,8 @@ def build_dataset(file_pattern: FilePatterns, *, parser: ParserFn, is_training: 
   if pad_last_batch is None:
     pad_last_batch = not is_training
   if pad_last_batch and is_training:
-    raise ValueError("build_dataset: pad_last_batch is for evaluation (training drops the remainder)")
+    raise ValueError("build_dataset: pad_last_batch is for evaluation "
+                     "(training drops the remainder)")
   if pad_last_batch and not hasattr(parser, "padding_element"):
     raise ValueError(f"build_dataset: pad_last_batch needs a parser with padding_element() "
                      f"(parser.EvalParser); {type(parser).__name__} has none")

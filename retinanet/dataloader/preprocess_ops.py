@@ -30,7 +30,8 @@ class ResizeCropGeometry(NamedTuple):
   crop_size: tf.Tensor
 
 
-def resize_crop_geometry(image_size: Size, output_size: Size, jitter_scale: Union[float, tf.Tensor] = 1.0,
+def resize_crop_geometry(image_size: Size, output_size: Size,
+                         jitter_scale: Union[float, tf.Tensor] = 1.0,
                          offset_fraction: Union[Sequence[float], tf.Tensor] = (0.0, 0.0)
                          ) -> ResizeCropGeometry:
   """Geometry of Model Garden's `resize_and_crop_image`.
@@ -80,7 +81,8 @@ def resize_and_crop_boxes(boxes: tf.Tensor, geometry: ResizeCropGeometry) -> tf.
   return box_ops.clip_boxes_yxyx(boxes * scale - offset, geometry.crop_size)
 
 
-def boxes_to_original_image(boxes: tf.Tensor, scale: tf.Tensor, original_size: tf.Tensor) -> tf.Tensor:
+def boxes_to_original_image(boxes: tf.Tensor, scale: tf.Tensor,
+                            original_size: tf.Tensor) -> tf.Tensor:
   """Inverse of the eval resize: yxyx boxes in model-input pixels -> original image pixels.
 
   boxes: [..., K, 4] yxyx in model-input pixels; scale: [..., 2] the (y, x)
@@ -100,7 +102,8 @@ def flip_left_right(image: tf.Tensor, boxes: tf.Tensor) -> Tuple[tf.Tensor, tf.T
   return tf.reverse(image, axis=[1]), box_ops.flip_boxes_left_right_yxyx(boxes, width)
 
 
-def normalize_image(image: tf.Tensor, mean_rgb: Sequence[float], stddev_rgb: Sequence[float]) -> tf.Tensor:
+def normalize_image(image: tf.Tensor, mean_rgb: Sequence[float],
+                    stddev_rgb: Sequence[float]) -> tf.Tensor:
   """(image - mean) / stddev per RGB channel -> float32 [H, W, 3]."""
   inverse_stddev = 1.0 / tf.constant(stddev_rgb, tf.float32)
   offset = tf.constant(mean_rgb, tf.float32) * inverse_stddev
