@@ -1,0 +1,343 @@
+"""SavedModel export: images in, detections in original image pixels out.
+
+`export_saved_model` wraps a trained RetinaNet in a `DetectionModule` whose
+graph does everything a client would otherwise re-implement: decode (encoded
+signatures), the evaluation preprocessing (resize keeping the aspect ratio so
+the image fits the model input, normalize, pad bottom/right), the model, box
+decoding + NMS with the postprocess settings chosen at export time, boxes
+mapped back to original image pixels, and class indices mapped to the
+dataset's category ids.
+
+Signatures (all batched; B may be any size):
+
+| name                    | inputs                                                        |
+|-------------------------|---------------------------------------------------------------|
+| `serving_default`       | `images`: uint8 [B, H, W, 3] (the same function as `serve_images`) |
+| `serve_images`          | `images`: uint8 [B, H, W, 3] RGB; any H, W, shared by the batch |
+| `serve_images_with_id`  | `images` as above and `image_id`: int64 [B]                   |
+| `serve_encoded`         | `encoded_images`: string [B] JPEG/PNG/BMP/GIF bytes; each is decoded and resized on its own, so sizes may differ |
+| `serve_encoded_with_id` | `encoded_images` as above and `image_id`: int64 [B]           |
+
+SavedModel signatures cannot have optional inputs, so `image_id` is required
+by the `*_with_id` signatures; the others return `image_id` = 0 .. B-1.
+
+Outputs of every signature (K = postprocess max_detections):
+
+| key                | dtype, shape      | meaning                                                  |
+|--------------------|-------------------|----------------------------------------------------------|
+| `boxes`            | float32 [B, K, 4] | `[ymin, xmin, ymax, xmax]` in ORIGINAL image pixels, clipped to the image |
+| `scores`           | float32 [B, K]    | class probability (decayed by soft-NMS), descending      |
+| `class_ids`        | int32 [B, K]      | contiguous class index 0 .. num_classes-1                |
+| `category_ids`     | int64 [B, K]      | the dataset's original category id (label map)           |
+| `valid_detections` | int32 [B]         | entries [0, valid) of each image are detections          |
+| `image_id`         | int64 [B]         | passed through (or 0 .. B-1)                             |
+| `image_size`       | int32 [B, 2]      | original (height, width) of each image                   |
+
+Entries at or beyond `valid_detections` are padding: boxes and scores 0,
+`class_ids` and `category_ids` -1. COCO `[x, y, width, height]` is
+`[xmin, ymin, xmax - xmin, ymax - ymin]` of `boxes`.
+
+Export directory (the Model-artifact layout of components/artifacts.py, so a
+pushed model can be a Trainer `base_model` for fine-tuning):
+
+  saved_model.pb, variables/   the SavedModel (what TF Serving loads)
+  label_map.json               data.coco.LabelMap JSON: index -> category id + name
+  config.json                  the config the graph was built from (config_from_dict
+                               accepts it; sections absent take their defaults)
+  checkpoint/                  the latest training checkpoint (only with checkpoint_dir)
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+import tensorflow as tf
+import tf_keras
+
+from data import coco
+from retinanet import config as config_lib
+from retinanet.config import InputConfig, ModelConfig, NMS_MODES, PostprocessConfig
+from retinanet.dataloader import preprocess_ops
+from retinanet.ops import anchors as anchor_ops
+from retinanet.ops import postprocess as postprocess_ops
+from retinanet.serving import preprocess
+from retinanet.training import checkpointing
+
+logger = logging.getLogger(__name__)
+
+SERVING_DEFAULT = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY  # "serving_default"
+SERVE_IMAGES = "serve_images"
+SERVE_IMAGES_WITH_ID = "serve_images_with_id"
+SERVE_ENCODED = "serve_encoded"
+SERVE_ENCODED_WITH_ID = "serve_encoded_with_id"
+SIGNATURE_NAMES = (SERVING_DEFAULT, SERVE_IMAGES, SERVE_IMAGES_WITH_ID, SERVE_ENCODED,
+                   SERVE_ENCODED_WITH_ID)
+
+IMAGES_KEY = "images"
+ENCODED_IMAGES_KEY = "encoded_images"
+IMAGE_ID_KEY = "image_id"
+OUTPUT_KEYS = ("boxes", "scores", "class_ids", "category_ids", "valid_detections", IMAGE_ID_KEY,
+               "image_size")
+
+# File names inside an export dir; equal to components.artifacts.MODEL_* (which
+# retinanet/ cannot import: it pulls in TFX).
+SAVED_MODEL_FILENAME = "saved_model.pb"
+LABEL_MAP_FILENAME = "label_map.json"
+CONFIG_FILENAME = "config.json"
+CHECKPOINT_DIR = "checkpoint"
+
+# Marks padding entries of `class_ids` / `category_ids`.
+PADDING_CLASS = -1
+
+
+class DetectionModule(tf.Module):
+  """The exported graph: preprocessing, the model, postprocessing, box mapping.
+
+  Every serve_* method returns the output dict of the module docstring.
+  """
+
+  def __init__(self, model: tf_keras.Model, *, input_size: Tuple[int, int],
+               anchors: tf.Tensor, anchors_per_level: Sequence[int],
+               mean_rgb: Sequence[float], stddev_rgb: Sequence[float],
+               box_variances: Sequence[float], category_ids: Sequence[int], nms_mode: str,
+               pre_nms_top_k: int, score_threshold: float, iou_threshold: float,
+               soft_nms_sigma: float, max_detections: int, max_detections_per_class: int):
+    super().__init__(name="retinanet_detection")
+    if nms_mode not in NMS_MODES:
+      raise ValueError(f"DetectionModule: nms_mode={nms_mode!r} is not one of {NMS_MODES}")
+    if not category_ids:
+      raise ValueError("DetectionModule: category_ids is empty; pass one per model class")
+    # The Keras model stays out of the SavedModel object graph (a lambda is not
+    # tracked): saving it would serialize every layer's call, which is slow and
+    # fails for layers returning dicts keyed by int level. Its variables are
+    # tracked, which is all the exported functions need.
+    self._run_model = lambda images: model(images, training=False)
+    self.model_variables = list(model.variables)
+    self._input_size = (int(input_size[0]), int(input_size[1]))
+    self._anchors = tf.constant(anchors, tf.float32)
+    self._mean_rgb = tuple(float(v) for v in mean_rgb)
+    self._stddev_rgb = tuple(float(v) for v in stddev_rgb)
+    self._category_ids = tf.constant([int(c) for c in category_ids], tf.int64)
+    self._num_classes = len(category_ids)
+    self._postprocess_args = dict(
+        nms_mode=nms_mode, pre_nms_top_k=int(pre_nms_top_k),
+        score_threshold=float(score_threshold), iou_threshold=float(iou_threshold),
+        soft_nms_sigma=float(soft_nms_sigma), max_detections=int(max_detections),
+        max_detections_per_class=int(max_detections_per_class),
+        variances=tuple(float(v) for v in box_variances),
+        anchors_per_level=tuple(int(c) for c in anchors_per_level))
+    # One traced graph of model + postprocess, called by every signature (so
+    # it is traced and stored once). Inputs as in `preprocess.ServingBatch`.
+    self.detect_preprocessed = tf.function(self._detect_preprocessed, input_signature=[
+        tf.TensorSpec([None, self._input_size[0], self._input_size[1], 3], tf.float32,
+                      name="images"),
+        tf.TensorSpec([None, 2], tf.float32, name="scale"),
+        tf.TensorSpec([None, 2], tf.int32, name="image_size"),
+        tf.TensorSpec([None], tf.int64, name=IMAGE_ID_KEY)])
+
+  def detect(self, batch: preprocess.ServingBatch, image_id: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """Model + postprocess of a preprocessed batch -> the serving outputs."""
+    return self.detect_preprocessed(batch.images, batch.scale, batch.image_size, image_id)
+
+  def _detect_preprocessed(self, images: tf.Tensor, scale: tf.Tensor, image_size: tf.Tensor,
+                           image_id: tf.Tensor) -> Dict[str, tf.Tensor]:
+    outputs = self._run_model(images)
+    detections = postprocess_ops.generate_detections(
+        tf.cast(outputs["class_outputs"], tf.float32),
+        tf.cast(outputs["box_outputs"], tf.float32),
+        self._anchors, self._input_size, **self._postprocess_args)
+    boxes = preprocess_ops.boxes_to_original_image(
+        tf.cast(detections["boxes"], tf.float32), scale, image_size)
+    valid = tf.cast(detections["valid_detections"], tf.int32)
+    mask = tf.sequence_mask(valid, tf.shape(boxes)[1])
+    class_ids = tf.cast(detections["classes"], tf.int32)
+    category_ids = tf.gather(self._category_ids,
+                             tf.clip_by_value(class_ids, 0, self._num_classes - 1))
+    return {
+        "boxes": tf.where(mask[..., None], boxes, 0.0),
+        "scores": tf.where(mask, tf.cast(detections["scores"], tf.float32), 0.0),
+        "class_ids": tf.where(mask, class_ids, PADDING_CLASS),
+        "category_ids": tf.where(mask, category_ids, tf.constant(PADDING_CLASS, tf.int64)),
+        "valid_detections": valid,
+        IMAGE_ID_KEY: tf.cast(image_id, tf.int64),
+        "image_size": image_size,
+    }
+
+  def _images(self, images: tf.Tensor) -> preprocess.ServingBatch:
+    return preprocess.preprocess_batch(images, self._input_size, self._mean_rgb, self._stddev_rgb)
+
+  def _encoded(self, encoded: tf.Tensor) -> preprocess.ServingBatch:
+    return preprocess.preprocess_encoded(encoded, self._input_size, self._mean_rgb,
+                                         self._stddev_rgb)
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=IMAGES_KEY)])
+  def serve_images(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """uint8 [B, H, W, 3] RGB images sharing one size -> detections."""
+    return self.detect(self._images(images), tf.range(tf.shape(images, tf.int64)[0]))
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, None, None, 3], tf.uint8, name=IMAGES_KEY),
+      tf.TensorSpec([None], tf.int64, name=IMAGE_ID_KEY)])
+  def serve_images_with_id(self, images: tf.Tensor, image_id: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """uint8 [B, H, W, 3] RGB images and int64 [B] ids -> detections."""
+    return self.detect(self._images(images), image_id)
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=ENCODED_IMAGES_KEY)])
+  def serve_encoded(self, encoded_images: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """string [B] encoded images (any sizes) -> detections."""
+    return self.detect(self._encoded(encoded_images),
+                       tf.range(tf.shape(encoded_images, tf.int64)[0]))
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, name=ENCODED_IMAGES_KEY),
+      tf.TensorSpec([None], tf.int64, name=IMAGE_ID_KEY)])
+  def serve_encoded_with_id(self, encoded_images: tf.Tensor,
+                            image_id: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """string [B] encoded images and int64 [B] ids -> detections."""
+    return self.detect(self._encoded(encoded_images), image_id)
+
+  def signatures(self) -> Dict[str, Any]:
+    """{signature name: concrete function} for tf.saved_model.save."""
+    serve_images = self.serve_images.get_concrete_function()
+    return {
+        SERVING_DEFAULT: serve_images,
+        SERVE_IMAGES: serve_images,
+        SERVE_IMAGES_WITH_ID: self.serve_images_with_id.get_concrete_function(),
+        SERVE_ENCODED: self.serve_encoded.get_concrete_function(),
+        SERVE_ENCODED_WITH_ID: self.serve_encoded_with_id.get_concrete_function(),
+    }
+
+
+def build_detection_module(model: tf_keras.Model, *, model_config: ModelConfig,
+                           input_config: InputConfig, postprocess_config: PostprocessConfig,
+                           label_map: coco.LabelMap) -> DetectionModule:
+  """Maps the config sections to a DetectionModule (the only config -> args step)."""
+  if label_map.num_classes != model_config.num_classes:
+    raise ValueError(
+        f"export: the label map has {label_map.num_classes} classes but model.num_classes="
+        f"{model_config.num_classes}; export with the label map the model was trained on")
+  a = model_config.anchors
+  layout = anchor_ops.Anchors(
+      image_size=tuple(model_config.input_size), min_level=model_config.fpn.min_level,
+      max_level=model_config.fpn.max_level, anchor_size=a.anchor_size,
+      scales_per_octave=a.scales_per_octave, aspect_ratios=tuple(a.aspect_ratios))
+  p = postprocess_config
+  return DetectionModule(
+      model, input_size=tuple(model_config.input_size), anchors=layout.boxes(),
+      anchors_per_level=list(layout.counts_per_level.values()),
+      mean_rgb=input_config.mean_rgb, stddev_rgb=input_config.stddev_rgb,
+      box_variances=model_config.box_variances, category_ids=label_map.category_ids,
+      nms_mode=p.nms_mode, pre_nms_top_k=p.pre_nms_top_k, score_threshold=p.score_threshold,
+      iou_threshold=p.iou_threshold, soft_nms_sigma=p.soft_nms_sigma,
+      max_detections=p.max_detections, max_detections_per_class=p.max_detections_per_class)
+
+
+def _plain(value: Any) -> Any:
+  if isinstance(value, (tuple, list)):
+    return [_plain(v) for v in value]
+  if isinstance(value, dict):
+    return {k: _plain(v) for k, v in value.items()}
+  return value
+
+
+def serving_config_dict(model_config: ModelConfig, input_config: InputConfig,
+                        postprocess_config: PostprocessConfig) -> Dict[str, Any]:
+  """The config sections the graph is built from, as a partial ExperimentConfig dict."""
+  return _plain({"model": dataclasses.asdict(model_config),
+                 "input": dataclasses.asdict(input_config),
+                 "postprocess": dataclasses.asdict(postprocess_config)})
+
+
+def copy_checkpoint(checkpoint: str, destination: str) -> str:
+  """Copies one training checkpoint into `destination`; returns the new prefix.
+
+  `checkpoint` is a prefix or a directory (its newest complete checkpoint,
+  `checkpointing.find_checkpoint`). Only that checkpoint's files are copied,
+  plus a `checkpoint` state file, so `tf.train.latest_checkpoint(destination)`
+  and `checkpointing.restore_model(model, destination)` find it.
+  """
+  prefix = checkpointing.find_checkpoint(checkpoint)
+  files = tf.io.gfile.glob(prefix + ".*")
+  tf.io.gfile.makedirs(destination)
+  for path in files:
+    tf.io.gfile.copy(path, os.path.join(destination, os.path.basename(path)), overwrite=True)
+  name = os.path.basename(prefix)
+  with tf.io.gfile.GFile(os.path.join(destination, "checkpoint"), "w") as f:
+    f.write(f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
+  return os.path.join(destination, name)
+
+
+def export_saved_model(model: tf_keras.Model, *, model_config: ModelConfig,
+                       input_config: InputConfig, postprocess_config: PostprocessConfig,
+                       label_map: coco.LabelMap, export_dir: str,
+                       checkpoint_dir: Optional[str] = None) -> str:
+  """Writes the SavedModel + label_map.json + config.json (module docstring); returns export_dir.
+
+  Args:
+    model: the RetinaNet holding the weights to serve (restore the checkpoint,
+      EMA weights included, before calling); called as
+      `model(normalized float32 images, training=False)` and returning
+      {"class_outputs": [B, N, C] logits, "box_outputs": [B, N, 4] deltas}.
+    model_config: input size, anchors, box variances (must match `model`).
+    input_config: mean_rgb / stddev_rgb for normalization.
+    postprocess_config: NMS mode and thresholds, fixed in the graph.
+    label_map: contiguous index -> category id and name (data.coco.LabelMap).
+    export_dir: where to write (local or gs://); must not hold a SavedModel yet.
+    checkpoint_dir: a training checkpoint directory (or prefix); when given,
+      its newest complete checkpoint is copied to `<export_dir>/checkpoint/`,
+      so fine-tuning can start from a pushed model.
+  """
+  if tf.io.gfile.exists(os.path.join(export_dir, SAVED_MODEL_FILENAME)):
+    raise FileExistsError(f"export: {export_dir} already holds a SavedModel; pick a new export_dir")
+  module = build_detection_module(model, model_config=model_config, input_config=input_config,
+                                  postprocess_config=postprocess_config, label_map=label_map)
+  tf.saved_model.save(module, export_dir, signatures=module.signatures())
+  coco.save_label_map(label_map, os.path.join(export_dir, LABEL_MAP_FILENAME))
+  with tf.io.gfile.GFile(os.path.join(export_dir, CONFIG_FILENAME), "w") as f:
+    json.dump(serving_config_dict(model_config, input_config, postprocess_config), f, indent=2,
+              sort_keys=True)
+  if checkpoint_dir:
+    copy_checkpoint(checkpoint_dir, os.path.join(export_dir, CHECKPOINT_DIR))
+  logger.info("Exported %s (nms_mode=%s) to %s", model.name, postprocess_config.nms_mode,
+              export_dir)
+  return export_dir
+
+
+def load_label_map(export_dir: str) -> coco.LabelMap:
+  """The label map of an export dir, read without loading the SavedModel."""
+  return coco.load_label_map(os.path.join(export_dir, LABEL_MAP_FILENAME))
+
+
+def export_model_dir(model_dir: str, export_dir: str, *,
+                     postprocess_overrides: Optional[Mapping[str, Any]] = None,
+                     use_ema: bool = True) -> str:
+  """Exports a trained model directory (the Trainer's Model artifact or a pushed model).
+
+  `model_dir` holds `checkpoint/` (training checkpoints), `config.json` (the
+  ExperimentConfig) and `label_map.json`. The newest complete checkpoint is
+  restored (EMA weights when present and use_ema), `postprocess_overrides`
+  ({"nms_mode": "per_class_soft", ...}, keys of PostprocessConfig) replace
+  postprocess settings, and the result is written by `export_saved_model`
+  with the checkpoint copied along; `<export_dir>/config.json` then holds the
+  whole ExperimentConfig with the overrides applied. Returns export_dir.
+  """
+  # Imported here: only this path builds a model from its config.
+  from retinanet import factory  # pylint: disable=g-import-not-at-top
+
+  config = config_lib.load_config(os.path.join(model_dir, CONFIG_FILENAME))
+  overrides = [f"postprocess.{key}={json.dumps(value)}"
+               for key, value in (postprocess_overrides or {}).items()]
+  config = config_lib.apply_overrides(config, overrides)
+  label_map = coco.load_label_map(os.path.join(model_dir, LABEL_MAP_FILENAME))
+  config_lib.check_num_classes(config, label_map.num_classes)
+  model = factory.build_model(config.model)
+  prefix = checkpointing.restore_model(model, os.path.join(model_dir, CHECKPOINT_DIR),
+                                       use_ema=use_ema)
+  export_saved_model(model, model_config=config.model, input_config=config.input,
+                     postprocess_config=config.postprocess, label_map=label_map,
+                     export_dir=export_dir, checkpoint_dir=prefix)
+  config_lib.save_config(config, os.path.join(export_dir, CONFIG_FILENAME))
+  return export_dir
