@@ -1,0 +1,114 @@
+"""The one place that maps the config tree to model constructors.
+
+Library classes take explicit typed arguments; these functions unpack
+`retinanet.config` sections into them. Also the helpers a trainer needs for
+ImageNet initialization and fine-tuning to a different class count.
+"""
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import tensorflow as tf
+
+from retinanet.config import BackboneConfig, FpnConfig, ModelConfig, NormConfig
+from retinanet.modeling import resnet
+from retinanet.modeling.fpn import FPN
+from retinanet.modeling.heads import RetinaNetHead, prior_probability_bias
+from retinanet.modeling.retinanet_model import BOX_CODE_SIZE, RetinaNetModel
+
+
+def build_backbone(backbone_config: BackboneConfig, norm_config: NormConfig) -> resnet.ResNet:
+  """A ResNet from `model.backbone` and `model.norm` (weights not loaded here)."""
+  return resnet.ResNet(
+      depth=backbone_config.depth,
+      freeze_stem_and_first_stage=backbone_config.freeze_stem_and_first_stage,
+      freeze_batch_norm=backbone_config.freeze_batch_norm,
+      stride_in_1x1=backbone_config.stride_in_1x1,
+      norm_momentum=norm_config.momentum,
+      norm_epsilon=norm_config.epsilon,
+      use_sync_bn=norm_config.use_sync_bn)
+
+
+def build_fpn(fpn_config: FpnConfig, norm_config: NormConfig) -> FPN:
+  return FPN(
+      min_level=fpn_config.min_level,
+      max_level=fpn_config.max_level,
+      num_channels=fpn_config.num_channels,
+      p6_source=fpn_config.p6_source,
+      use_batch_norm=fpn_config.use_batch_norm,
+      norm_momentum=norm_config.momentum,
+      norm_epsilon=norm_config.epsilon,
+      use_sync_bn=norm_config.use_sync_bn)
+
+
+def build_heads(model_config: ModelConfig) -> Tuple[RetinaNetHead, RetinaNetHead]:
+  """(class head, box head); the class prediction bias encodes head.prior_probability."""
+  head, norm, fpn = model_config.head, model_config.norm, model_config.fpn
+  common = dict(
+      num_anchors=model_config.num_anchors_per_location,
+      num_convs=head.num_convs,
+      num_channels=head.num_channels,
+      min_level=fpn.min_level,
+      max_level=fpn.max_level,
+      use_batch_norm=head.use_batch_norm,
+      norm_momentum=norm.momentum,
+      norm_epsilon=norm.epsilon,
+      use_sync_bn=norm.use_sync_bn)
+  class_head = RetinaNetHead(
+      num_outputs_per_anchor=model_config.num_classes,
+      prediction_bias=prior_probability_bias(head.prior_probability),
+      name="class_head", **common)
+  box_head = RetinaNetHead(num_outputs_per_anchor=BOX_CODE_SIZE, prediction_bias=0.0,
+                           name="box_head", **common)
+  return class_head, box_head
+
+
+# Side of the zeros image that creates the variables: weights do not depend on
+# the input size, and a tiny eager pass is ~10x faster than a symbolic
+# `Model.build` at 640x640 (which runs autograph over every layer).
+_BUILD_IMAGE_SIDE = 64
+
+
+def build_model(model_config: ModelConfig) -> RetinaNetModel:
+  """A RetinaNetModel with all variables created (one tiny inference-mode pass).
+
+  Build it inside the distribution strategy scope and mixed-precision policy
+  of the trainer. Backbone init weights are loaded by `initialize_backbone`.
+  """
+  class_head, box_head = build_heads(model_config)
+  model = RetinaNetModel(
+      backbone=build_backbone(model_config.backbone, model_config.norm),
+      fpn=build_fpn(model_config.fpn, model_config.norm),
+      class_head=class_head,
+      box_head=box_head)
+  model(tf.zeros([1, _BUILD_IMAGE_SIDE, _BUILD_IMAGE_SIDE, 3]), training=False)
+  return model
+
+
+def initialize_backbone(model: RetinaNetModel, backbone_config: BackboneConfig) -> bool:
+  """Loads `model.backbone.init_checkpoint` into the backbone; False when it is "".
+
+  Call once when training starts from scratch (not when resuming a training
+  checkpoint, which already holds the backbone).
+  """
+  if not backbone_config.init_checkpoint:
+    return False
+  resnet.load_backbone_checkpoint(model.backbone, backbone_config.init_checkpoint)
+  return True
+
+
+def class_prediction_variables(model: RetinaNetModel) -> List[tf.Variable]:
+  """[kernel, bias] of the class head's final conv, the only variables whose shape
+  depends on num_classes: skip them when restoring a checkpoint trained with a
+  different class count, then leave them at (or reset them to) their init."""
+  return [model.class_head.prediction.kernel, model.class_head.prediction.bias]
+
+
+def reinitialize_class_prediction(model: RetinaNetModel) -> None:
+  """Re-draws the class prediction kernel (N(0, 0.01)) and resets its bias to the prior."""
+  layer = model.class_head.prediction
+  for variable, init in ((layer.kernel, layer.kernel_initializer),
+                         (layer.bias, layer.bias_initializer)):
+    # A new instance: an unseeded tf_keras initializer repeats its first draw.
+    fresh = type(init).from_config(init.get_config())
+    variable.assign(fresh(variable.shape, variable.dtype))

@@ -1,0 +1,102 @@
+"""RetinaNet class and box subnets (Lin et al. 2017, section 4).
+
+One head is `num_convs` 3x3 convs of `num_channels` + ReLU, then a 3x3
+prediction conv with A * K outputs per location. The conv layers are the same
+objects on every pyramid level (shared weights). With `use_batch_norm`, each
+level has its own batch norm after each conv (Model Garden's choice): the
+levels' activation statistics differ, so one shared moving average would fit
+none of them at inference time. All convs keep their bias (as Model Garden).
+Kernels are initialized from N(0, 0.01); the class prediction bias is
+`prior_probability_bias(p)`, so every anchor starts at foreground probability p.
+
+Variable names: {name}/conv{i}/..., {name}/bn{i}_p{level}/..., {name}/prediction/...
+with i = 1..num_convs and name "class_head" or "box_head".
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional
+
+import tensorflow as tf
+import tf_keras
+
+from retinanet.modeling.resnet import batch_norm
+
+KERNEL_STDDEV = 0.01
+
+
+def prior_probability_bias(prior_probability: float) -> float:
+  """-log((1 - p) / p): the logit whose sigmoid is p."""
+  if not 0.0 < prior_probability < 1.0:
+    raise ValueError(f"prior_probability={prior_probability} must be in (0, 1)")
+  return -math.log((1.0 - prior_probability) / prior_probability)
+
+
+class RetinaNetHead(tf_keras.layers.Layer):
+  """{level: [B, H, W, C]} -> {level: [B, H, W, num_anchors * num_outputs_per_anchor]}.
+
+  Output channel a * num_outputs_per_anchor + k is output k of anchor a, so a
+  reshape to [B, H * W * num_anchors, num_outputs_per_anchor] lists the anchors
+  of a location consecutively.
+  """
+
+  def __init__(self, *, num_anchors: int, num_outputs_per_anchor: int, num_convs: int = 4,
+               num_channels: int = 256, min_level: int = 3, max_level: int = 7,
+               use_batch_norm: bool = False, norm_momentum: float = 0.99,
+               norm_epsilon: float = 1e-3, use_sync_bn: bool = False,
+               prediction_bias: float = 0.0, name: str = "head", **kwargs):
+    super().__init__(name=name, **kwargs)
+    if num_anchors < 1 or num_outputs_per_anchor < 1 or num_convs < 0 or num_channels < 1:
+      raise ValueError(f"{name}: num_anchors={num_anchors}, num_outputs_per_anchor="
+                       f"{num_outputs_per_anchor}, num_convs={num_convs}, num_channels="
+                       f"{num_channels} must be positive (num_convs may be 0)")
+    self._args = dict(num_anchors=num_anchors, num_outputs_per_anchor=num_outputs_per_anchor,
+                      num_convs=num_convs, num_channels=num_channels, min_level=min_level,
+                      max_level=max_level, use_batch_norm=use_batch_norm,
+                      norm_momentum=norm_momentum, norm_epsilon=norm_epsilon,
+                      use_sync_bn=use_sync_bn, prediction_bias=prediction_bias)
+    self.num_anchors = num_anchors
+    self.num_outputs_per_anchor = num_outputs_per_anchor
+    self.num_convs = num_convs
+    self.min_level = min_level
+    self.max_level = max_level
+    self.use_batch_norm = use_batch_norm
+    # A fresh initializer per layer: an unseeded tf_keras initializer instance
+    # returns the same values on every call, which would clone conv1 into conv2.
+    init = lambda: tf_keras.initializers.RandomNormal(stddev=KERNEL_STDDEV)
+    # Attributes named like the layers: checkpoint keys read class_head/conv1/...
+    for i in range(1, num_convs + 1):
+      setattr(self, f"conv{i}", tf_keras.layers.Conv2D(
+          num_channels, 3, padding="same", kernel_initializer=init(),
+          bias_initializer="zeros", name=f"conv{i}"))
+      if use_batch_norm:
+        for level in range(min_level, max_level + 1):
+          setattr(self, f"bn{i}_p{level}", batch_norm(
+              name=f"bn{i}_p{level}", momentum=norm_momentum, epsilon=norm_epsilon,
+              synchronized=use_sync_bn))
+    self.prediction = tf_keras.layers.Conv2D(
+        num_anchors * num_outputs_per_anchor, 3, padding="same", kernel_initializer=init(),
+        bias_initializer=tf_keras.initializers.Constant(prediction_bias), name="prediction")
+
+  def conv_layers(self) -> List[tf_keras.layers.Conv2D]:
+    """The shared 3x3 tower convs, in order."""
+    return [getattr(self, f"conv{i}") for i in range(1, self.num_convs + 1)]
+
+  def call(self, features: Dict[int, tf.Tensor],
+           training: Optional[bool] = None) -> Dict[int, tf.Tensor]:
+    outputs = {}
+    for level in range(self.min_level, self.max_level + 1):
+      if level not in features:
+        raise ValueError(f"{self.name}: no pyramid level {level} in the features "
+                         f"(have {sorted(features)})")
+      x = features[level]
+      for i, conv in enumerate(self.conv_layers(), start=1):
+        x = conv(x)
+        if self.use_batch_norm:
+          x = getattr(self, f"bn{i}_p{level}")(x, training=training)
+        x = tf.nn.relu(x)
+      outputs[level] = self.prediction(x)
+    return outputs
+
+  def get_config(self) -> dict:
+    return {**super().get_config(), **self._args}
