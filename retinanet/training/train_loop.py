@@ -1,0 +1,468 @@
+"""The distributed custom training loop: step, loop, checkpoints, logs, NaN policy.
+
+`Trainer` receives every part (strategy, model, optimizer, loss, input) and
+owns only the loop; `retinanet.training.trainer.train` builds the parts from
+the config.
+
+Loss scaling across replicas: each replica's class and box losses are
+divided by the positive-anchor count of the GLOBAL batch (an all-reduce sum
+of the replicas' counts, optionally smoothed by a `LossNormalizer`), and the
+L2 term by the number of replicas. Gradients are then all-reduced with SUM,
+so any replica count gives the gradient of
+  sum_over_global_batch(losses) / global_positives + L2,
+the same as one replica on the same global batch (Detectron2 / Model Garden).
+Clipping is applied to the all-reduced gradient, and the reported gradient
+norm is that global norm (before clipping).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from typing import IO, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from retinanet import config as config_lib
+from retinanet import losses as losses_lib
+from retinanet.training import checkpointing
+from retinanet.training import ema as ema_lib
+from retinanet.training import finetune
+from retinanet.training import optimizer as optimizer_lib
+from retinanet.training import progress
+
+logger = logging.getLogger(__name__)
+
+# (outputs, labels, normalizer) -> {"class_loss", "box_loss", "total_loss"} (float32 scalars;
+# total_loss = class_loss + box_loss_weight * box_loss, each divided by `normalizer`).
+LossFn = Callable[[Mapping[str, tf.Tensor], Mapping[str, tf.Tensor], tf.Tensor],
+                  Mapping[str, tf.Tensor]]
+# labels -> float32 scalar: positive anchors in this replica's batch.
+PositivesFn = Callable[[Mapping[str, tf.Tensor]], tf.Tensor]
+# (model, global step) -> {metric name: value}; called every eval_every steps.
+EvalFn = Callable[[tf_keras.Model, int], Mapping[str, float]]
+DatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
+
+_SUMMED = ("class_loss", "box_loss", "weighted_loss", "num_positives")
+_MEANED = ("l2_regularization", "gradient_norm", "normalizer")
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The total loss became NaN or Inf; `step` is the global step (1-based) that produced it."""
+
+  def __init__(self, step: int, metrics: Mapping[str, float], detail: str = ""):
+    self.step = step
+    self.metrics = dict(metrics)
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in self.metrics.items())
+    super().__init__(
+        f"Non-finite loss at global step {step} ({shown}){detail}. Lower "
+        "optimizer.base_learning_rate, set optimizer.gradient_clip_norm, check the input "
+        "data, or set train.nan_policy='restore' to reload the last checkpoint and continue.")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainLoopOptions:
+  """Loop settings (the train/optimizer/loss config values the loop itself needs)."""
+  global_batch_size: int
+  total_steps: int
+  steps_per_execution: int = 1
+  log_every: int = 100
+  checkpoint_every: int = 1000
+  keep_checkpoints: int = 5
+  eval_every: int = 0
+  l2_weight_decay: float = 0.0
+  gradient_clip_norm: float = 0.0
+  ema_decay: float = 0.0
+  normalizer_momentum: float = 0.0
+  nan_policy: str = "raise"
+  max_nan_restores: int = 3
+  jit_compile: bool = False
+
+  def __post_init__(self):
+    if self.nan_policy not in config_lib.NAN_POLICIES:
+      raise ValueError(f"nan_policy={self.nan_policy!r} is not one of {config_lib.NAN_POLICIES}")
+    for name in ("global_batch_size", "total_steps", "steps_per_execution", "log_every",
+                 "checkpoint_every", "keep_checkpoints"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"TrainLoopOptions.{name}={getattr(self, name)} must be >= 1")
+
+  @classmethod
+  def from_config(cls, config: config_lib.ExperimentConfig) -> "TrainLoopOptions":
+    t, o, l = config.train, config.optimizer, config.loss
+    return cls(global_batch_size=t.global_batch_size, total_steps=t.total_steps,
+               steps_per_execution=t.steps_per_execution, log_every=t.log_every,
+               checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
+               eval_every=t.eval_every, l2_weight_decay=l.l2_weight_decay,
+               gradient_clip_norm=o.gradient_clip_norm, ema_decay=o.ema_decay,
+               normalizer_momentum=l.normalizer_momentum, nan_policy=t.nan_policy,
+               max_nan_restores=t.max_nan_restores, jit_compile=t.jit_compile)
+
+
+@dataclasses.dataclass
+class TrainResult:
+  final_step: int
+  # Mean over the last log window: class_loss, box_loss, weighted_loss,
+  # l2_regularization, total_loss, gradient_norm, learning_rate, num_positives.
+  final_losses: Dict[str, float]
+  checkpoint_path: Optional[str]
+  wall_time_seconds: float
+  # Images/s of the steps after the first execution (tracing/compilation excluded
+  # when more than one execution ran).
+  images_per_second: float
+  nan_restores: int = 0
+  # (step, metrics) of every log line, and {step: eval results}.
+  history: List[Tuple[int, Dict[str, float]]] = dataclasses.field(default_factory=list)
+  eval_results: Dict[int, Dict[str, float]] = dataclasses.field(default_factory=dict)
+  # Set by trainer.train on a fresh fine-tuning start.
+  finetune: Optional["finetune.FinetuneReport"] = None
+
+
+def retinanet_loss_fn(*, alpha: float, gamma: float, delta: float, box_loss_weight: float
+                      ) -> Tuple[LossFn, PositivesFn]:
+  """The (loss_fn, positives_fn) pair of `retinanet.losses` for Trainer."""
+
+  def loss_fn(outputs, labels, normalizer):
+    return losses_lib.retinanet_loss(
+        outputs["class_outputs"], outputs["box_outputs"], labels["class_targets"],
+        labels["box_targets"], labels["match_state"], alpha=alpha, gamma=gamma, delta=delta,
+        box_loss_weight=box_loss_weight, normalizer=normalizer)
+
+  def positives_fn(labels):
+    return losses_lib.num_positive_anchors(labels["match_state"])
+
+  return loss_fn, positives_fn
+
+
+class Trainer:
+  """Runs the training loop; build model and optimizer under `strategy.scope()` first."""
+
+  def __init__(self, *, strategy: tf.distribute.Strategy, model: tf_keras.Model,
+               optimizer: tf_keras.optimizers.Optimizer, loss_fn: LossFn,
+               positives_fn: PositivesFn, dataset_fn: DatasetFn, model_dir: str,
+               options: TrainLoopOptions, summary_dir: Optional[str] = None,
+               eval_fn: Optional[EvalFn] = None, freeze_patterns: Sequence[str] = (),
+               progress_stream: Optional[IO[str]] = None):
+    self.strategy = strategy
+    self.model = model
+    self.optimizer = optimizer
+    self.options = options
+    self.model_dir = model_dir
+    self.summary_dir = summary_dir or os.path.join(model_dir, "summaries")
+    self.eval_fn = eval_fn
+    self._loss_fn = loss_fn
+    self._positives_fn = positives_fn
+    self._progress_stream = progress_stream
+    if not model.built or not model.variables:
+      raise ValueError("Trainer: build the model (factory.build_model builds it) before training")
+    for var in model.variables[:1]:
+      if not strategy.extended.variable_created_in_scope(var):
+        raise ValueError("Trainer: the model was not built under strategy.scope(); build it "
+                         "inside `with strategy.scope():`")
+
+    self.named_variables = checkpointing.variable_paths(model)
+    path_of = {id(v): p for p, v in self.named_variables.items()}
+    trainable = {path_of[id(v)]: v for v in model.trainable_variables}
+    self.num_trainable_before_freeze = len(trainable)
+    self.frozen_paths = finetune.freeze_mask(trainable, freeze_patterns)
+    frozen = set(self.frozen_paths)
+    self.train_paths = [p for p in trainable if p not in frozen]
+    self.train_variables = [trainable[p] for p in self.train_paths]
+    self.l2_variables = optimizer_lib.kernel_variables(self.train_variables)
+    if not self.train_variables:
+      raise ValueError(f"Trainer: no trainable variables left after freezing {list(freeze_patterns)}")
+
+    with strategy.scope():
+      optimizer.build(self.train_variables)
+      self.ema = (ema_lib.WeightAverage({p: trainable[p] for p in self.train_paths},
+                                        options.ema_decay) if options.ema_decay > 0 else None)
+      self.loss_normalizer = (losses_lib.LossNormalizer(options.normalizer_momentum)
+                              if options.normalizer_momentum > 0 else None)
+      self.dataset = strategy.distribute_datasets_from_function(dataset_fn)
+      self.iterator = iter(self.dataset)
+
+    self.is_chief = strategy.extended.should_checkpoint
+    checkpoint_dir = model_dir if self.is_chief else os.path.join(
+        model_dir, f".worker_{strategy.cluster_resolver.task_id}")
+    parts = dict(model=model, optimizer=optimizer, ema=self.ema,
+                 loss_normalizer=self.loss_normalizer)
+    self.checkpoint = checkpointing.make_checkpoint(iterator=self.iterator, **parts)
+    self.iterator_checkpointed = checkpointing.is_trackable(self.iterator)
+    # Used by the NaN policy: weights and optimizer come back, the input goes on.
+    self._checkpoint_without_input = checkpointing.make_checkpoint(**parts)
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, checkpoint_dir, max_to_keep=options.keep_checkpoints,
+        checkpoint_name=checkpointing.CHECKPOINT_NAME)
+    self._step_fn = (tf.function(self._forward_backward, jit_compile=True)
+                     if options.jit_compile else self._forward_backward)
+    self._loop = tf.function(self._loop_impl)
+    self._no_gradient_checked = False
+    self._restored: Optional[bool] = None
+
+  # ---- the step -----------------------------------------------------------
+
+  def _forward_backward(self, images, labels, normalizer):
+    num_replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+    with tf.GradientTape() as tape:
+      outputs = self.model(images, training=True)
+      losses = self._loss_fn(outputs, labels, normalizer)
+      l2 = optimizer_lib.l2_regularization(self.l2_variables, self.options.l2_weight_decay)
+      loss = tf.cast(losses["total_loss"], tf.float32) + l2 / float(num_replicas)
+      if optimizer_lib.is_loss_scaled(self.optimizer):
+        loss = self.optimizer.get_scaled_loss(loss)
+    grads = tape.gradient(loss, self.train_variables)
+    missing = [p for p, g in zip(self.train_paths, grads) if g is None]
+    if missing:
+      raise ValueError(f"no gradient for {len(missing)} trainable variables, e.g. {missing[:5]}: "
+                       "freeze them (freeze_patterns) or remove them from the model")
+    return losses, l2, grads
+
+  def _replica_step(self, images, labels):
+    ctx = tf.distribute.get_replica_context()
+    local_positives = tf.cast(self._positives_fn(labels), tf.float32)
+    global_positives = ctx.all_reduce(tf.distribute.ReduceOp.SUM, local_positives)
+    if self.loss_normalizer is not None:
+      normalizer = self.loss_normalizer(global_positives)
+    else:
+      normalizer = tf.maximum(global_positives, 1.0)
+    losses, l2, grads = self._step_fn(images, labels, normalizer)
+    grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    if optimizer_lib.is_loss_scaled(self.optimizer):
+      grads = self.optimizer.get_unscaled_gradients(grads)
+    grads, grad_norm = optimizer_lib.clip_by_global_norm(grads, self.options.gradient_clip_norm)
+    self.optimizer.apply_gradients(zip(grads, self.train_variables),
+                                   skip_gradients_aggregation=True)
+    if self.ema is not None:
+      self.ema.update()
+    return {
+        "class_loss": tf.cast(losses["class_loss"], tf.float32),
+        "box_loss": tf.cast(losses["box_loss"], tf.float32),
+        "weighted_loss": tf.cast(losses["total_loss"], tf.float32),
+        "num_positives": local_positives,
+        "l2_regularization": l2,
+        "gradient_norm": grad_norm,
+        "normalizer": tf.cast(normalizer, tf.float32),
+    }
+
+  def _reduce(self, per_replica: Mapping[str, object]) -> Dict[str, tf.Tensor]:
+    out = {}
+    for key in _SUMMED:
+      out[key] = self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[key], axis=None)
+    for key in _MEANED:
+      out[key] = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica[key], axis=None)
+    out["total_loss"] = out["weighted_loss"] + out["l2_regularization"]
+    return out
+
+  def _loop_impl(self, iterator, num_steps):
+    """Runs up to num_steps steps; stops early on a non-finite loss or at the end of the input.
+
+    Returns (sums of the reduced metrics, metrics of the last step, steps run).
+    """
+    keys = _SUMMED + _MEANED + ("total_loss",)
+    sums = {k: tf.constant(0.0) for k in keys}
+    last = {k: tf.constant(0.0) for k in keys}
+    steps_run = tf.constant(0, tf.int32)
+    for _ in tf.range(num_steps):
+      element = iterator.get_next_as_optional()
+      if not element.has_value():
+        break
+      images, labels = element.get_value()
+      # The step has no data-dependent Python control flow: converting it (and
+      # through it every Keras layer) with autograph only costs tracing time.
+      step_fn = tf.autograph.experimental.do_not_convert(self._replica_step)
+      last = self._reduce(self.strategy.run(step_fn, args=(images, labels)))
+      sums = {k: sums[k] + last[k] for k in keys}
+      steps_run += 1
+      if not tf.math.is_finite(last["total_loss"]):
+        break
+    return sums, last, steps_run
+
+  # ---- public helpers -----------------------------------------------------
+
+  @property
+  def global_step(self) -> int:
+    return int(self.optimizer.iterations.numpy())
+
+  def l2_regularization(self) -> float:
+    return float(optimizer_lib.l2_regularization(self.l2_variables, self.options.l2_weight_decay))
+
+  def restore_latest(self) -> Optional[str]:
+    """Restores the newest complete checkpoint of model_dir (all state); None when there is none."""
+    logger.info("Looking for existing checkpoints in %s", self.model_dir)
+    prefix = checkpointing.latest_complete_checkpoint(self.manager.directory)
+    self._restored = prefix is not None
+    if prefix is None:
+      return None
+    self.checkpoint.read(prefix).assert_existing_objects_matched().expect_partial()
+    logger.info("Restored checkpoint %s at step %d%s", prefix, self.global_step,
+                "" if self.iterator_checkpointed else
+                " (input pipeline restarts: the distributed iterator is not checkpointable)")
+    return prefix
+
+  def save_checkpoint(self) -> str:
+    path = self.manager.save(checkpoint_number=self.global_step)
+    logger.info("Saved checkpoint %s", path)
+    return path
+
+  # ---- the loop -----------------------------------------------------------
+
+  def _next_stop(self, step: int) -> int:
+    o = self.options
+    stops = [o.total_steps, step + o.steps_per_execution]
+    for every in (o.log_every, o.checkpoint_every, o.eval_every):
+      if every > 0:
+        stops.append((step // every + 1) * every)
+    return min(stops)
+
+  def _log_startup(self, writer_dir: str) -> None:
+    o = self.options
+    logger.info("Running on %d replicas", self.strategy.num_replicas_in_sync)
+    logger.info("Trainable weights: %d", self.num_trainable_before_freeze)
+    if self.frozen_paths:
+      logger.info("Freezing %d weights matching the freeze patterns", len(self.frozen_paths))
+      logger.info("Trainable weights after freezing: %d", len(self.train_variables))
+    logger.info("Initial l2_regularization loss %s", self.l2_regularization())
+    params = sum(int(np.prod(v.shape)) for v in self.train_variables)
+    logger.info("Total trainable parameters: {:,}".format(params))
+    if self.ema is not None:
+      logger.info("Keeping an exponential moving average of the weights (decay %s)", o.ema_decay)
+    logger.info("Starting training from step %d for %d steps with %d steps per execution",
+                self.global_step, o.total_steps, o.steps_per_execution)
+    logger.info("Saving checkpoints every %d steps in %s", o.checkpoint_every, self.model_dir)
+    logger.info("Writing summaries to %s", writer_dir)
+
+  def _to_python(self, metrics: Mapping[str, tf.Tensor]) -> Dict[str, float]:
+    return {k: float(v) for k, v in metrics.items()}
+
+  def _learning_rate_of_last_step(self) -> float:
+    inner = (self.optimizer.inner_optimizer if optimizer_lib.is_loss_scaled(self.optimizer)
+             else self.optimizer)
+    schedule = getattr(inner, "_learning_rate", None)
+    step = max(self.global_step - 1, 0)
+    if isinstance(schedule, tf_keras.optimizers.schedules.LearningRateSchedule):
+      return float(schedule(step))
+    return float(inner.learning_rate)
+
+  def _handle_non_finite(self, bad_step: int, metrics: Dict[str, float], restores: int) -> int:
+    if self.options.nan_policy == "raise":
+      raise NonFiniteLossError(bad_step, metrics)
+    if restores >= self.options.max_nan_restores:
+      raise NonFiniteLossError(bad_step, metrics,
+                               f" after {restores} checkpoint restores (train.max_nan_restores)")
+    prefix = checkpointing.latest_complete_checkpoint(self.manager.directory)
+    if prefix is None:
+      raise NonFiniteLossError(bad_step, metrics, "; no checkpoint to restore")
+    self._checkpoint_without_input.read(prefix).assert_existing_objects_matched().expect_partial()
+    logger.warning("Non-finite loss at global step %d; restored %s (step %d), restore %d of %d; "
+                   "the input continues after the offending batch", bad_step, prefix,
+                   self.global_step, restores + 1, self.options.max_nan_restores)
+    return restores + 1
+
+  def train(self) -> TrainResult:
+    """Trains from the current (restored or initial) state to options.total_steps."""
+    o = self.options
+    wall_start = time.time()
+    if self._restored is None:
+      self.restore_latest()
+    if not self._restored:
+      logger.warning("No existing checkpoints found in %s, running model in train mode with "
+                     "the initial weights!", self.model_dir)
+    writer_dir = os.path.join(self.summary_dir, "train")
+    self._log_startup(writer_dir)
+    writer = tf.summary.create_file_writer(writer_dir) if self.is_chief else None
+    eval_writer = (tf.summary.create_file_writer(os.path.join(self.summary_dir, "eval"))
+                   if self.is_chief and self.eval_fn else None)
+    bar = progress.ProgressBar(o.total_steps, self._progress_stream)
+    if o.nan_policy == "restore" and self.manager.latest_checkpoint is None:
+      self.save_checkpoint()  # something to restore on the first non-finite loss
+
+    result = TrainResult(final_step=self.global_step, final_losses={}, checkpoint_path=None,
+                         wall_time_seconds=0.0, images_per_second=0.0)
+    window = {"sums": None, "steps": 0, "seconds": 0.0}
+    steady = {"steps": 0, "seconds": 0.0}
+    first: Optional[Tuple[int, float]] = None
+    step = self.global_step
+    last_saved = self.manager.latest_checkpoint if self._restored else None
+    saved_step = step if self._restored else -1
+    try:
+      while step < o.total_steps:
+        num_steps = self._next_stop(step) - step
+        start = time.time()
+        sums, last, steps_run = self._loop(self.iterator, tf.constant(num_steps, tf.int32))
+        steps_run = int(steps_run)
+        seconds = time.time() - start
+        last = self._to_python(last)
+        if steps_run and not np.isfinite(last["total_loss"]):
+          result.nan_restores = self._handle_non_finite(step + steps_run, last,
+                                                        result.nan_restores)
+          step = self.global_step
+          window = {"sums": None, "steps": 0, "seconds": 0.0}
+          continue
+        step = self.global_step
+        if first is None:
+          first = (steps_run, seconds)
+        else:
+          steady["steps"] += steps_run
+          steady["seconds"] += seconds
+        sums = self._to_python(sums)
+        window["sums"] = sums if window["sums"] is None else {
+            k: window["sums"][k] + sums[k] for k in sums}
+        window["steps"] += steps_run
+        window["seconds"] += seconds
+        exhausted = steps_run < num_steps
+        if exhausted:
+          logger.warning("The training input ended at step %d (training datasets must repeat); "
+                         "stopping", step)
+        if window["steps"] and (step % o.log_every == 0 or step >= o.total_steps or exhausted):
+          metrics = {k: v / window["steps"] for k, v in window["sums"].items()}
+          metrics["learning_rate"] = self._learning_rate_of_last_step()
+          metrics["execution_time"] = window["seconds"]
+          ips = o.global_batch_size * window["steps"] / max(window["seconds"], 1e-9)
+          eta = (o.total_steps - step) * window["seconds"] / window["steps"]
+          logger.info(progress.format_log_line(step, o.total_steps, eta, ips, metrics))
+          progress.write_scalars(writer, step, progress.rounded_metrics(metrics, digits=9))
+          progress.write_scalars(writer, step, {"images-per-second": ips})
+          result.history.append((step, metrics))
+          result.final_losses = metrics
+          bar.update(step, ips, metrics["total_loss"])
+          window = {"sums": None, "steps": 0, "seconds": 0.0}
+        if step % o.checkpoint_every == 0 or step >= o.total_steps or exhausted:
+          last_saved, saved_step = self.save_checkpoint(), step
+        if self.eval_fn is not None and o.eval_every > 0 and step % o.eval_every == 0:
+          result.eval_results[step] = self._evaluate(step, eval_writer)
+        if exhausted:
+          break
+    finally:
+      bar.close()
+      for w in (writer, eval_writer):
+        if w is not None:
+          w.close()
+    if self.global_step != saved_step:
+      last_saved = self.save_checkpoint()
+    if steady["steps"] == 0 and first is not None:
+      steady = {"steps": first[0], "seconds": first[1]}
+    result.final_step = self.global_step
+    result.checkpoint_path = last_saved
+    result.wall_time_seconds = time.time() - wall_start
+    result.images_per_second = (o.global_batch_size * steady["steps"] / steady["seconds"]
+                                if steady["seconds"] > 0 else 0.0)
+    logger.info("Training finished at step %d in %.1f s (%.2f imgs/s after the first execution)",
+                result.final_step, result.wall_time_seconds, result.images_per_second)
+    return result
+
+  def _evaluate(self, step: int, writer: Optional[tf.summary.SummaryWriter]) -> Dict[str, float]:
+    start = time.time()
+    if self.ema is not None:
+      with self.ema.averaged_weights():
+        results = dict(self.eval_fn(self.model, step))
+    else:
+      results = dict(self.eval_fn(self.model, step))
+    numeric = {k: float(v) for k, v in results.items()
+               if isinstance(v, (int, float, np.floating, np.integer))}
+    logger.info("Evaluation at step %d (%.1f s%s): %s", step, time.time() - start,
+                ", EMA weights" if self.ema is not None else "",
+                {k: round(v, 4) for k, v in numeric.items()})
+    progress.write_scalars(writer, step, numeric)
+    return numeric
