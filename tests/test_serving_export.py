@@ -1,0 +1,272 @@
+"""The exported SavedModel against the in-process model + evaluation postprocess.
+
+One tiny random-weight RetinaNet (ResNet-18, 16 channels, levels 3..5,
+64x96 input) is trained-dir-exported once per module (`export_model_dir`,
+the Pusher's path) and shared by the tests. References come from the
+evaluation code path: `preprocess_ops` (as EvalParser) +
+`evaluate_model.build_detect_fn` + `boxes_to_original_image`.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+from PIL import Image
+
+from data import coco
+from retinanet import config as config_lib
+from retinanet import factory
+from retinanet.dataloader import preprocess_ops
+from retinanet.evaluation import evaluate_model
+from retinanet.serving import export
+from retinanet.serving import versioning
+from retinanet.training import checkpointing
+
+LABEL_MAP = coco.LabelMap((3, 8, 21), ("cat", "dog", "kite"))
+INPUT_SIZE = (64, 96)
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(**postprocess) -> config_lib.ExperimentConfig:
+  """A small model with scores spread enough to give detections at threshold 0.05."""
+  return config_lib.config_from_dict({
+      "model": {
+          "num_classes": LABEL_MAP.num_classes, "input_size": list(INPUT_SIZE),
+          "backbone": {"depth": 18}, "fpn": {"min_level": 3, "max_level": 5, "num_channels": 16},
+          "head": {"num_convs": 1, "num_channels": 16, "prior_probability": 0.2},
+      },
+      "postprocess": {"max_detections": 20, "pre_nms_top_k": 200, **postprocess},
+  })
+
+
+def tiny_model(config: config_lib.ExperimentConfig) -> tf_keras.Model:
+  """factory.build_model with prediction weights redrawn (numpy, seeded) to spread the scores."""
+  model = factory.build_model(config.model)
+  rng = np.random.RandomState(0)
+  for head in (model.class_head, model.box_head):
+    kernel = head.prediction.kernel
+    kernel.assign(rng.normal(0.0, 0.3, kernel.shape).astype(np.float32))
+  return model
+
+
+def random_image(height: int, width: int, seed: int) -> np.ndarray:
+  """A smooth random uint8 RGB image (blobs, so detections vary across the image)."""
+  rng = np.random.RandomState(seed)
+  small = rng.randint(0, 256, (max(height // 16, 2), max(width // 16, 2), 3)).astype(np.uint8)
+  return np.asarray(Image.fromarray(small).resize((width, height), Image.BILINEAR))
+
+
+def reference_detections(model, config, images):
+  """Evaluation-path detections of each image, boxes mapped to its original pixels.
+
+  Returns a list of dicts (boxes [v, 4] original pixels, model_boxes [v, 4]
+  model-input pixels, scores [v], classes [v], scale [2]).
+  """
+  detect = evaluate_model.build_detect_fn(model, config.model, config.postprocess)
+  results = []
+  for image in images:
+    size = tf.shape(image)[:2]
+    geometry = preprocess_ops.resize_crop_geometry(size, INPUT_SIZE)
+    pixels = preprocess_ops.resize_and_crop_image(tf.constant(image), geometry)
+    pixels = preprocess_ops.pad_image(
+        preprocess_ops.normalize_image(pixels, config.input.mean_rgb, config.input.stddev_rgb),
+        INPUT_SIZE)
+    det = {k: v.numpy() for k, v in detect(pixels[None]).items()}
+    valid = int(det["valid_detections"][0])
+    original = preprocess_ops.boxes_to_original_image(det["boxes"], geometry.image_scale[None],
+                                                      size[None]).numpy()
+    results.append({"boxes": original[0, :valid], "model_boxes": det["boxes"][0, :valid],
+                    "scores": det["scores"][0, :valid], "classes": det["classes"][0, :valid],
+                    "scale": geometry.image_scale.numpy()})
+  return results
+
+
+def assert_matches(outputs, index, reference):
+  valid = int(outputs["valid_detections"][index])
+  assert valid == len(reference["scores"]) > 0
+  np.testing.assert_array_equal(outputs["class_ids"][index, :valid], reference["classes"])
+  np.testing.assert_allclose(outputs["scores"][index, :valid], reference["scores"], atol=1e-5)
+  np.testing.assert_allclose(outputs["boxes"][index, :valid], reference["boxes"], atol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+  """(config, in-process model, loaded SavedModel, export_dir, model_dir)."""
+  root = tmp_path_factory.mktemp("serving")
+  config = tiny_config(max_detections=100)
+  model = tiny_model(config)
+  model_dir = str(root / "trained")
+  manager = tf.train.CheckpointManager(checkpointing.make_checkpoint(model=model),
+                                       os.path.join(model_dir, export.CHECKPOINT_DIR), 2)
+  manager.save(checkpoint_number=7)
+  config_lib.save_config(config, os.path.join(model_dir, export.CONFIG_FILENAME))
+  coco.save_label_map(LABEL_MAP, os.path.join(model_dir, export.LABEL_MAP_FILENAME))
+  export_dir = str(root / "export")
+  # The Pusher's path; the override brings max_detections back to 20.
+  export.export_model_dir(model_dir, export_dir, postprocess_overrides={"max_detections": 20})
+  config = tiny_config()
+  return config, model, tf.saved_model.load(export_dir), export_dir, model_dir
+
+
+def run(loaded, name, **inputs):
+  return {k: v.numpy() for k, v in loaded.signatures[name](**inputs).items()}
+
+
+def test_signatures_inputs_and_outputs(exported):
+  _, _, loaded, _, _ = exported
+  assert set(loaded.signatures) == set(export.SIGNATURE_NAMES)
+  expected_inputs = {
+      "serving_default": {"images": tf.uint8},
+      "serve_images": {"images": tf.uint8},
+      "serve_images_with_id": {"images": tf.uint8, "image_id": tf.int64},
+      "serve_encoded": {"encoded_images": tf.string},
+      "serve_encoded_with_id": {"encoded_images": tf.string, "image_id": tf.int64},
+  }
+  output_dtypes = {"boxes": tf.float32, "scores": tf.float32, "class_ids": tf.int32,
+                   "category_ids": tf.int64, "valid_detections": tf.int32, "image_id": tf.int64,
+                   "image_size": tf.int32}
+  for name, inputs in expected_inputs.items():
+    fn = loaded.signatures[name]
+    _, kwargs = fn.structured_input_signature
+    assert {k: v.dtype for k, v in kwargs.items()} == inputs, name
+    assert {k: v.dtype for k, v in fn.structured_outputs.items()} == output_dtypes, name
+    assert fn.structured_outputs["boxes"].shape.as_list() == [None, 20, 4]
+
+
+def test_serve_images_matches_in_process_model_in_original_pixels(exported):
+  config, model, loaded, _, _ = exported
+  images = np.stack([random_image(100, 200, seed=1), random_image(100, 200, seed=2)])
+  outputs = run(loaded, "serve_images", images=tf.constant(images))
+  reference = reference_detections(model, config, list(images))
+  for i in range(2):
+    assert_matches(outputs, i, reference[i])
+    # By hand: a 100x200 image in a 64x96 input is scaled by min(64/100, 96/200) = 0.48.
+    np.testing.assert_allclose(reference[i]["scale"], [0.48, 0.48], rtol=1e-6)
+    by_hand = np.clip(reference[i]["model_boxes"] / 0.48, 0.0, [100, 200, 100, 200])
+    np.testing.assert_allclose(outputs["boxes"][i, :len(by_hand)], by_hand, atol=1e-3)
+  np.testing.assert_array_equal(outputs["image_size"], [[100, 200], [100, 200]])
+  np.testing.assert_array_equal(outputs["image_id"], [0, 1])
+  assert outputs["boxes"][:, :, 2].max() > 64  # beyond the model input: original pixels
+
+
+def test_serving_default_is_serve_images(exported):
+  _, _, loaded, _, _ = exported
+  images = tf.constant(random_image(70, 50, seed=3)[None])
+  a, b = run(loaded, "serving_default", images=images), run(loaded, "serve_images", images=images)
+  for key in export.OUTPUT_KEYS:
+    np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_serve_encoded_handles_mixed_sizes_and_passes_image_ids(exported):
+  config, model, loaded, _, _ = exported
+  images = [random_image(100, 200, seed=4), random_image(64, 64, seed=5),
+            random_image(150, 90, seed=6)]
+  encoded = [tf.io.encode_png(im).numpy() for im in images]  # lossless
+  outputs = run(loaded, "serve_encoded_with_id", encoded_images=tf.constant(encoded),
+                image_id=tf.constant([501, 7, 2**40], tf.int64))
+  np.testing.assert_array_equal(outputs["image_id"], [501, 7, 2**40])
+  np.testing.assert_array_equal(outputs["image_size"], [[100, 200], [64, 64], [150, 90]])
+  for i, ref in enumerate(reference_detections(model, config, images)):
+    assert_matches(outputs, i, ref)
+  default_ids = run(loaded, "serve_encoded", encoded_images=tf.constant(encoded))
+  np.testing.assert_array_equal(default_ids["image_id"], [0, 1, 2])
+  np.testing.assert_array_equal(default_ids["boxes"], outputs["boxes"])
+  same = run(loaded, "serve_images_with_id", images=tf.constant(images[0][None]),
+             image_id=tf.constant([9], tf.int64))
+  assert same["image_id"].tolist() == [9]
+  np.testing.assert_allclose(same["boxes"][0], outputs["boxes"][0], atol=1e-4)
+
+
+def test_category_ids_map_class_ids_and_padding_is_marked(exported):
+  _, _, loaded, _, _ = exported
+  images = np.stack([random_image(80, 120, seed=s) for s in (7, 8)])
+  outputs = run(loaded, "serve_images", images=tf.constant(images))
+  ids = np.array(LABEL_MAP.category_ids)
+  seen = set()
+  for i in range(2):
+    valid = outputs["valid_detections"][i]
+    classes = outputs["class_ids"][i, :valid]
+    np.testing.assert_array_equal(outputs["category_ids"][i, :valid], ids[classes])
+    seen.update(classes.tolist())
+    assert np.all(outputs["class_ids"][i, valid:] == -1)
+    assert np.all(outputs["category_ids"][i, valid:] == -1)
+    assert np.all(outputs["boxes"][i, valid:] == 0) and np.all(outputs["scores"][i, valid:] == 0)
+    assert np.all(np.diff(outputs["scores"][i, :valid]) <= 0)
+  assert len(seen) >= 2  # the mapping is exercised for more than one class
+
+
+def test_export_dir_has_label_map_config_and_restorable_checkpoint(exported):
+  config, model, _, export_dir, _ = exported
+  assert export.load_label_map(export_dir) == LABEL_MAP
+  saved = config_lib.load_config(os.path.join(export_dir, export.CONFIG_FILENAME))
+  assert saved.model == config.model and saved.input == config.input
+  assert saved.postprocess.max_detections == 20  # the override is recorded
+  ckpt_dir = os.path.join(export_dir, export.CHECKPOINT_DIR)
+  assert os.path.basename(tf.train.latest_checkpoint(ckpt_dir)) == "ckpt-7"
+  restored = factory.build_model(config.model)
+  checkpointing.restore_model(restored, ckpt_dir)
+  for a, b in zip(restored.variables, model.variables):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_export_saved_model_writes_sections_config_and_refuses_overwrite(exported, tmp_path):
+  config, model, _, export_dir, _ = exported
+  with pytest.raises(FileExistsError, match="already holds a SavedModel"):
+    export.export_saved_model(model, model_config=config.model, input_config=config.input,
+                              postprocess_config=config.postprocess, label_map=LABEL_MAP,
+                              export_dir=export_dir)
+  wrong = coco.LabelMap((1, 2), ("a", "b"))
+  with pytest.raises(ValueError, match="label map has 2 classes but model.num_classes=3"):
+    export.export_saved_model(model, model_config=config.model, input_config=config.input,
+                              postprocess_config=config.postprocess, label_map=wrong,
+                              export_dir=str(tmp_path / "x"))
+  sections = export.serving_config_dict(config.model, config.input, config.postprocess)
+  assert config_lib.config_from_dict(json.loads(json.dumps(sections))).model == config.model
+
+
+def test_pushed_model_in_a_fresh_process_via_the_cli(exported, tmp_path):
+  """`python -m retinanet.serving.inference` on a pushed base dir: JSON + PNGs match."""
+  config, model, _, export_dir, _ = exported
+  base = str(tmp_path / "serving")
+  versioning.push_directory(export_dir, base, version=3)
+  image_dir = tmp_path / "images"
+  image_dir.mkdir()
+  images = {"wide.png": random_image(100, 200, seed=10), "tall.png": random_image(150, 90, seed=11),
+            "small.jpg": random_image(48, 40, seed=12)}
+  for name, image in images.items():
+    Image.fromarray(image).save(image_dir / name, quality=95)
+  # The JPEG as TensorFlow decodes it is the reference input.
+  decoded = {n: tf.io.decode_image((image_dir / n).read_bytes(), channels=3).numpy()
+             for n in images}
+  out_dir = tmp_path / "out"
+  env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+  result = subprocess.run(
+      [sys.executable, "-m", "retinanet.serving.inference", "--model_dir", base,
+       "--image_dir", str(image_dir), "--output_dir", str(out_dir), "--batch_size", "2",
+       "--score_threshold", "0"],
+      cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "images/s" in result.stderr
+  report = json.loads((out_dir / "detections.json").read_text())
+  assert report["model_dir"] == os.path.join(base, "3")
+  names = sorted(images)
+  assert [r["file"] for r in report["images"]] == names
+  references = reference_detections(model, config, [decoded[n] for n in names])
+  for record, ref, name in zip(report["images"], references, names):
+    height, width = images[name].shape[:2]
+    assert (record["height"], record["width"]) == (height, width)
+    with Image.open(out_dir / (os.path.splitext(name)[0] + ".png")) as png:
+      assert png.size == (width, height)
+    dets = record["detections"]
+    assert len(dets) == len(ref["scores"]) > 0
+    np.testing.assert_allclose([d["box_yxyx"] for d in dets], ref["boxes"], atol=1e-3)
+    np.testing.assert_allclose([d["score"] for d in dets], ref["scores"], atol=1e-5)
+    assert [d["class_name"] for d in dets] == [LABEL_MAP.names[c] for c in ref["classes"]]
+    assert [d["category_id"] for d in dets] == [LABEL_MAP.category_ids[c] for c in ref["classes"]]
+    for d in dets:
+      ymin, xmin, ymax, xmax = d["box_yxyx"]
+      assert d["box_xywh"] == pytest.approx([xmin, ymin, xmax - xmin, ymax - ymin])
