@@ -1,0 +1,210 @@
+"""Generates the shipped experiment configs, so they follow one set of rules.
+
+    python -m retinanet.configs.generate          # rewrites retinanet/configs/**/*.json
+
+COCO configs are named coco/retinanet-r{depth}-640-{schedule}-b{global batch}-{hardware}:
+  depth     18, 34, 50, 101, 152 (ResNet v1)
+  schedule  1x = Detectron's 90k iterations x 16 images = 1.44M images (12.17 epochs of
+            the 118,287 train2017 images); 3x and 30x are multiples of it. The learning
+            rate drops 10x at 2/3 and again at 8/9 of the schedule (Detectron's 60k/80k of 90k).
+  hardware  v3-8 (TPU, 8 cores x 8 images = 64), v3-32 (TPU pod slice, 32 x 8 = 256),
+            8gpu (MirroredStrategy, 8 GPUs x 8 images = 64). TPUs train in mixed_bfloat16,
+            GPUs in mixed_float16; batch norm is synchronized across replicas.
+
+Two recipes:
+  1x, 3x  the paper / Detectron recipe, fine-tuning ImageNet weights: stem and conv2_x
+          frozen, P6 from C5, no batch norm in FPN or heads, lr 0.01 per 16 images
+          (linear scaling: 0.04 at 64, 0.16 at 256), linear warm-up over 500 steps from
+          lr / 3, weight decay 1e-4. Scale jitter 0.8-1.25 (1x) and 0.5-2.0 (3x).
+          Depths 50/101/152 expect Keras-applications ImageNet weights (MSRA layout, so
+          stride_in_1x1=true) converted with
+          retinanet.modeling.resnet.keras_applications_to_checkpoint into
+          pretrained/resnet{depth}-imagenet/ckpt (override model.backbone.init_checkpoint
+          to point elsewhere); 18/34 expect a checkpoint made the same way from torchvision
+          weights (see the resnet module docstring).
+  30x     the Model Garden from-scratch recipe (long schedule, strong jitter 0.1-2.0):
+          random init, nothing frozen, P6 from P5, batch norm in FPN and per level in the
+          heads, lr 0.08 per 64 images (0.32 at 256, Model Garden's value), warm-up over
+          500 steps from 0.0067 * batch / 256, weight decay 4e-5.
+
+sample/tiny is a CPU config for the built-in shapes dataset (data/sample_data.py:
+256x256 images, 5 classes, objects 16 px to 60% of the image): ResNet-18 from
+scratch, levels 3..6 with 64 channels, anchors 16..203 px (anchor_size 2).
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow is imported
+
+import dataclasses  # noqa: E402
+from typing import Dict, List  # noqa: E402
+
+from retinanet import config as config_lib  # noqa: E402
+
+CONFIG_DIR = os.path.dirname(os.path.abspath(__file__))
+COCO_TRAIN_IMAGES = 118_287
+COCO_NUM_CLASSES = 80
+COCO_INPUT_SIZE = (640, 640)
+IMAGES_PER_1X = 90_000 * 16  # Detectron's 1x schedule
+DEPTHS = (18, 34, 50, 101, 152)
+SCHEDULES = {"1x": 1, "3x": 3, "30x": 30}
+FINE_TUNING_SCHEDULES = ("1x", "3x")
+SCALE_JITTER = {"1x": (0.8, 1.25), "3x": (0.5, 2.0), "30x": (0.1, 2.0)}
+# Learning rate per image of the global batch (linear scaling rule).
+PAPER_LR_PER_IMAGE = 0.01 / 16
+SCRATCH_LR_PER_IMAGE = 0.08 / 64
+WARMUP_STEPS = 500
+STEPS_PER_EXECUTION = 100
+# Checkpoint about every 128k images (~1.1 epochs), on a multiple of steps_per_execution.
+CHECKPOINT_EVERY_IMAGES = 128_000
+EVAL_IMAGES_PER_REPLICA = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Hardware:
+  tag: str
+  global_batch_size: int
+  replicas: int
+  strategy: str
+  mixed_precision: str
+
+
+HARDWARE = (
+    Hardware("v3-8", 64, 8, "tpu", "mixed_bfloat16"),
+    Hardware("v3-32", 256, 32, "tpu", "mixed_bfloat16"),
+    Hardware("8gpu", 64, 8, "mirrored", "mixed_float16"),
+)
+
+
+def coco_config_name(depth: int, schedule: str, hardware: Hardware) -> str:
+  return (f"coco/retinanet-r{depth}-{COCO_INPUT_SIZE[0]}-{schedule}-"
+          f"b{hardware.global_batch_size}-{hardware.tag}")
+
+
+def schedule_steps(schedule: str, global_batch_size: int) -> int:
+  """Optimizer steps of a schedule: SCHEDULES[schedule] * 1.44M images / batch."""
+  return round(SCHEDULES[schedule] * IMAGES_PER_1X / global_batch_size)
+
+
+def decay_boundaries(total_steps: int) -> tuple:
+  """(2/3, 8/9) of the schedule, where the learning rate drops 10x each time."""
+  return (round(total_steps * 2 / 3), round(total_steps * 8 / 9))
+
+
+def coco_config(depth: int, schedule: str, hardware: Hardware) -> config_lib.ExperimentConfig:
+  fine_tuning = schedule in FINE_TUNING_SCHEDULES
+  batch = hardware.global_batch_size
+  total = schedule_steps(schedule, batch)
+  c = config_lib.ExperimentConfig(name=coco_config_name(depth, schedule, hardware))
+  m = c.model
+  m.num_classes = COCO_NUM_CLASSES
+  m.input_size = COCO_INPUT_SIZE
+  m.backbone.depth = depth
+  m.backbone.freeze_stem_and_first_stage = fine_tuning
+  m.backbone.freeze_batch_norm = False  # synchronized BN sees the whole global batch
+  m.backbone.stride_in_1x1 = fine_tuning and depth >= 50
+  m.backbone.init_checkpoint = f"pretrained/resnet{depth}-imagenet/ckpt" if fine_tuning else ""
+  m.fpn.p6_source = "c5" if fine_tuning else "p5"
+  m.fpn.use_batch_norm = not fine_tuning
+  m.head.use_batch_norm = not fine_tuning
+  m.norm.use_sync_bn = hardware.replicas > 1
+  c.loss.l2_weight_decay = 1e-4 if fine_tuning else 4e-5
+  c.input.scale_min, c.input.scale_max = SCALE_JITTER[schedule]
+  o = c.optimizer
+  o.schedule = "piecewise"
+  if fine_tuning:
+    o.base_learning_rate = round(PAPER_LR_PER_IMAGE * batch, 6)
+    o.warmup_learning_rate = round(o.base_learning_rate / 3, 6)
+  else:
+    o.base_learning_rate = round(SCRATCH_LR_PER_IMAGE * batch, 6)
+    o.warmup_learning_rate = round(0.0067 * batch / 256, 6)
+  o.warmup_steps = WARMUP_STEPS
+  o.boundaries = decay_boundaries(total)
+  o.decay_rates = (0.1, 0.01)
+  t = c.train
+  t.global_batch_size = batch
+  t.total_steps = total
+  t.steps_per_execution = STEPS_PER_EXECUTION
+  t.log_every = STEPS_PER_EXECUTION
+  t.checkpoint_every = max(1, CHECKPOINT_EVERY_IMAGES // batch // STEPS_PER_EXECUTION) * \
+      STEPS_PER_EXECUTION
+  t.mixed_precision = hardware.mixed_precision
+  t.strategy = hardware.strategy
+  t.nan_policy = "restore"  # a long run survives a rare loss spike
+  c.eval.batch_size = EVAL_IMAGES_PER_REPLICA * hardware.replicas
+  config_lib.validate(c)
+  return c
+
+
+def tiny_sample_config() -> config_lib.ExperimentConfig:
+  """CPU config for the shapes sample data; the lead tunes steps and learning rate."""
+  c = config_lib.ExperimentConfig(name="sample/tiny")
+  m = c.model
+  m.num_classes = 5
+  m.input_size = (256, 256)
+  m.backbone.depth = 18
+  m.backbone.freeze_stem_and_first_stage = False  # no ImageNet weights: train everything
+  m.backbone.init_checkpoint = ""
+  m.fpn.min_level, m.fpn.max_level = 3, 6
+  m.fpn.num_channels = 64
+  m.fpn.p6_source = "p5"
+  m.fpn.use_batch_norm = True
+  m.head.num_convs = 2
+  m.head.num_channels = 64
+  m.head.use_batch_norm = True
+  m.anchors.anchor_size = 2.0  # P3 anchors 16 px: the smallest shapes are 16 px
+  m.matcher.allow_low_quality_matches = True  # small shapes between anchor centres
+  c.input.scale_min, c.input.scale_max = 0.75, 1.25
+  c.input.shuffle_buffer = 256
+  o = c.optimizer
+  o.base_learning_rate = 0.02
+  o.warmup_steps = 50
+  o.warmup_learning_rate = 0.002
+  t = c.train
+  t.global_batch_size = 16
+  t.total_steps = 600
+  o.boundaries = decay_boundaries(t.total_steps)
+  o.decay_rates = (0.1, 0.01)
+  t.steps_per_execution = 10
+  t.log_every = 10
+  t.checkpoint_every = 200
+  t.keep_checkpoints = 2
+  t.mixed_precision = "float32"
+  t.strategy = "default"
+  c.eval.batch_size = 8
+  config_lib.validate(c)
+  return c
+
+
+def all_configs() -> Dict[str, config_lib.ExperimentConfig]:
+  """{name: config} of every shipped config; the file is CONFIG_DIR/{name}.json."""
+  configs = {}
+  for depth in DEPTHS:
+    for schedule in SCHEDULES:
+      for hardware in HARDWARE:
+        config = coco_config(depth, schedule, hardware)
+        configs[config.name] = config
+  tiny = tiny_sample_config()
+  configs[tiny.name] = tiny
+  return configs
+
+
+def write_all(directory: str = CONFIG_DIR) -> List[str]:
+  """Writes every config as sorted, indented JSON; returns the paths."""
+  paths = []
+  for name, config in all_configs().items():
+    path = os.path.join(directory, name + ".json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    config_lib.save_config(config, path)
+    paths.append(path)
+  return paths
+
+
+def main() -> None:
+  paths = write_all()
+  print(f"wrote {len(paths)} configs under {CONFIG_DIR}")
+
+
+if __name__ == "__main__":
+  main()
