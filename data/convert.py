@@ -75,9 +75,12 @@ DEFAULT_TARGET_SHARD_BYTES = 128 * 2**20
 # Image files stat'ed (evenly spaced in image-id order) to estimate the
 # dataset size when num_shards is not given.
 SIZE_SAMPLE = 64
-# JPEG/PNG payloads are already compressed: gzip saves ~1% at any level, so
-# the fastest level keeps gzip (the TFX Examples format) from dominating.
-GZIP_LEVEL = 1
+# Shards are gzip files (the format TFX ExampleGen writes and readers expect)
+# written at deflate level 0 ("stored" blocks): JPEG/PNG payloads do not
+# compress (level 1 saved 0.3% of the bytes) while deflating them ran at
+# ~46 MB/s per core against ~1 GB/s for level 0, making compression 95% of
+# the conversion's CPU time. Measured in benchmarks/bench_data.py.
+GZIP_LEVEL = 0
 # Used when the caller names no runner: the FnApiRunner is the engine of
 # Beam's DirectRunner; naming it skips the DirectRunner's attempt to download
 # and start the Prism runner (which fails offline and ignores the modes
@@ -438,7 +441,8 @@ def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
                  beam_pipeline_args: Optional[Sequence[str]] = None,
                  label_map: Optional[LabelMap] = None,
                  label_map_split: str = "train",
-                 target_shard_bytes: int = DEFAULT_TARGET_SHARD_BYTES) -> ConversionResult:
+                 target_shard_bytes: int = DEFAULT_TARGET_SHARD_BYTES,
+                 compression_level: int = GZIP_LEVEL) -> ConversionResult:
   """Converts COCO splits {name: (annotations_json, image_dir)} to TFRecords.
 
   Builds the label map from `label_map_split` unless `label_map` is given,
@@ -447,7 +451,8 @@ def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
   `pipeline_args_with_defaults(beam_pipeline_args)`),
   and returns the paths and the parsed conversion_stats.json.
   `num_shards` applies to every split; None estimates it per split for
-  ~target_shard_bytes per shard.
+  ~target_shard_bytes per shard. `compression_level` is the deflate level of
+  the gzip shards (0-9; see GZIP_LEVEL).
   """
   if not splits:
     raise ValueError("splits is empty: give at least one {name: (annotations_json, image_dir)}")
@@ -458,6 +463,8 @@ def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
     raise ValueError("pass either beam_pipeline or beam_pipeline_args, not both")
   if num_shards is not None and num_shards < 1:
     raise ValueError(f"num_shards must be >= 1 or None (automatic), got {num_shards}")
+  if not 0 <= compression_level <= 9:
+    raise ValueError(f"compression_level must be 0..9, got {compression_level}")
   label_map_source = label_map_split if label_map is None else "given"
   label_map, shards = _preflight(splits, label_map, label_map_split, num_shards,
                                  target_shard_bytes)
@@ -474,7 +481,8 @@ def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
   summaries = [
       pipeline | f"Convert[{split}]" >> CocoToTFRecords(
           split=split, annotations_path=splits[split][0], image_dir=splits[split][1],
-          output_split_dir=split_dirs[split], label_map=label_map, num_shards=shards[split])
+          output_split_dir=split_dirs[split], label_map=label_map, num_shards=shards[split],
+          compression_level=compression_level)
       for split in sorted(splits)]
   _ = (summaries
        | "AllSplits" >> beam.Flatten()

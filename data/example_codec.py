@@ -91,7 +91,7 @@ def read_image_header(data: bytes, where: str = "image") -> Tuple[str, int, int]
     raise ImageSkipped(UNSUPPORTED_FORMAT, f"{where}: {fmt.upper()} is not stored; convert it to "
                        "JPEG or PNG")
   try:
-    with Image.open(io.BytesIO(data)) as im:
+    with Image.open(io.BytesIO(data), formats=[fmt.upper()]) as im:
       width, height = im.size
   except Exception as e:  # PIL raises several types for bad headers.
     raise ImageSkipped(CORRUPT_IMAGE, f"{where}: unreadable {fmt} header ({e})") from e
@@ -178,18 +178,6 @@ def build_objects(annotations: Sequence[Mapping[str, Any]], height: int, width: 
   return rows, report
 
 
-def _bytes_feature(values: Sequence[bytes]) -> tf.train.Feature:
-  return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
-
-
-def _int_feature(values: Sequence[int]) -> tf.train.Feature:
-  return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-
-
-def _float_feature(values: Sequence[float]) -> tf.train.Feature:
-  return tf.train.Feature(float_list=tf.train.FloatList(value=values))
-
-
 def build_example(image_bytes: bytes, image: Mapping[str, Any],
                   annotations: Sequence[Mapping[str, Any]], label_map: LabelMap,
                   where: str = "") -> Tuple[tf.train.Example, BoxReport]:
@@ -201,23 +189,24 @@ def build_example(image_bytes: bytes, image: Mapping[str, Any],
   """
   fmt, height, width = read_image_header(image_bytes, where or image["file_name"])
   rows, report = build_objects(annotations, height, width, label_map)
-  feature = {
-      schema.ENCODED: _bytes_feature([image_bytes]),
-      schema.FORMAT: _bytes_feature([fmt.encode()]),
-      schema.HEIGHT: _int_feature([height]),
-      schema.WIDTH: _int_feature([width]),
-      schema.IMAGE_ID: _int_feature([image["id"]]),
-      schema.FILENAME: _bytes_feature([image["file_name"].encode("utf-8")]),
-      schema.XMIN: _float_feature(rows.xmin),
-      schema.YMIN: _float_feature(rows.ymin),
-      schema.XMAX: _float_feature(rows.xmax),
-      schema.YMAX: _float_feature(rows.ymax),
-      schema.LABEL: _int_feature(rows.label),
-      schema.CATEGORY_ID: _int_feature(rows.category_id),
-      schema.AREA: _float_feature(rows.area),
-      schema.IS_CROWD: _int_feature(rows.is_crowd),
-  }
-  return tf.train.Example(features=tf.train.Features(feature=feature)), report
+  example = tf.train.Example()
+  feature = example.features.feature  # Filled in place: the image bytes are copied once.
+  feature[schema.ENCODED].bytes_list.value.append(image_bytes)
+  feature[schema.FORMAT].bytes_list.value.append(fmt.encode())
+  feature[schema.HEIGHT].int64_list.value.append(height)
+  feature[schema.WIDTH].int64_list.value.append(width)
+  feature[schema.IMAGE_ID].int64_list.value.append(image["id"])
+  feature[schema.FILENAME].bytes_list.value.append(image["file_name"].encode("utf-8"))
+  for key, values in ((schema.XMIN, rows.xmin), (schema.YMIN, rows.ymin),
+                      (schema.XMAX, rows.xmax), (schema.YMAX, rows.ymax),
+                      (schema.AREA, rows.area)):
+    feature[key].float_list.SetInParent()  # Present even when empty (a negative image).
+    feature[key].float_list.value.extend(values)
+  for key, values in ((schema.LABEL, rows.label), (schema.CATEGORY_ID, rows.category_id),
+                      (schema.IS_CROWD, rows.is_crowd)):
+    feature[key].int64_list.SetInParent()
+    feature[key].int64_list.value.extend(values)
+  return example, report
 
 
 _SCALAR_BYTES = (schema.ENCODED, schema.FORMAT, schema.FILENAME)
