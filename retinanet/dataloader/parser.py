@@ -30,7 +30,7 @@ Map predictions back with `preprocess_ops.boxes_to_original_image`.
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -147,7 +147,7 @@ class EvalParser:
     self._mean_rgb = tuple(mean_rgb)
     self._stddev_rgb = tuple(stddev_rgb)
 
-  def __call__(self, decoded: Dict[str, tf.Tensor], seed: tf.Tensor = None) -> Element:
+  def __call__(self, decoded: Dict[str, tf.Tensor], seed: Optional[tf.Tensor] = None) -> Element:
     del seed  # Evaluation is deterministic.
     original_size = decoded[decoder.ORIGINAL_SIZE]
     geometry = ops.resize_crop_geometry(original_size, self._output_size)
