@@ -40,11 +40,6 @@ def decide_blessing(ap: float, min_ap: float, baseline_ap: Optional[float],
   return {"blessed": True, "reason": why}
 
 
-def _write_json(path: str, value: Any) -> None:
-  with tf.io.gfile.GFile(path, "w") as f:
-    json.dump(value, f, indent=1, sort_keys=True)
-
-
 @component
 def RetinaNetEvaluator(  # pylint: disable=invalid-name
     model: InputArtifact[standard_artifacts.Model],
@@ -64,15 +59,17 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
   NMS settings for this evaluation only (re-evaluate without retraining).
   """
   del code_version
-  from retinanet.evaluation import evaluate_model  # pylint: disable=g-import-not-at-top
+  from retinanet.evaluation import coco_metrics, evaluate_model  # pylint: disable=g-import-not-at-top
 
   overrides = json.loads(postprocess_overrides or "{}")
   file_pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "*")
   result = evaluate_model.evaluate_model_dir(model.uri, file_pattern,
                                              postprocess_overrides=overrides)
-  _write_json(os.path.join(evaluation.uri, METRICS_FILE), result.metrics)
-  _write_json(os.path.join(evaluation.uri, PER_CLASS_FILE), result.per_class_ap)
-  _write_json(os.path.join(evaluation.uri, DETECTIONS_FILE), result.detections)
+  coco_metrics.write_metrics_json(os.path.join(evaluation.uri, METRICS_FILE), result.metrics)
+  coco_metrics.write_metrics_json(os.path.join(evaluation.uri, PER_CLASS_FILE),
+                                  {"per_class": result.per_class_ap})
+  coco_metrics.write_detections_json(os.path.join(evaluation.uri, DETECTIONS_FILE),
+                                     result.detections)
   with tf.io.gfile.GFile(os.path.join(evaluation.uri, SUMMARY_FILE), "w") as f:
     f.write(result.summary)
   for name in HEADLINE_METRICS:
