@@ -33,7 +33,8 @@ class BackboneConfig:
   # Freezes the stem and the first residual stage (conv1 + conv2_x), as in
   # Detectron / Model Garden when starting from ImageNet weights.
   freeze_stem_and_first_stage: bool = True
-  # Use the moving statistics of every backbone batch norm (frozen BN).
+  # Use the moving statistics of every backbone batch norm and keep its gamma/beta
+  # fixed (frozen BN, as torchvision / detectron2 FrozenBatchNorm2d).
   freeze_batch_norm: bool = False
   # A backbone checkpoint (prefix or directory) written by
   # retinanet.modeling.resnet.save_backbone_checkpoint or keras_applications_to_checkpoint

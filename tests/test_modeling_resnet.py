@@ -197,8 +197,8 @@ def test_keras_applications_conversion_matches_keras_outputs(r50_stride_in_1x1):
   backbone = r50_stride_in_1x1
   # The default layout (torchvision, Model Garden) strides in the 3x3 conv instead.
   default = resnet.ResNet(depth=50)
-  assert default.blocks(3)[0]._kernels_strides == ((1, 1), (3, 2), (1, 1))
-  assert backbone.blocks(3)[0]._kernels_strides == ((1, 2), (3, 1), (1, 1))
+  assert default.blocks(3)[0].kernel_sizes_and_strides == ((1, 1), (3, 2), (1, 1))
+  assert backbone.blocks(3)[0].kernel_sizes_and_strides == ((1, 2), (3, 1), (1, 1))
   with pytest.raises(ValueError, match="stride_in_1x1"):
     resnet.convert_keras_applications_resnet(keras_model, default, mean_rgb, stddev_rgb)
   resnet.convert_keras_applications_resnet(keras_model, backbone, mean_rgb, stddev_rgb)

@@ -106,28 +106,28 @@ class ResidualBlock(tf_keras.layers.Layer):
     if bottleneck:
       out = filters * BOTTLENECK_EXPANSION
       s1, s2 = (stride, 1) if stride_in_1x1 else (1, stride)
-      self._kernels_strides = ((1, s1), (3, s2), (1, 1))
+      # (kernel size, stride) of conv1, conv2, conv3.
+      self.kernel_sizes_and_strides = ((1, s1), (3, s2), (1, 1))
       widths = (filters, filters, out)
     else:
       out = filters
-      self._kernels_strides = ((3, stride), (3, 1))
+      self.kernel_sizes_and_strides = ((3, stride), (3, 1))
       widths = (filters, filters)
-    for k, ((kernel, s), width) in enumerate(zip(self._kernels_strides, widths), start=1):
+    for k, ((kernel, s), width) in enumerate(zip(self.kernel_sizes_and_strides, widths), start=1):
       conv = _conv(width, kernel, s, name=f"conv{k}")
       bn = batch_norm(name=f"bn{k}", **norm)
       setattr(self, f"conv{k}", conv)
       setattr(self, f"bn{k}", bn)
     self.shortcut_conv = _conv(out, 1, stride, "shortcut_conv") if use_projection else None
     self.shortcut_bn = batch_norm(name="shortcut_bn", **norm) if use_projection else None
-    self._stride = stride
 
   def call(self, inputs: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
     shortcut = inputs
     if self.shortcut_conv is not None:
       shortcut = self.shortcut_bn(self.shortcut_conv(inputs), training=training)
     x = inputs
-    last = len(self._kernels_strides)
-    for k, (kernel, stride) in enumerate(self._kernels_strides, start=1):
+    last = len(self.kernel_sizes_and_strides)
+    for k, (kernel, stride) in enumerate(self.kernel_sizes_and_strides, start=1):
       x = getattr(self, f"conv{k}")(_pad_for(x, kernel, stride))
       x = getattr(self, f"bn{k}")(x, training=training)
       if k < last:
@@ -155,6 +155,7 @@ class ResNet(tf_keras.Model):
     super().__init__(name=name, **kwargs)
     bottleneck, blocks = _spec(depth)
     self.depth = depth
+    self.stride_in_1x1 = stride_in_1x1
     self._args = dict(depth=depth, freeze_stem_and_first_stage=freeze_stem_and_first_stage,
                       freeze_batch_norm=freeze_batch_norm, stride_in_1x1=stride_in_1x1,
                       norm_momentum=norm_momentum, norm_epsilon=norm_epsilon,
@@ -269,7 +270,7 @@ def convert_keras_applications_resnet(keras_model: tf_keras.Model, backbone: Res
   Caffe mean (else only zero padding at the image border differs).
   `backbone` must be built with stride_in_1x1=True.
   """
-  if not backbone._args["stride_in_1x1"]:
+  if not backbone.stride_in_1x1:
     raise ValueError("Keras-applications ResNet weights need a backbone with stride_in_1x1=True "
                      "(set model.backbone.stride_in_1x1=true)")
 
@@ -291,7 +292,7 @@ def convert_keras_applications_resnet(keras_model: tf_keras.Model, backbone: Res
   for stage in range(2, 6):
     for block in backbone.blocks(stage):
       pairs = [(f"conv{k}", f"bn{k}", f"{block.name}_{k}_conv", f"{block.name}_{k}_bn")
-               for k in range(1, len(block._kernels_strides) + 1)]
+               for k in range(1, len(block.kernel_sizes_and_strides) + 1)]
       if block.shortcut_conv is not None:
         pairs.append(("shortcut_conv", "shortcut_bn", f"{block.name}_0_conv",
                       f"{block.name}_0_bn"))
