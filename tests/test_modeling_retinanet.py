@@ -153,8 +153,7 @@ def test_factory_maps_flags():
   model = factory.build_model(m)
   assert num_params(model.trainable_variables) == expected_trainable(m) - (
       7 * 7 * 3 * 64 + 2 * 64 + 2 * 2 * (9 * 64 * 64 + 2 * 64))
-  bns = [l for l in model._flatten_layers(include_self=False)
-         if isinstance(l, tf_keras.layers.BatchNormalization)]
+  bns = [l for l in model.submodules if isinstance(l, tf_keras.layers.BatchNormalization)]
   assert len(bns) == 20 + 5 + 2 * 2 * 5  # backbone R18 + FPN levels + per-level head BN
   assert all(bn.synchronized and bn.momentum == 0.9 and bn.epsilon == 1e-4 for bn in bns)
   assert model.fpn.coarse_p6.kernel.shape == (3, 3, 16, 16)

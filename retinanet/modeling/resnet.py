@@ -182,7 +182,7 @@ class ResNet(tf_keras.Model):
         in_channels = out_channels
       self._stage_block_names.append(names)
     if freeze_batch_norm:
-      for layer in self._flatten_layers(include_self=False, recursive=True):
+      for layer in self.submodules:
         if isinstance(layer, tf_keras.layers.BatchNormalization):
           layer.trainable = False
     if freeze_stem_and_first_stage:
