@@ -21,7 +21,6 @@ INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARE
 def open_store(sqlite_path: str) -> metadata_store.MetadataStore:
   config = metadata_store_pb2.ConnectionConfig()
   config.sqlite.filename_uri = sqlite_path
-  config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
   return metadata_store.MetadataStore(config)
 
 
@@ -118,10 +117,10 @@ class Lineage:
 
 
 def artifacts_of_type(store: metadata_store.MetadataStore, type_name: str) -> list:
-  try:
-    return list(store.get_artifacts_by_type(type_name))
-  except Exception:  # pylint: disable=broad-except  (type not registered yet)
+  """Artifacts of one type; empty when the type was never registered in this store."""
+  if type_name not in {t.name for t in store.get_artifact_types()}:
     return []
+  return list(store.get_artifacts_by_type(type_name))
 
 
 def latest_pushed_model(store: metadata_store.MetadataStore, pipeline_name: Optional[str] = None):
