@@ -18,7 +18,7 @@ from pipeline import metadata_queries
 # Custom properties worth showing per artifact type.
 _SHOWN = {
     "Examples": ("train_examples", "val_examples", "train_shards", "val_shards", "num_classes"),
-    "DatasetStatistics": None,  # all
+    "DatasetStatistics": None,  # all (but TFX's own bookkeeping, below)
     "LabelMap": ("num_classes",),
     "Model": ("final_step", "final_total_loss", "train_images_per_second", "strategy",
               "num_classes"),
@@ -27,12 +27,13 @@ _SHOWN = {
     "ModelBlessing": ("blessed", "reason", "AP"),
     "PushedModel": ("pushed", "pushed_destination", "pushed_version", "reason"),
 }
+_TFX_BOOKKEEPING = ("is_external", "tfx_version")
 
 
 def _describe(artifact: metadata_queries.ArtifactInfo) -> str:
   keys = _SHOWN.get(artifact.type.split(".")[-1], ())
   props = {k: v for k, v in artifact.properties.items()
-           if not k.startswith("__") and (keys is None or k in keys)}
+           if not k.startswith("__") and k not in _TFX_BOOKKEEPING and (keys is None or k in keys)}
   shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                     for k, v in sorted(props.items()))
   return f"{artifact.type} #{artifact.id} ({artifact.created}) {artifact.uri}" + (
