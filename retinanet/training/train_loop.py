@@ -51,14 +51,17 @@ _MEANED = ("l2_regularization", "gradient_norm", "normalizer")
 
 
 class NonFiniteLossError(FloatingPointError):
-  """The total loss became NaN or Inf; `step` is the global step (1-based) that produced it."""
+  """The total loss (or, without loss scaling, the gradient norm) became NaN or Inf.
+
+  `step` is the global step (1-based) that produced it.
+  """
 
   def __init__(self, step: int, metrics: Mapping[str, float], detail: str = ""):
     self.step = step
     self.metrics = dict(metrics)
     shown = ", ".join(f"{k}={v:.4g}" for k, v in self.metrics.items())
     super().__init__(
-        f"Non-finite loss at global step {step} ({shown}){detail}. Lower "
+        f"Non-finite loss or gradient at global step {step} ({shown}){detail}. Lower "
         "optimizer.base_learning_rate, set optimizer.gradient_clip_norm, check the input "
         "data, or set train.nan_policy='restore' to reload the last checkpoint and continue.")
 
@@ -275,9 +278,21 @@ class Trainer:
       last = self._reduce(self.strategy.run(step_fn, args=(images, labels)))
       sums = {k: sums[k] + last[k] for k in keys}
       steps_run += 1
-      if not tf.math.is_finite(last["total_loss"]):
+      if not self._finite(last):
         break
     return sums, last, steps_run
+
+  def _finite(self, metrics: Mapping[str, object]):
+    """Loss finite and, unless dynamic loss scaling skips such steps, gradients too.
+
+    The gradient check matters: ReLU / max-pool can turn NaN activations into
+    finite outputs, so a NaN input may give a finite loss but NaN gradients
+    (and NaN weights from then on).
+    """
+    finite = tf.math.is_finite(metrics["total_loss"])
+    if not optimizer_lib.is_loss_scaled(self.optimizer):
+      finite = tf.logical_and(finite, tf.math.is_finite(metrics["gradient_norm"]))
+    return finite
 
   # ---- public helpers -----------------------------------------------------
 
@@ -355,8 +370,8 @@ class Trainer:
     if prefix is None:
       raise NonFiniteLossError(bad_step, metrics, "; no checkpoint to restore")
     self._checkpoint_without_input.read(prefix).assert_existing_objects_matched().expect_partial()
-    logger.warning("Non-finite loss at global step %d; restored %s (step %d), restore %d of %d; "
-                   "the input continues after the offending batch", bad_step, prefix,
+    logger.warning("Non-finite loss or gradient at global step %d; restored %s (step %d), "
+                   "restore %d of %d; the input continues after the offending batch", bad_step, prefix,
                    self.global_step, restores + 1, self.options.max_nan_restores)
     return restores + 1
 
@@ -394,7 +409,7 @@ class Trainer:
         steps_run = int(steps_run)
         seconds = time.time() - start
         last = self._to_python(last)
-        if steps_run and not np.isfinite(last["total_loss"]):
+        if steps_run and not bool(self._finite(last)):
           result.nan_restores = self._handle_non_finite(step + steps_run, last,
                                                         result.nan_restores)
           step = self.global_step

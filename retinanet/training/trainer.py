@@ -25,8 +25,8 @@ from retinanet.training import finetune
 from retinanet.training.learning_rate import build_learning_rate
 from retinanet.training.optimizer import build_optimizer
 from retinanet.training.strategy import create_strategy, set_precision_policy
-from retinanet.training.train_loop import (EvalFn, NonFiniteLossError, Trainer, TrainLoopOptions,
-                                           TrainResult, retinanet_loss_fn)
+from retinanet.training.train_loop import (DatasetFn, EvalFn, NonFiniteLossError, Trainer,
+                                           TrainLoopOptions, TrainResult, retinanet_loss_fn)
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +38,13 @@ def build_trainer(config: config_lib.ExperimentConfig, *, train_files: Union[str
                   model_dir: str, strategy: tf.distribute.Strategy,
                   freeze_patterns: Sequence[str] = (), eval_fn: Optional[EvalFn] = None,
                   summary_dir: Optional[str] = None,
-                  progress_stream: Optional[IO[str]] = None) -> Trainer:
+                  progress_stream: Optional[IO[str]] = None,
+                  dataset_fn: Optional[DatasetFn] = None) -> Trainer:
   """A Trainer with model, optimizer and input built from `config` under `strategy`.
 
-  The precision policy must already be set (train() does it).
+  The precision policy must already be set (train() does it). `dataset_fn`
+  replaces the TFRecord input (fn(input_context) -> dataset of (images, labels)
+  batches), e.g. synthetic data for benchmarks.
   """
   with strategy.scope():
     model = factory.build_model(config.model)
@@ -52,7 +55,8 @@ def build_trainer(config: config_lib.ExperimentConfig, *, train_files: Union[str
   loss_fn, positives_fn = retinanet_loss_fn(alpha=loss.focal_alpha, gamma=loss.focal_gamma,
                                             delta=loss.huber_delta,
                                             box_loss_weight=loss.box_loss_weight)
-  dataset_fn = input_reader.dataset_fn_from_config(config, train_files, is_training=True)
+  if dataset_fn is None:
+    dataset_fn = input_reader.dataset_fn_from_config(config, train_files, is_training=True)
   return Trainer(strategy=strategy, model=model, optimizer=optimizer, loss_fn=loss_fn,
                  positives_fn=positives_fn, dataset_fn=dataset_fn, model_dir=model_dir,
                  options=TrainLoopOptions.from_config(config), summary_dir=summary_dir,
