@@ -41,8 +41,8 @@ Statistics per split reconcile exactly:
   images_in      == images_written + sum(images_skipped.values())
   annotations_in == boxes_written  + sum(annotations_dropped.values())
 """
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Beam reads the type hints of the
+# functions given to Map/ParDo and would log each string hint it cannot use.
 import argparse
 import collections
 import dataclasses

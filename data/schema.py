@@ -15,6 +15,15 @@ height, corners (xmin, ymin, xmax, ymax) stored as four parallel float lists.
 | image/object/class/category_id  | int64 list  | the original COCO category id                 |
 | image/object/area               | float list  | the annotation's area in pixels (COCO "area") |
 | image/object/is_crowd           | int64 list  | 1 for crowd regions (ignored by the matcher)  |
+
+Guarantees of the data stage (data/convert.py): boxes are clipped to the image,
+so 0 <= xmin < xmax <= 1 and 0 <= ymin < ymax <= 1; the eight per-object lists
+have the same length (zero for a negative image, which is still written); the
+label is `LabelMap.index_of(category_id)` of the run's label_map.json.
+`data.example_codec.FEATURE_SPEC` parses these keys with
+tf.io.parse_single_example (the per-object lists as VarLenFeature), and
+`data.example_codec.parse_example` decodes one record in plain Python. Shards
+are gzip TFRecords: `<output_dir>/Split-<name>/data_tfrecord-NNNNN-of-MMMMM.gz`.
 """
 from __future__ import annotations
 
