@@ -84,3 +84,8 @@ class Executor(base_executor.BaseExecutor):
     model.set_int_custom_property("num_classes", int(config.model.num_classes))
     model.set_string_custom_property("strategy", strategy_name)
     model_run.set_float_custom_property("wall_time_seconds", float(result.wall_time_seconds))
+    if result.finetune is not None:
+      model.set_string_custom_property("finetune_source", result.finetune.source)
+      model.set_int_custom_property("finetune_restored", len(result.finetune.restored))
+      model.set_int_custom_property("finetune_reinitialized", len(result.finetune.reinitialized))
+      model.set_int_custom_property("finetune_frozen", len(result.finetune.frozen))
