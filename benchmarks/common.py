@@ -52,29 +52,57 @@ def machine_description() -> str:
   return f"{os.cpu_count()} cores, {model}{extra}"
 
 
+class ChainedMatmul:
+  """`chain` chained n x n matmuls in one tf.function; 2 n^3 FLOPs each (multiply-add = 2).
+
+  Inputs are scaled by 1/sqrt(n) so the chain neither overflows nor underflows.
+  The function is traced and run once on construction.
+  """
+
+  def __init__(self, n: int, dtype: tf.DType, chain: int = PEAK_CHAIN):
+    self.n, self.dtype, self.chain = n, dtype, chain
+    self._a = tf.cast(tf.random.normal([n, n], stddev=1.0 / math.sqrt(n), seed=1), dtype)
+    self._b = tf.cast(tf.random.normal([n, n], stddev=1.0 / math.sqrt(n), seed=2), dtype)
+
+    @tf.function
+    def chained(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+      for _ in range(chain):
+        x = tf.matmul(x, y)
+      return tf.reduce_sum(tf.cast(x, tf.float32))
+
+    self._fn = chained
+    self.seconds()  # trace + warm-up
+
+  @property
+  def flops(self) -> float:
+    return self.chain * 2.0 * self.n ** 3
+
+  def seconds(self) -> float:
+    """Wall seconds of one call."""
+    return self.timed()[0]
+
+  def timed(self) -> Tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one call."""
+    return timed_call(lambda: self._fn(self._a, self._b).numpy())
+
+
+def timed_call(fn: Callable[[], object]) -> Tuple[float, float]:
+  """(wall seconds, CPU seconds of all this process's threads) of fn().
+
+  CPU time barely grows while other processes hold the cores, so work per CPU
+  second is far less sensitive to a shared machine than work per wall second
+  (it still counts the runtime's spin-waiting threads).
+  """
+  wall, cpu = time.perf_counter(), time.process_time()
+  fn()
+  return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def matmul_gflops(n: int, dtype: tf.DType, chain: int = PEAK_CHAIN,
                   repeats: int = PEAK_REPEATS) -> float:
-  """Best-of-`repeats` GFLOP/s of `chain` chained n x n matmuls in one tf.function.
-
-  A matmul of two n x n matrices is 2 n^3 FLOPs (a multiply-add counts 2).
-  Inputs are scaled by 1/sqrt(n) so the chain neither overflows nor underflows.
-  """
-  a = tf.cast(tf.random.normal([n, n], stddev=1.0 / math.sqrt(n), seed=1), dtype)
-  b = tf.cast(tf.random.normal([n, n], stddev=1.0 / math.sqrt(n), seed=2), dtype)
-
-  @tf.function
-  def chained(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-    for _ in range(chain):
-      x = tf.matmul(x, y)
-    return tf.reduce_sum(tf.cast(x, tf.float32))
-
-  chained(a, b).numpy()  # trace + warm-up
-  best = math.inf
-  for _ in range(repeats):
-    start = time.perf_counter()
-    chained(a, b).numpy()
-    best = min(best, time.perf_counter() - start)
-  return chain * 2.0 * n ** 3 / best / 1e9
+  """Best-of-`repeats` GFLOP/s of `chain` chained n x n matmuls in one tf.function."""
+  matmul = ChainedMatmul(n, dtype, chain)
+  return matmul.flops / min(matmul.seconds() for _ in range(repeats)) / 1e9
 
 
 def matmul_peak(dtype: tf.DType, sizes: Sequence[int] = PEAK_SIZES) -> Dict[int, float]:
