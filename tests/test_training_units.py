@@ -240,3 +240,12 @@ def test_set_precision_policy():
       strategy_lib.set_precision_policy("float8")
   finally:
     tf_keras.mixed_precision.set_global_policy(previous)
+
+
+def test_weight_average_reset_starts_from_the_current_weights():
+  var = tf.Variable(1.0)
+  average = ema_lib.WeightAverage({"w": var}, decay=0.9)
+  average.update()
+  var.assign(4.0)       # e.g. fine-tuning weights loaded after the EMA was created
+  average.reset()
+  assert float(average.averages["w"]) == 4.0 and int(average.num_updates) == 0

@@ -74,6 +74,12 @@ class WeightAverage(tf.Module):
     else:
       tf.__internal__.distribute.interim.maybe_merge_call(self._apply, strategy)
 
+  def reset(self) -> None:
+    """Averages := current weights, counter := 0 (after loading initial weights)."""
+    for average, var in self._pairs:
+      average.assign(var.read_value())
+    self.num_updates.assign(0)
+
   def copy_to_model(self) -> None:
     """Overwrites the model variables with their averages (export)."""
     for average, var in self._pairs:

@@ -384,6 +384,8 @@ class Trainer:
     if not self._restored:
       logger.warning("No existing checkpoints found in %s, running model in train mode with "
                      "the initial weights!", self.model_dir)
+      if self.ema is not None:
+        self.ema.reset()  # start from the initial (e.g. fine-tuning) weights
     writer_dir = os.path.join(self.summary_dir, "train")
     self._log_startup(writer_dir)
     writer = tf.summary.create_file_writer(writer_dir) if self.is_chief else None

@@ -1,0 +1,91 @@
+"""Two replicas (MirroredStrategy over two logical CPUs) == one replica on the same
+global batch: same losses, gradient norms and updated weights.
+
+Logical devices must be configured before TensorFlow initializes, so each case
+runs in a fresh interpreter.
+"""
+import json
+
+import pytest
+
+from tests.test_training_fixtures import run_in_subprocess, write_sample_records
+
+_SCRIPT = """
+import json
+import numpy as np
+import tensorflow as tf
+cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+from retinanet.training import checkpointing, trainer
+from tests.test_training_fixtures import tiny_config
+
+cfg = tiny_config({overrides!r}, total_steps=2, steps_per_execution=2, log_every=1,
+                  checkpoint_every=100)
+runs = {{}}
+initial = None
+for name in ("default", "mirrored"):
+  strategy = trainer.create_strategy(name)
+  tr = trainer.build_trainer(cfg, train_files={files!r}, model_dir={model_dir!r} + name,
+                             strategy=strategy)
+  paths = checkpointing.variable_paths(tr.model)
+  if initial is None:
+    initial = {{p: v.numpy() for p, v in paths.items()}}
+  else:
+    for p, v in paths.items():
+      v.assign(initial[p])
+  result = tr.train()
+  runs[name] = dict(
+      replicas=strategy.num_replicas_in_sync,
+      history=result.history,
+      weights={{p: v.numpy() for p, v in paths.items()}},
+      ema=({{p: v.numpy() for p, v in tr.ema.averages.items()}} if tr.ema else {{}}),
+      normalizer=(float(tr.loss_normalizer.value.numpy()) if tr.loss_normalizer else None))
+one, two = runs["default"], runs["mirrored"]
+
+def max_rel(a, b):
+  return max(float(np.max(np.abs(a[k] - b[k])) / (np.max(np.abs(a[k])) + 1e-6)) for k in a)
+
+moved = max(float(np.max(np.abs(one["weights"][k] - initial[k]))) for k in initial)
+print("RESULT" + json.dumps(dict(
+    replicas=[one["replicas"], two["replicas"]],
+    history=[one["history"], two["history"]],
+    weights_rel_diff=max_rel(one["weights"], two["weights"]),
+    ema_rel_diff=max_rel(one["ema"], two["ema"]) if one["ema"] else None,
+    normalizers=[one["normalizer"], two["normalizer"]],
+    moved=moved)))
+"""
+
+
+def _run(tmp_path, overrides):
+  files = write_sample_records(str(tmp_path / "data"), num_images=8)
+  code = _SCRIPT.format(overrides=list(overrides), files=files,
+                        model_dir=str(tmp_path / "model_"))
+  return json.loads(run_in_subprocess(code).split("RESULT", 1)[1])
+
+
+def _check_same(result):
+  assert result["replicas"] == [1, 2]
+  one, two = result["history"]
+  assert [s for s, _ in one] == [s for s, _ in two] == [1, 2]
+  for (_, a), (_, b) in zip(one, two):
+    for key in ("class_loss", "box_loss", "total_loss", "l2_regularization", "gradient_norm",
+                "num_positives", "normalizer"):
+      assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), key
+  assert result["moved"] > 1e-4       # the step really changed the weights
+  assert result["weights_rel_diff"] < 1e-4
+
+
+def test_two_replicas_equal_one_replica(tmp_path):
+  """Frozen batch norm (no batch statistics), EMA and a moving-average loss normalizer."""
+  result = _run(tmp_path, ["model.backbone.freeze_batch_norm=true", "optimizer.ema_decay=0.9",
+                           "loss.normalizer_momentum=0.9", "optimizer.warmup_steps=0",
+                           "optimizer.gradient_clip_norm=0.5"])
+  _check_same(result)
+  assert result["ema_rel_diff"] < 1e-4
+  assert result["normalizers"][0] == pytest.approx(result["normalizers"][1])
+
+
+@pytest.mark.slow
+def test_two_replicas_with_sync_batch_norm_equal_one_replica(tmp_path):
+  """Batch norm in training mode: synchronized BN gives the global-batch statistics."""
+  _check_same(_run(tmp_path, ["model.norm.use_sync_bn=true", "optimizer.warmup_steps=0"]))
