@@ -113,8 +113,7 @@ def child_loop(ann: str, image_dir: str, out: str, num_shards: int) -> Dict[str,
     path = os.path.join(out, convert.shard_name(shard, num_shards))
     with tf.io.TFRecordWriter(path, options) as writer:
       for image in sorted(shards[shard], key=lambda im: im["id"]):
-        with tf.io.gfile.GFile(os.path.join(image_dir, image["file_name"]), "rb") as f:
-          raw = f.read()
+        raw = convert.read_image_bytes(os.path.join(image_dir, image["file_name"]))
         example, _ = codec.build_example(raw, image, by_image[image["id"]], label_map)
         writer.write(example.SerializeToString(deterministic=True))
         written += 1

@@ -327,3 +327,43 @@ def test_cli_converts(clean, tmp_path):
   assert convert.main(["--split", f"val,{ann},{images}", "--output_dir", out,
                        "--label_map_split", "val", "--num_shards", "1"] + IN_MEMORY) == 0
   assert os.listdir(os.path.join(out, "Split-val")) == [convert.shard_name(0, 1)]
+
+
+def test_ordered_map_keeps_input_order_and_bounds_in_flight_work():
+  import concurrent.futures
+  import threading
+  import time
+  delays = np.random.default_rng(0).uniform(0, 0.01, 40)
+  lock, state = threading.Lock(), {"now": 0, "max": 0}
+
+  def work(i):
+    with lock:
+      state["now"] += 1
+      state["max"] = max(state["max"], state["now"])
+    time.sleep(delays[i])
+    with lock:
+      state["now"] -= 1
+    return i * i
+
+  with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    results = []
+    for r in convert._ordered_map(pool, work, list(range(40)), window=6):  # pylint: disable=protected-access
+      results.append(r)
+  assert results == [i * i for i in range(40)]
+  assert 2 <= state["max"] <= 4
+
+
+def test_one_reader_thread_writes_the_same_bytes(bad, tmp_path):
+  """The read-ahead threads change nothing in the output."""
+  label_map = coco.label_map_from_coco(coco.read_coco_json(bad["train"][0]))
+  outs = {}
+  for threads in (1, 4):
+    out = tmp_path / f"t{threads}"
+    out.mkdir()
+    with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"] + IN_MEMORY)) as p:
+      _ = p | convert.CocoToTFRecords(
+          split="train", annotations_path=bad["train"][0], image_dir=bad["train"][1],
+          output_split_dir=str(out), label_map=label_map, num_shards=2, read_threads=threads)
+    outs[threads] = {n: (out / n).read_bytes() for n in sorted(os.listdir(out))}
+  assert list(outs[1]) == [convert.shard_name(i, 2) for i in range(2)]
+  assert outs[1] == outs[4]
