@@ -296,6 +296,20 @@ class Trainer:
 
   # ---- public helpers -----------------------------------------------------
 
+  def run_steps(self, num_steps: int) -> Tuple[int, Dict[str, float]]:
+    """Runs up to num_steps steps in one execution, without logs or checkpoints.
+
+    Returns (steps run, mean metrics over them); fewer steps than asked means
+    the input ended. Raises NonFiniteLossError naming the step on NaN/Inf.
+    For benchmarks and notebooks; `train` is the full loop.
+    """
+    step = self.global_step
+    sums, last, steps_run = self._loop(self.iterator, tf.constant(num_steps, tf.int32))
+    steps_run = int(steps_run)
+    if steps_run and not bool(self._finite(last)):
+      raise NonFiniteLossError(step + steps_run, self._to_python(last))
+    return steps_run, {k: float(v) / max(steps_run, 1) for k, v in sums.items()}
+
   @property
   def global_step(self) -> int:
     return int(self.optimizer.iterations.numpy())
