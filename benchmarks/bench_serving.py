@@ -29,7 +29,7 @@ import os
 import sys
 import tempfile
 import time
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -60,7 +60,9 @@ class Row:
   signature: str
   batch: int
   seconds: List[float]
+  cpu_seconds: List[float]
   forward_seconds: List[float]
+  forward_cpu_seconds: List[float]
 
   def percentile(self, q: float, values: Optional[List[float]] = None) -> float:
     return float(np.percentile(values if values is not None else self.seconds, q))
@@ -71,8 +73,8 @@ class Row:
 
 
 def time_round_robin(fns: Sequence[Callable[[], object]], warmup: int,
-                     runs: int) -> List[List[float]]:
-  """Wall seconds of `runs` calls of each fn, interleaved (fn0, fn1, ..., fn0, ...).
+                     runs: int) -> List[Tuple[List[float], List[float]]]:
+  """(wall seconds, CPU seconds) of `runs` calls of each fn, interleaved (fn0, fn1, ..., fn0, ...).
 
   On a shared machine the load drifts; interleaving lets every fn see the
   same conditions, so their ratios stay meaningful. `warmup` untimed rounds first.
@@ -80,12 +82,12 @@ def time_round_robin(fns: Sequence[Callable[[], object]], warmup: int,
   for _ in range(warmup):
     for fn in fns:
       fn()
-  seconds = [[] for _ in fns]
+  seconds = [([], []) for _ in fns]
   for _ in range(runs):
-    for fn, out in zip(fns, seconds):
-      start = time.perf_counter()
-      fn()
-      out.append(time.perf_counter() - start)
+    for fn, (wall, cpu) in zip(fns, seconds):
+      wall_s, cpu_s = common.timed_call(fn)
+      wall.append(wall_s)
+      cpu.append(cpu_s)
   return seconds
 
 
@@ -143,13 +145,15 @@ def bench_model(name: str, config: config_lib.ExperimentConfig, warmup: int,
       for signature in SIGNATURES:
         calls.append(lambda fn=loaded.signatures[signature], kwargs=inputs[signature]:
                      fn(**kwargs)["boxes"].numpy())
-      forward_seconds, *signature_seconds = time_round_robin(calls, warmup, runs)
-      for signature, seconds in zip(SIGNATURES, signature_seconds):
-        row = Row(name, input_size, signature, batch, seconds, forward_seconds)
+      (forward_wall, forward_cpu), *signature_seconds = time_round_robin(calls, warmup, runs)
+      for signature, (wall, cpu) in zip(SIGNATURES, signature_seconds):
+        row = Row(name, input_size, signature, batch, wall, cpu, forward_wall, forward_cpu)
         rows.append(row)
         print(f"  {signature} batch {batch}: p50 {row.percentile(50) * 1e3:.0f} ms, "
               f"p90 {row.percentile(90) * 1e3:.0f} ms, {row.images_per_s:.2f} images/s "
-              f"(forward only p50 {row.percentile(50, forward_seconds) * 1e3:.0f} ms)",
+              f"(forward only p50 {row.percentile(50, forward_wall) * 1e3:.0f} ms; CPU p50 "
+              f"{row.percentile(50, cpu) * 1e3:.0f} vs "
+              f"{row.percentile(50, forward_cpu) * 1e3:.0f} ms)",
               flush=True)
   return rows
 
@@ -171,19 +175,21 @@ def markdown(rows: List[Row], runs_by_model: dict, load_start: Sequence[float],
       "percentiles over the timed runs after the warm-up calls; images/s = batch / p50. "
       "Forward only: `model(images, training=False)` in a tf.function on a preprocessed batch "
       "of the same size. The three calls of a batch size run interleaved (forward, "
-      "`serve_images`, `serve_encoded`, forward, ...) so they share the machine's load; "
-      "pre/postprocessing share = 1 - forward p50 / signature p50.", "",
+      "`serve_images`, `serve_encoded`, forward, ...) so they share the machine's load. CPU ms: "
+      "CPU time of this process per call (all threads), far less sensitive to other jobs than "
+      "wall time; pre/postprocessing share = 1 - forward CPU p50 / signature CPU p50.", "",
       "| Model | Input | Signature | Batch | Warm-up + timed runs | p50 ms | p90 ms | images/s | "
-      "Forward only p50 ms | Pre/postprocessing share |",
-      "|---|---|---|---|---|---|---|---|---|---|",
+      "Forward only p50 ms | CPU ms p50 | Forward only CPU ms p50 | Pre/postprocessing share |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for r in rows:
-    p50, forward = r.percentile(50), r.percentile(50, r.forward_seconds)
+    forward = r.percentile(50, r.forward_seconds)
+    cpu, forward_cpu = r.percentile(50, r.cpu_seconds), r.percentile(50, r.forward_cpu_seconds)
     lines.append(
         f"| {r.model} | {r.input_size[0]}x{r.input_size[1]} | `{r.signature}` | {r.batch} | "
-        f"{' + '.join(map(str, runs_by_model[r.model]))} | {p50 * 1e3:.0f} | "
-        f"{r.percentile(90) * 1e3:.0f} | "
-        f"{r.images_per_s:.2f} | {forward * 1e3:.0f} | {max(0.0, 1 - forward / p50):.0%} |")
+        f"{' + '.join(map(str, runs_by_model[r.model]))} | {r.percentile(50) * 1e3:.0f} | "
+        f"{r.percentile(90) * 1e3:.0f} | {r.images_per_s:.2f} | {forward * 1e3:.0f} | "
+        f"{cpu * 1e3:.0f} | {forward_cpu * 1e3:.0f} | {max(0.0, 1 - forward_cpu / cpu):.0%} |")
   return "\n".join(lines) + "\n"
 
 
