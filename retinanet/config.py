@@ -43,6 +43,10 @@ class BackboneConfig:
   # Stride of a downsampling bottleneck in its 1x1 conv (MSRA/Caffe/Keras-applications
   # ImageNet weights) instead of its 3x3 conv (torchvision / Model Garden, "v1.5").
   stride_in_1x1: bool = False
+  # Scales every backbone channel count (1.0 = the standard ResNet). Below 1 it
+  # makes a CPU-sized network for small datasets (the sample config uses 0.5);
+  # ImageNet checkpoints need 1.0.
+  width_multiplier: float = 1.0
 
 
 @dataclasses.dataclass
@@ -343,6 +347,7 @@ def validate(config: ExperimentConfig) -> None:
          f"model.backbone.depth={m.backbone.depth} is not one of {BACKBONE_DEPTHS}")
   _check(3 <= m.fpn.min_level <= 5,
          "model.fpn.min_level must be 3..5 (the backbone returns C3..C5)")
+  _check(m.backbone.width_multiplier > 0, "model.backbone.width_multiplier must be > 0")
   _check(m.fpn.min_level <= m.fpn.max_level <= 8, "model.fpn.max_level must be in min_level..8")
   _check_choice(m.fpn.p6_source, P6_SOURCES, "model.fpn.p6_source")
   stride = 2 ** m.fpn.max_level

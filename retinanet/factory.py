@@ -24,6 +24,7 @@ def build_backbone(backbone_config: BackboneConfig, norm_config: NormConfig) -> 
       freeze_stem_and_first_stage=backbone_config.freeze_stem_and_first_stage,
       freeze_batch_norm=backbone_config.freeze_batch_norm,
       stride_in_1x1=backbone_config.stride_in_1x1,
+      width_multiplier=backbone_config.width_multiplier,
       norm_momentum=norm_config.momentum,
       norm_epsilon=norm_config.epsilon,
       use_sync_bn=norm_config.use_sync_bn)

@@ -143,11 +143,12 @@ def test_lookup_by_name_or_path(tmp_path):
 def test_tiny_sample_config_builds_a_small_model():
   c = configs.load_named_config("sample/tiny")
   m = c.model
-  assert (m.num_classes, m.backbone.depth, m.input_size) == (5, 18, (256, 256))
+  assert (m.num_classes, m.backbone.depth, m.input_size) == (5, 18, (192, 192))
+  assert m.backbone.width_multiplier == 0.5
   assert not m.backbone.freeze_stem_and_first_stage and m.backbone.init_checkpoint == ""
   assert c.train.strategy == "default" and c.train.mixed_precision == "float32"
   model = factory.build_model(m)
-  out = model(tf.zeros([1, 256, 256, 3]), training=False)
+  out = model(tf.zeros([1, 192, 192, 3]), training=False)
   anchors = Anchors(image_size=m.input_size, min_level=m.fpn.min_level,
                     max_level=m.fpn.max_level, anchor_size=m.anchors.anchor_size,
                     scales_per_octave=m.anchors.scales_per_octave,
@@ -157,4 +158,4 @@ def test_tiny_sample_config_builds_a_small_model():
   sides = anchors.boxes().numpy()
   heights = sides[:, 2] - sides[:, 0]
   assert heights.min() == pytest.approx(16 / 2**0.5, rel=1e-5)  # aspect 2: h = 16 / sqrt(2)
-  assert (m.anchors.anchor_size * 2**m.fpn.max_level * 2**(2 / 3)) < 256
+  assert (m.anchors.anchor_size * 2**m.fpn.max_level * 2**(2 / 3)) < 1.1 * max(m.input_size)

@@ -67,6 +67,22 @@ def test_output_levels_strides_channels_and_param_count(depth):
   assert num_params(backbone.non_trainable_variables) == 2 * bn_channels
 
 
+@pytest.mark.parametrize("depth, multiplier", [(18, 0.5), (50, 0.25)])
+def test_width_multiplier_scales_every_stage(depth, multiplier):
+  backbone = resnet.ResNet(depth=depth, width_multiplier=multiplier)
+  features = backbone(tf.zeros([1, 64, 64, 3]), training=False)
+  expansion = 4 if depth >= 50 else 1
+  for level, x in features.items():
+    expected = int(round((64 * 2 ** (level - 2)) * multiplier)) * expansion
+    assert x.shape[-1] == expected == resnet.output_channels(depth, multiplier)[level]
+  assert backbone.stem_conv.kernel.shape[-1] == int(round(64 * multiplier))
+  full = resnet.ResNet(depth=depth)
+  full(tf.zeros([1, 64, 64, 3]), training=False)
+  # Conv weights scale with the square of the width (first conv: linearly).
+  ratio = num_params(backbone.trainable_variables) / num_params(full.trainable_variables)
+  assert multiplier ** 2 * 0.9 < ratio < multiplier ** 2 * 1.1
+
+
 def test_known_resnet50_size():
   # Keras' ResNet50(include_top=False) has 23,587,712 parameters of which 26,560
   # are conv biases (one per BN channel), which ours do not have.

@@ -56,11 +56,17 @@ KERAS_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 KERAS_BN_EPSILON = 1.001e-5
 
 
-def output_channels(depth: int) -> Dict[int, int]:
+def scaled_width(width: int, width_multiplier: float) -> int:
+  """A channel count scaled by `width_multiplier`, at least 8 (Model Garden's depth_multiplier)."""
+  return max(8, int(round(width * width_multiplier)))
+
+
+def output_channels(depth: int, width_multiplier: float = 1.0) -> Dict[int, int]:
   """{level: channels} of C3..C5 for a ResNet of `depth`."""
   bottleneck, _ = _spec(depth)
   expansion = BOTTLENECK_EXPANSION if bottleneck else 1
-  return {level: STAGE_WIDTHS[level - 2] * expansion for level in OUTPUT_LEVELS}
+  return {level: scaled_width(STAGE_WIDTHS[level - 2], width_multiplier) * expansion
+          for level in OUTPUT_LEVELS}
 
 
 def _spec(depth: int) -> Tuple[bool, Tuple[int, int, int, int]]:
@@ -146,28 +152,36 @@ class ResNet(tf_keras.Model):
   then runs in inference mode, Keras' rule for trainable=False BN);
   `freeze_batch_norm` does the same for every BN of the backbone
   (torchvision/detectron2 FrozenBatchNorm: moving statistics and gamma/beta fixed).
+  `width_multiplier` scales every channel count (1.0 = the standard ResNet;
+  0.5 makes a CPU-sized network for small datasets such as the sample data).
   """
 
   def __init__(self, *, depth: int, freeze_stem_and_first_stage: bool = False,
                freeze_batch_norm: bool = False, stride_in_1x1: bool = False,
                norm_momentum: float = 0.99, norm_epsilon: float = 1e-3,
-               use_sync_bn: bool = False, name: str = "backbone", **kwargs):
+               use_sync_bn: bool = False, width_multiplier: float = 1.0,
+               name: str = "backbone", **kwargs):
     super().__init__(name=name, **kwargs)
+    if width_multiplier <= 0:
+      raise ValueError(f"ResNet width_multiplier={width_multiplier} must be > 0")
     bottleneck, blocks = _spec(depth)
+    widths = [scaled_width(w, width_multiplier) for w in STAGE_WIDTHS]
+    stem_width = scaled_width(64, width_multiplier)
+    self.width_multiplier = width_multiplier
     self.depth = depth
     self.stride_in_1x1 = stride_in_1x1
     self._args = dict(depth=depth, freeze_stem_and_first_stage=freeze_stem_and_first_stage,
                       freeze_batch_norm=freeze_batch_norm, stride_in_1x1=stride_in_1x1,
                       norm_momentum=norm_momentum, norm_epsilon=norm_epsilon,
-                      use_sync_bn=use_sync_bn)
-    self.stem_conv = _conv(64, 7, 2, "stem_conv")
+                      use_sync_bn=use_sync_bn, width_multiplier=width_multiplier)
+    self.stem_conv = _conv(stem_width, 7, 2, "stem_conv")
     self.stem_bn = batch_norm(name="stem_bn", momentum=norm_momentum, epsilon=norm_epsilon,
                               synchronized=use_sync_bn)
     # Block layers are attributes named like their layer so checkpoint keys read
     # `backbone/conv3_block1/...`; the order lives in this list of names.
     self._stage_block_names: List[List[str]] = []
-    in_channels = 64
-    for stage, (num_blocks, width) in enumerate(zip(blocks, STAGE_WIDTHS), start=2):
+    in_channels = stem_width
+    for stage, (num_blocks, width) in enumerate(zip(blocks, widths), start=2):
       names = []
       out_channels = width * (BOTTLENECK_EXPANSION if bottleneck else 1)
       for b in range(1, num_blocks + 1):
