@@ -274,6 +274,19 @@ def test_export_saved_model_writes_sections_config_and_refuses_overwrite(exporte
   assert config_lib.config_from_dict(json.loads(json.dumps(sections))).model == config.model
 
 
+def test_postprocess_overrides_parse_strings_and_reject_unknown_keys():
+  config = tiny_config()
+  new = export.apply_postprocess_overrides(
+      config, {"nms_mode": "global_soft", "iou_threshold": "0.6", "max_detections": 7})
+  assert (new.postprocess.nms_mode, new.postprocess.iou_threshold) == ("global_soft", 0.6)
+  assert new.postprocess.max_detections == 7 and new.model == config.model
+  assert config.postprocess.nms_mode == "combined"  # the input is not modified
+  with pytest.raises(config_lib.ConfigError, match="nms_modee"):
+    export.apply_postprocess_overrides(config, {"nms_modee": "combined"})
+  with pytest.raises(config_lib.ConfigError, match="nms_mode"):
+    export.apply_postprocess_overrides(config, {"nms_mode": "fast"})
+
+
 def test_pushed_model_in_a_fresh_process_via_the_cli(exported, tmp_path):
   """`python -m retinanet.serving.inference` on a pushed base dir: JSON + PNGs match."""
   config, model, _, export_dir, _ = exported

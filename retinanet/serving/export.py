@@ -311,6 +311,18 @@ def load_label_map(export_dir: str) -> coco.LabelMap:
   return coco.load_label_map(os.path.join(export_dir, LABEL_MAP_FILENAME))
 
 
+def apply_postprocess_overrides(config: config_lib.ExperimentConfig,
+                                overrides: Mapping[str, Any]) -> config_lib.ExperimentConfig:
+  """A new validated config with `postprocess.<key>` set for each {key: value}.
+
+  String values are parsed like command-line overrides, so "0.6" and 0.6 both
+  give a number; an unknown key raises ConfigError naming it.
+  """
+  items = [f"postprocess.{key}={value if isinstance(value, str) else json.dumps(value)}"
+           for key, value in overrides.items()]
+  return config_lib.apply_overrides(config, items)
+
+
 def export_model_dir(model_dir: str, export_dir: str, *,
                      postprocess_overrides: Optional[Mapping[str, Any]] = None,
                      use_ema: bool = True) -> str:
@@ -319,7 +331,8 @@ def export_model_dir(model_dir: str, export_dir: str, *,
   `model_dir` holds `checkpoint/` (training checkpoints), `config.json` (the
   ExperimentConfig) and `label_map.json`. The newest complete checkpoint is
   restored (EMA weights when present and use_ema), `postprocess_overrides`
-  ({"nms_mode": "per_class_soft", ...}, keys of PostprocessConfig) replace
+  ({"nms_mode": "per_class_soft", "iou_threshold": 0.6 or "0.6"}, keys of
+  PostprocessConfig; an unknown key raises ConfigError naming it) replace
   postprocess settings, and the result is written by `export_saved_model`
   with the checkpoint copied along; `<export_dir>/config.json` then holds the
   whole ExperimentConfig with the overrides applied. Returns export_dir.
@@ -328,9 +341,7 @@ def export_model_dir(model_dir: str, export_dir: str, *,
   from retinanet import factory  # pylint: disable=g-import-not-at-top
 
   config = config_lib.load_config(os.path.join(model_dir, CONFIG_FILENAME))
-  overrides = [f"postprocess.{key}={json.dumps(value)}"
-               for key, value in (postprocess_overrides or {}).items()]
-  config = config_lib.apply_overrides(config, overrides)
+  config = apply_postprocess_overrides(config, postprocess_overrides or {})
   label_map = coco.load_label_map(os.path.join(model_dir, LABEL_MAP_FILENAME))
   config_lib.check_num_classes(config, label_map.num_classes)
   model = factory.build_model(config.model)
