@@ -31,14 +31,18 @@ def sample_dataset(data_dir: str, seed: int = 0) -> DatasetPaths:
   return paths
 
 
-def coco2017_dataset(coco_dir: str) -> DatasetPaths:
-  """COCO 2017 as laid out by `python -m data.download_coco` (or the official zips)."""
+def coco2017_dataset(coco_dir: str, check_exists: bool = True) -> DatasetPaths:
+  """COCO 2017 as laid out by `python -m data.download_coco` (or the official zips).
+
+  `check_exists=False` skips the existence check (compiling a Vertex pipeline
+  offline for gs:// data).
+  """
   paths = DatasetPaths(
       train_annotations=os.path.join(coco_dir, "annotations", "instances_train2017.json"),
       train_images=os.path.join(coco_dir, "train2017"),
       val_annotations=os.path.join(coco_dir, "annotations", "instances_val2017.json"),
       val_images=os.path.join(coco_dir, "val2017"))
-  if not tf.io.gfile.exists(paths.train_annotations):
+  if check_exists and not tf.io.gfile.exists(paths.train_annotations):
     raise FileNotFoundError(
         f"COCO 2017 not found under {coco_dir} (no {paths.train_annotations}); "
         f"prepare it with: python -m data.download_coco --output_dir {coco_dir}")
@@ -46,14 +50,15 @@ def coco2017_dataset(coco_dir: str) -> DatasetPaths:
 
 
 def custom_dataset(train_annotations: Optional[str], train_images: Optional[str],
-                   val_annotations: Optional[str], val_images: Optional[str]) -> DatasetPaths:
-  """A user's COCO-format dataset; every path must be given and exist."""
+                   val_annotations: Optional[str], val_images: Optional[str],
+                   check_exists: bool = True) -> DatasetPaths:
+  """A user's COCO-format dataset; every path must be given (and exist, if checked)."""
   given = {"--train_annotations": train_annotations, "--train_images": train_images,
            "--val_annotations": val_annotations, "--val_images": val_images}
   missing = [flag for flag, value in given.items() if not value]
   if missing:
     raise ValueError(f"--dataset=custom needs {', '.join(missing)}")
   for flag, value in given.items():
-    if not tf.io.gfile.exists(value):
+    if check_exists and not tf.io.gfile.exists(value):
       raise FileNotFoundError(f"{flag}={value} does not exist")
   return DatasetPaths(train_annotations, train_images, val_annotations, val_images)

@@ -31,14 +31,37 @@ def load_experiment_config(args: argparse.Namespace):
 
 
 def resolve_dataset(args: argparse.Namespace, data_root: str) -> pipeline_lib.DatasetPaths:
+  """The dataset paths; local runs check that they exist, Vertex compiles offline."""
+  local = args.runner == "local"
   if args.dataset == datasets.SAMPLE:
+    if not local:
+      raise ValueError("--runner=vertex needs data on gs://: use --dataset=custom with gs:// "
+                       "paths or --dataset=coco2017 --coco_dir=gs://...")
     return datasets.sample_dataset(os.path.join(data_root, "sample_data"))
   if args.dataset == datasets.COCO2017:
     if not args.coco_dir:
       raise ValueError("--dataset=coco2017 needs --coco_dir")
-    return datasets.coco2017_dataset(os.path.expanduser(args.coco_dir))
+    return datasets.coco2017_dataset(os.path.expanduser(args.coco_dir), check_exists=local)
   return datasets.custom_dataset(args.train_annotations, args.train_images,
-                                 args.val_annotations, args.val_images)
+                                 args.val_annotations, args.val_images, check_exists=local)
+
+
+def match_num_classes(config, train_annotations: str, explicit: bool):
+  """Sets model.num_classes from the train split's categories (the label map's size).
+
+  A user's own dataset then needs no --set model.num_classes; an explicit value
+  that disagrees with the data fails here, before any conversion or training.
+  """
+  from data import coco  # pylint: disable=g-import-not-at-top
+  from retinanet import config as config_lib  # pylint: disable=g-import-not-at-top
+  label_map = coco.label_map_from_coco(coco.read_coco_json(train_annotations), train_annotations)
+  if config.model.num_classes == label_map.num_classes:
+    return config
+  if explicit:
+    config_lib.check_num_classes(config, label_map.num_classes)
+  logger.info("model.num_classes=%d from the %d categories of %s", label_map.num_classes,
+              label_map.num_classes, train_annotations)
+  return config_lib.apply_overrides(config, [f"model.num_classes={label_map.num_classes}"])
 
 
 def resolve_base_model(args: argparse.Namespace) -> Optional[str]:
@@ -89,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
     metadata_path = None
     data_root = args.gcs_root
   dataset = resolve_dataset(args, data_root)
+  if local:
+    config = match_num_classes(config, dataset.train_annotations,
+                               explicit=any(o.startswith("model.num_classes=")
+                                            for o in args.overrides))
   from pipeline import local_runner  # pylint: disable=g-import-not-at-top
   pipeline = pipeline_lib.create_pipeline(
       pipeline_name=args.pipeline_name,
