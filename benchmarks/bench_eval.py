@@ -110,7 +110,9 @@ def tiny_config(num_classes: int) -> Tuple[config_lib.ExperimentConfig, str]:
     overrides = list(FALLBACK_TINY_OVERRIDES)
   config = config_lib.apply_overrides(base, overrides + [f"model.num_classes={num_classes}"])
   m = config.model
-  description = (f"{source}: ResNet-{m.backbone.depth}, {m.input_size[0]}x{m.input_size[1]}, "
+  width = getattr(m.backbone, "width_multiplier", 1.0)
+  description = (f"{source}: ResNet-{m.backbone.depth}{f' x{width:g}' if width != 1 else ''}, "
+                 f"{m.input_size[0]}x{m.input_size[1]}, "
                  f"FPN P{m.fpn.min_level}-P{m.fpn.max_level} {m.fpn.num_channels} ch, head "
                  f"{m.head.num_convs}x{m.head.num_channels} ch, {m.num_anchors_per_location} "
                  f"anchors, {m.num_classes} classes; NMS {config.postprocess.nms_mode}, "

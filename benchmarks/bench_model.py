@@ -79,6 +79,11 @@ class Result:
     return self.gflops_per_image * BATCH_SIZE / min(self.step_cpu_seconds)
 
   @property
+  def idle_images_per_s(self) -> float:
+    """img/s if every core ran this process: best img/s per CPU second x cores."""
+    return BATCH_SIZE / min(self.step_cpu_seconds) * (os.cpu_count() or 1)
+
+  @property
   def cpu_utilization(self) -> float:
     """Model GFLOP per CPU second / matmul GFLOP per CPU second (both best)."""
     return self.gflop_per_cpu_s / self.interleaved_cpu_peak
@@ -185,12 +190,14 @@ def markdown(results: List[Result], peaks_by_size: Dict[str, Dict[int, float]],
       "divides instead model GFLOP per CPU second of this process by the interleaved matmul's "
       "GFLOP per CPU second (best of each): CPU time hardly grows while other jobs hold the "
       "cores, so it is the least load-sensitive ratio (it still counts spin-waiting threads); "
-      "matmul GFLOP per CPU second x 2 cores is the peak an idle machine would show.",
+      "matmul GFLOP per CPU second x 2 cores is the peak an idle machine would show, and "
+      "\"img/s, cores ours\" = img/s per CPU second x 2 cores estimates the idle-machine "
+      "speed.",
       "",
       "| Model | Precision | Input | Weights | GFLOPs/image | img/s best | img/s median "
       "| Achieved GFLOP/s | Peak used GFLOP/s | Utilization | Model / matmul GFLOP per CPU-s "
-      "| CPU-time utilization |",
-      "|---|---|---|---|---|---|---|---|---|---|---|---|",
+      "| CPU-time utilization | img/s, cores ours |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for r in results:
     achieved = r.gflops_per_image * r.best_images_per_s
@@ -200,7 +207,7 @@ def markdown(results: List[Result], peaks_by_size: Dict[str, Dict[int, float]],
         f"{r.median_images_per_s:.3f} | {achieved:.0f} | {peak_for(r, peaks):.0f} | "
         f"{100 * utilization(r, peaks, r.best_images_per_s):.0f}% | "
         f"{r.gflop_per_cpu_s:.0f} / {r.interleaved_cpu_peak:.0f} | "
-        f"{100 * r.cpu_utilization:.0f}% |")
+        f"{100 * r.cpu_utilization:.0f}% | {r.idle_images_per_s:.2f} |")
   r50 = next((r for r in results if r.model.startswith("R50") and r.precision == "float32"), None)
   if r50 is not None:
     lines += [
@@ -217,7 +224,8 @@ def markdown(results: List[Result], peaks_by_size: Dict[str, Dict[int, float]],
         f"{MODEL_GARDEN_IMAGES_PER_S} img/s float32 at batch 2 on an idle machine of this "
         "kind, ~225 GFLOP/s, i.e. about 100% of the float32 matmul peak; ours reaches "
         f"{100 * utilization(r50, peaks, r50.best_images_per_s):.0f}% of the peak used here "
-        f"({100 * r50.cpu_utilization:.0f}% in CPU time).",
+        f"({100 * r50.cpu_utilization:.0f}% in CPU time, {r50.idle_images_per_s:.2f} img/s "
+        "if the 2 cores were ours).",
     ]
   lines += ["", tiny_note] if tiny_note else []
   return "\n".join(lines) + "\n"
@@ -254,8 +262,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   tiny_note = ""
   if os.path.exists(TINY_CONFIG):
     tiny = config_lib.load_config(TINY_CONFIG).model
-    models.append((f"tiny sample (R{tiny.backbone.depth}, {tiny.num_classes} classes, "
-                   f"{tiny.num_anchors_per_location} anchors)", tiny))
+    width = getattr(tiny.backbone, "width_multiplier", 1.0)
+    models.append((f"tiny sample (R{tiny.backbone.depth}{f' x{width:g}' if width != 1 else ''}, "
+                   f"{tiny.num_classes} classes, {tiny.num_anchors_per_location} anchors)", tiny))
   else:
     tiny_note = (f"The tiny sample config ({os.path.relpath(TINY_CONFIG, common.ROOT)}) did not "
                  "exist when this ran, so it is not in the table.")
