@@ -1,0 +1,132 @@
+"""End-to-end local pipeline runs on small generated data (slow: run with -m slow).
+
+One full run (data -> trainer -> evaluator -> pusher), then a partial run of
+the Evaluator alone that must reuse the Trainer's model artifact from MLMD,
+the lineage command on the result, and a fine-tuning pipeline on a dataset
+with other sparse category ids.
+"""
+import json
+import os
+
+import pytest
+
+from data import sample_data
+from pipeline import cli, lineage, metadata_queries
+from pipeline import pipeline as pipeline_lib
+
+pytestmark = pytest.mark.slow
+
+# A very small model and run: this checks the plumbing, not the accuracy (the
+# main job `make run` is the accuracy check, see README).
+FAST = ["--set", "model.input_size=[128, 128]", "--set", "train.total_steps=20",
+        "--set", "train.steps_per_execution=10", "--set", "train.global_batch_size=8",
+        "--set", "optimizer.warmup_steps=5", "--set", "optimizer.boundaries=[15, 18]",
+        "--set", "eval.batch_size=8", "--direct_mode=in_memory"]
+
+
+def _dataset_flags(dataset):
+  return ["--dataset=custom",
+          f"--train_annotations={dataset.annotation_files['train']}",
+          f"--train_images={dataset.image_dirs['train']}",
+          f"--val_annotations={dataset.annotation_files['val']}",
+          f"--val_images={dataset.image_dirs['val']}"]
+
+
+def _executions(store, node_id, state=None):
+  """Executions of one node (its execution type is the component class, named as the node)."""
+  types = {t.id: t.name for t in store.get_execution_types()}
+  return sorted((e for e in store.get_executions()
+                 if types[e.type_id].split(".")[-1] == node_id and
+                 (state is None or e.last_known_state == state)), key=lambda e: e.id)
+
+
+@pytest.fixture(scope="module")
+def main_run(tmp_path_factory):
+  root = tmp_path_factory.mktemp("e2e")
+  dataset = sample_data.generate_sample_dataset(str(root / "data"), num_train=32, num_val=8,
+                                                image_size=(128, 128), seed=1)
+  output_dir = str(root / "run")
+  argv = ["--runner=local", f"--output_dir={output_dir}", "--min_ap=0", *FAST,
+          *_dataset_flags(dataset)]
+  # Convert only, then the whole pipeline: the data stage must come from the cache.
+  assert cli.main(argv + ["--to_stage=data"]) == 0
+  assert cli.main(argv) == 0
+  return {"root": root, "output_dir": output_dir, "argv": argv,
+          "metadata": os.path.join(output_dir, "metadata.sqlite")}
+
+
+def test_full_run_records_every_stage(main_run):
+  store = metadata_queries.open_store(main_run["metadata"])
+  data_states = [e.last_known_state for e in _executions(store, pipeline_lib.DATA)]
+  assert data_states == [metadata_queries.COMPLETE, metadata_queries.CACHED]
+  for node in pipeline_lib.STAGES[1:]:
+    states = [e.last_known_state for e in _executions(store, node)]
+    assert states == [metadata_queries.COMPLETE], node
+  pushed = metadata_queries.latest_pushed_model(store)
+  destination = metadata_queries.custom_properties(pushed)["pushed_destination"]
+  assert os.path.exists(os.path.join(destination, "saved_model.pb"))
+  assert os.path.dirname(destination) == os.path.join(main_run["output_dir"], "serving",
+                                                      "retinanet")
+  [evaluation] = store.get_artifacts_by_type("ModelEvaluation")
+  metrics = json.load(open(os.path.join(evaluation.uri, "metrics.json")))
+  assert set(metrics) >= {"AP", "AP50", "AP75", "APs", "APm", "APl", "ARmax1", "ARmax10",
+                          "ARmax100", "ARs", "ARm", "ARl"}
+  assert metadata_queries.custom_properties(evaluation)["AP"] == pytest.approx(metrics["AP"])
+
+
+def test_partial_run_reuses_the_trained_model(main_run):
+  store = metadata_queries.open_store(main_run["metadata"])
+  [model] = store.get_artifacts_by_type("Model")
+  complete = metadata_queries.COMPLETE
+  assert len(_executions(store, pipeline_lib.TRAINER, complete)) == 1
+  argv = main_run["argv"] + ["--from_stage=evaluator", "--to_stage=evaluator",
+                             "--postprocess", "nms_mode=global_soft"]
+  assert cli.main(argv) == 0
+  store = metadata_queries.open_store(main_run["metadata"])
+  assert len(store.get_artifacts_by_type("Model")) == 1     # nothing retrained
+  evaluators = _executions(store, pipeline_lib.EVALUATOR, complete)
+  assert len(evaluators) == 2
+  # The Trainer was skipped (recorded CACHED by the partial run), not run again.
+  assert len(_executions(store, pipeline_lib.TRAINER, complete)) == 1
+  inputs = [e.artifact_id for e in store.get_events_by_execution_ids([evaluators[-1].id])
+            if e.type == e.INPUT]
+  assert model.id in inputs                                 # the same MLMD artifact id
+  props = metadata_queries.custom_properties(evaluators[-1])
+  assert json.loads(str(props["postprocess_overrides"])) == {"nms_mode": "global_soft"}
+
+
+def test_lineage_lists_every_stage(main_run):
+  store = metadata_queries.open_store(main_run["metadata"])
+  text = "\n".join(lineage.lineage_lines(store))
+  for node in pipeline_lib.STAGES:
+    assert f"<- {node}" in text
+  assert "AP=" in text and "train_images_in=" in text and "config: sample/tiny" in text
+  assert lineage.main(["--metadata", main_run["metadata"]]) == 0
+
+
+def test_finetuning_pipeline_on_other_categories(main_run):
+  root = main_run["root"]
+  dataset = sample_data.generate_sample_dataset(
+      str(root / "custom"), num_train=32, num_val=8, image_size=(128, 128), seed=5,
+      categories=sample_data.custom_categories({101: "circle", 205: "square", 333: "triangle"}))
+  store = metadata_queries.open_store(main_run["metadata"])
+  pushed = metadata_queries.custom_properties(
+      metadata_queries.latest_pushed_model(store))["pushed_destination"]
+  output_dir = str(root / "finetune")
+  argv = ["--runner=local", f"--output_dir={output_dir}", "--pipeline_name=finetune",
+          "--min_ap=0", *FAST, "--set", "model.num_classes=3", *_dataset_flags(dataset),
+          "--finetune_from=latest", f"--base_metadata={main_run['metadata']}"]
+  assert cli.main(argv) == 0
+  store = metadata_queries.open_store(os.path.join(output_dir, "metadata.sqlite"))
+  models = store.get_artifacts_by_type("Model")
+  # The base model was imported into this pipeline's MLMD from the main run's serving dir.
+  assert [m.uri for m in models if m.uri == pushed] == [pushed]
+  [model] = [m for m in models if m.uri != pushed]
+  props = metadata_queries.custom_properties(model)
+  assert props["num_classes"] == 3
+  assert props["finetune_restored"] > 0 and props["finetune_reinitialized"] > 0
+  label_map = json.load(open(os.path.join(model.uri, "label_map.json")))
+  assert [e["category_id"] for e in label_map] == [101, 205, 333]
+  pushed_ft = metadata_queries.latest_pushed_model(store)
+  destination = metadata_queries.custom_properties(pushed_ft)["pushed_destination"]
+  assert os.path.dirname(destination) == os.path.join(output_dir, "serving", "finetune")
