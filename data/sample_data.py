@@ -113,8 +113,24 @@ def _polygon_area(points: Sequence[Tuple[float, float]]) -> float:
   return float(abs(np.dot(xs, np.roll(ys, -1)) - np.dot(ys, np.roll(xs, -1))) / 2)
 
 
-def _colour(rng: np.random.Generator, class_index: int) -> Tuple[int, int, int]:
-  rgb = np.array(CLASSES[class_index][2], np.float64) + rng.normal(0, 28, 3)
+Classes = Sequence[Tuple[int, str, Tuple[int, int, int]]]
+
+
+def custom_categories(names_by_id: Dict[int, str]) -> Tuple[Tuple[int, str, Tuple[int, int, int]], ...]:
+  """Rows like CLASSES for other category ids, e.g. {101: "circle", 205: "square"}.
+
+  Each name must be one of the shapes of CLASSES (it keeps that shape's colour);
+  used to make a dataset with other (sparse) ids and another class count.
+  """
+  colours = {name: colour for _, name, colour in CLASSES}
+  unknown = [n for n in names_by_id.values() if n not in colours]
+  if unknown or not names_by_id:
+    raise ValueError(f"categories must name shapes of {sorted(colours)}, got {unknown or 'none'}")
+  return tuple((int(cid), name, colours[name]) for cid, name in sorted(names_by_id.items()))
+
+
+def _colour(rng: np.random.Generator, classes: Classes, class_index: int) -> Tuple[int, int, int]:
+  rgb = np.array(classes[class_index][2], np.float64) + rng.normal(0, 28, 3)
   return tuple(int(v) for v in np.clip(rgb, 0, 255))
 
 
@@ -130,10 +146,10 @@ def _place(rng: np.random.Generator, w: int, h: int, height: int, width: int,
   return None
 
 
-def _crowd(rng: np.random.Generator, height: int, width: int
+def _crowd(rng: np.random.Generator, height: int, width: int, num_classes: int
            ) -> Tuple[int, List[List[int]]]:
   """A cluster of 4-8 small shapes of one class: (class index, member boxes)."""
-  cls = int(rng.integers(len(CLASSES)))
+  cls = int(rng.integers(num_classes))
   side = int(min(height, width) * rng.uniform(0.25, 0.4))
   ox = int(rng.integers(0, width - side + 1))
   oy = int(rng.integers(0, height - side + 1))
@@ -146,14 +162,15 @@ def _crowd(rng: np.random.Generator, height: int, width: int
   return cls, [[ox + b[0], oy + b[1], b[2], b[3]] for b in members]
 
 
-def _objects(rng: np.random.Generator, height: int, width: int) -> List[Dict[str, Any]]:
+def _objects(rng: np.random.Generator, height: int, width: int,
+             num_classes: int) -> List[Dict[str, Any]]:
   """The objects of one image: dicts with class, box, crowd flag, members."""
   if rng.uniform() < EMPTY_IMAGE_PROBABILITY:
     return []
   objects: List[Dict[str, Any]] = []
   taken: List[List[float]] = []
   if rng.uniform() < CROWD_PROBABILITY:
-    cls, members = _crowd(rng, height, width)
+    cls, members = _crowd(rng, height, width, num_classes)
     if members:
       x0 = min(m[0] for m in members)
       y0 = min(m[1] for m in members)
@@ -165,7 +182,7 @@ def _objects(rng: np.random.Generator, height: int, width: int) -> List[Dict[str
   max_side = MAX_OBJECT_FRACTION * min(height, width)
   min_side = min(MIN_OBJECT_SIDE, max_side)
   for _ in range(int(rng.integers(1, MAX_OBJECTS + 1))):
-    cls = int(rng.integers(len(CLASSES)))
+    cls = int(rng.integers(num_classes))
     size = math.exp(rng.uniform(math.log(min_side), math.log(max_side)))
     aspect = math.exp(rng.uniform(math.log(0.5), math.log(2.0)))
     w = int(np.clip(round(size * math.sqrt(aspect)), min_side, MAX_OBJECT_FRACTION * width))
@@ -177,16 +194,16 @@ def _objects(rng: np.random.Generator, height: int, width: int) -> List[Dict[str
   return objects
 
 
-def render_image(rng: np.random.Generator, height: int, width: int
+def render_image(rng: np.random.Generator, height: int, width: int, classes: Classes = CLASSES
                  ) -> Tuple[np.ndarray, List[Dict[str, Any]]]:
   """Pixels (H, W, 3) uint8 and objects; larger shapes are drawn first."""
-  objects = _objects(rng, height, width)
+  objects = _objects(rng, height, width, len(classes))
   image = Image.fromarray(_background(rng, height, width))
   draw = ImageDraw.Draw(image)
   for obj in sorted(objects, key=lambda o: -o["box"][2] * o["box"][3]):
-    name = CLASSES[obj["class"]][1]
+    name = classes[obj["class"]][1]
     for x, y, w, h in obj["members"] or [obj["box"]]:
-      draw.polygon(_shape_polygon(name, x, y, w, h), fill=_colour(rng, obj["class"]))
+      draw.polygon(_shape_polygon(name, x, y, w, h), fill=_colour(rng, classes, obj["class"]))
   return np.asarray(image), objects
 
 
@@ -199,8 +216,9 @@ def _encode(pixels: np.ndarray, fmt: str) -> bytes:
   return buffer.getvalue()
 
 
-def _annotation(ann_id: int, image_id: int, obj: Dict[str, Any]) -> Dict[str, Any]:
-  category_id, name, _ = CLASSES[obj["class"]]
+def _annotation(ann_id: int, image_id: int, obj: Dict[str, Any],
+                classes: Classes = CLASSES) -> Dict[str, Any]:
+  category_id, name, _ = classes[obj["class"]]
   x, y, w, h = obj["box"]
   if obj["crowd"]:
     polygon = [(x, y), (x + w, y), (x + w, y + h), (x, y + h)]
@@ -217,7 +235,7 @@ def _annotation(ann_id: int, image_id: int, obj: Dict[str, Any]) -> Dict[str, An
 
 
 def generate_split(output_dir: str, split: str, num_images: int, image_size: Tuple[int, int],
-                   seed: int) -> Tuple[str, str]:
+                   seed: int, classes: Classes = CLASSES) -> Tuple[str, str]:
   """Writes one split; returns (annotations json path, image directory)."""
   if split not in SPLIT_IMAGE_ID_BASE:
     raise ValueError(f"split must be one of {sorted(SPLIT_IMAGE_ID_BASE)}, got {split!r}")
@@ -234,19 +252,19 @@ def generate_split(output_dir: str, split: str, num_images: int, image_size: Tup
     rng = np.random.default_rng([seed, _SPLIT_STREAM[split], i])
     image_id = SPLIT_IMAGE_ID_BASE[split] + i
     fmt = "png" if rng.uniform() < PNG_PROBABILITY else "jpeg"
-    pixels, objects = render_image(rng, height, width)
+    pixels, objects = render_image(rng, height, width, classes)
     file_name = f"{image_id:012d}.{'png' if fmt == 'png' else 'jpg'}"
     with open(os.path.join(image_dir, file_name), "wb") as f:
       f.write(_encode(pixels, fmt))
     images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
     for obj in objects:
-      annotations.append(_annotation(len(annotations) + 1, image_id, obj))
+      annotations.append(_annotation(len(annotations) + 1, image_id, obj, classes))
   coco = {
       "info": {"description": f"shapes sample dataset ({split}), seed {seed}", "version": "1.0"},
       "licenses": [],
       "images": images,
       "annotations": annotations,
-      "categories": [{"id": c, "name": n, "supercategory": "shape"} for c, n, _ in CLASSES],
+      "categories": [{"id": c, "name": n, "supercategory": "shape"} for c, n, _ in classes],
   }
   ann_path = os.path.join(ann_dir, f"instances_{split}.json")
   with open(ann_path, "w") as f:
@@ -255,15 +273,18 @@ def generate_split(output_dir: str, split: str, num_images: int, image_size: Tup
 
 
 def generate_sample_dataset(output_dir: str, num_train: int = 400, num_val: int = 100,
-                            image_size: Tuple[int, int] = (256, 256), seed: int = 0
-                            ) -> SampleDataset:
-  """Writes the train and val splits (image_size is (height, width))."""
+                            image_size: Tuple[int, int] = (256, 256), seed: int = 0,
+                            categories: Classes = CLASSES) -> SampleDataset:
+  """Writes the train and val splits (image_size is (height, width)).
+
+  `categories` (see `custom_categories`) picks other category ids / fewer classes.
+  """
   if num_train < 0 or num_val < 0:
     raise ValueError(f"num_train and num_val must be >= 0, got {num_train}, {num_val}")
   annotation_files, image_dirs = {}, {}
   for split, count in (("train", num_train), ("val", num_val)):
     annotation_files[split], image_dirs[split] = generate_split(
-        output_dir, split, count, tuple(image_size), seed)
+        output_dir, split, count, tuple(image_size), seed, categories)
   return SampleDataset(output_dir, annotation_files, image_dirs)
 
 
@@ -275,13 +296,30 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser.add_argument("--height", type=int, default=256)
   parser.add_argument("--width", type=int, default=256)
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--categories", default="",
+                      help="Other category ids and shapes, e.g. 101:circle,205:square "
+                           "(default: the 5 built-in classes with ids 3,7,12,25,40).")
   return parser.parse_args(argv)
+
+
+def parse_categories(text: str) -> Classes:
+  """'101:circle,205:square' -> custom_categories rows; '' -> CLASSES."""
+  if not text:
+    return CLASSES
+  names = {}
+  for item in text.split(","):
+    cid, sep, name = item.partition(":")
+    if not sep or not cid.strip().isdigit():
+      raise ValueError(f"--categories item {item!r} is not ID:SHAPE")
+    names[int(cid)] = name.strip()
+  return custom_categories(names)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(argv)
   dataset = generate_sample_dataset(args.output_dir, args.num_train, args.num_val,
-                                    (args.height, args.width), args.seed)
+                                    (args.height, args.width), args.seed,
+                                    parse_categories(args.categories))
   for split, (ann, images) in dataset.splits.items():
     print(f"{split}: {ann} ({images})")
   return 0

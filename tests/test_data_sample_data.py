@@ -122,3 +122,18 @@ def test_cli_writes_the_dataset(tmp_path):
 def test_too_small_images_are_rejected(tmp_path):
   with pytest.raises(ValueError, match="too small"):
     sample_data.generate_sample_dataset(str(tmp_path), 1, 1, image_size=(20, 64))
+
+
+def test_custom_categories_change_ids_and_class_count(tmp_path):
+  from data import sample_data as sd
+  assert sd.main(["--output_dir", str(tmp_path), "--num_train", "6", "--num_val", "2",
+                  "--height", "64", "--width", "64", "--categories",
+                  "205:square,101:circle,333:triangle"]) == 0
+  data = json.load(open(tmp_path / "annotations" / "instances_train.json"))
+  assert [(c["id"], c["name"]) for c in data["categories"]] == [
+      (101, "circle"), (205, "square"), (333, "triangle")]
+  assert {a["category_id"] for a in data["annotations"]} <= {101, 205, 333}
+  with pytest.raises(ValueError, match="must name shapes"):
+    sd.custom_categories({1: "hexagon"})
+  with pytest.raises(ValueError, match="is not ID:SHAPE"):
+    sd.parse_categories("circle")

@@ -114,7 +114,7 @@ def test_finetuning_pipeline_on_other_categories(main_run):
       metadata_queries.latest_pushed_model(store))["pushed_destination"]
   output_dir = str(root / "finetune")
   argv = ["--runner=local", f"--output_dir={output_dir}", "--pipeline_name=finetune",
-          "--min_ap=0", *FAST, "--set", "model.num_classes=3", *_dataset_flags(dataset),
+          "--min_ap=0", *FAST, *_dataset_flags(dataset),
           "--finetune_from=latest", f"--base_metadata={main_run['metadata']}"]
   assert cli.main(argv) == 0
   store = metadata_queries.open_store(os.path.join(output_dir, "metadata.sqlite"))
