@@ -44,11 +44,13 @@ def write_sample_records(directory: str, num_images: int = 16, image_size=(128, 
 
 
 def tiny_config(overrides: Sequence[str] = (), **train) -> config_lib.ExperimentConfig:
-  """ResNet-18, 64 px, levels 3..5, 16 channels, 2 head convs; deterministic input."""
+  """ResNet-18 x0.25 (16..128 channels), 64 px, levels 3..5, 16-channel FPN and 2 head
+  convs; deterministic input."""
   base = config_lib.ExperimentConfig()
   values = [
       "model.num_classes=5", "model.input_size=[64,64]", "model.backbone.depth=18",
-      "model.backbone.freeze_stem_and_first_stage=false", "model.fpn.min_level=3",
+      "model.backbone.freeze_stem_and_first_stage=false", "model.backbone.width_multiplier=0.25",
+      "model.fpn.min_level=3",
       "model.fpn.max_level=5", "model.fpn.num_channels=16", "model.head.num_channels=16",
       "model.head.num_convs=2", "model.anchors.scales_per_octave=1",
       "model.anchors.aspect_ratios=[1.0]", "model.anchors.anchor_size=3.0",

@@ -60,3 +60,15 @@ def test_mixed_precision_steps_are_finite_and_close_to_float32(
     assert "optimizer/loss_scale/current_loss_scale/.ATTRIBUTES/VARIABLE_VALUE" in keys
   else:
     assert not optimizer_lib.is_loss_scaled(tr.optimizer)
+
+
+@pytest.mark.slow
+def test_xla_step_matches_the_graph_step(files, tmp_path, float32_first_loss):
+  """train.jit_compile=True compiles forward + backward with XLA (slow to compile on CPU)."""
+  cfg = tiny_config(["train.jit_compile=true"], total_steps=2, steps_per_execution=1,
+                    log_every=1, checkpoint_every=100)
+  result = trainer.train(cfg, train_files=files, model_dir=str(tmp_path))
+  first = result.history[0][1]
+  for key in ("class_loss", "box_loss", "total_loss", "gradient_norm"):
+    assert first[key] == pytest.approx(float32_first_loss[key], rel=1e-3), key
+  assert np.isfinite(result.final_losses["total_loss"])

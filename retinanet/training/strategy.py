@@ -56,7 +56,8 @@ def create_strategy(name: str, *, tpu: Optional[str] = None, tpu_zone: Optional[
   else:
     raise ValueError(f"strategy {name!r} is not one of {', '.join(config_lib.STRATEGIES)} "
                      "(set train.strategy or the trainer's strategy parameter)")
-  logger.info("Running on %d replicas", strategy.num_replicas_in_sync)
+  logger.info("Created the %s strategy (%s) with %d replicas", name, type(strategy).__name__,
+              strategy.num_replicas_in_sync)
   return strategy
 
 

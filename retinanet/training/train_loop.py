@@ -68,7 +68,14 @@ class NonFiniteLossError(FloatingPointError):
 
 @dataclasses.dataclass(frozen=True)
 class TrainLoopOptions:
-  """Loop settings (the train/optimizer/loss config values the loop itself needs)."""
+  """Loop settings (the train/optimizer/loss config values the loop itself needs).
+
+  jit_compile compiles each replica's forward + backward with XLA (the
+  all-reduces and the optimizer update stay outside); with synchronized batch
+  norm under a multi-device strategy that needs XLA collectives (TPU).
+  Measured on this CPU, XLA is slower than the default oneDNN kernels
+  (BENCHMARKS.md, Training).
+  """
   global_batch_size: int
   total_steps: int
   steps_per_execution: int = 1
@@ -201,7 +208,6 @@ class Trainer:
     self._step_fn = (tf.function(self._forward_backward, jit_compile=True)
                      if options.jit_compile else self._forward_backward)
     self._loop = tf.function(self._loop_impl)
-    self._no_gradient_checked = False
     self._restored: Optional[bool] = None
 
   # ---- the step -----------------------------------------------------------

@@ -87,7 +87,10 @@ def train(config: config_lib.ExperimentConfig, *, train_files: Union[str, Sequen
       (with EMA weights swapped in when optimizer.ema_decay > 0).
     summary_dir: TensorBoard root (train/ and eval/ below); default <model_dir>/summaries.
     progress_stream: where the TTY progress bar goes (default stderr; only if a TTY).
-  Raises NonFiniteLossError (naming the step) on a NaN/Inf loss with nan_policy="raise".
+  Seeds Python, numpy and TF with config.train.seed (model initialization is
+  reproducible) and sets the tf_keras precision policy for the duration of the
+  call. Raises NonFiniteLossError (naming the step) on a NaN/Inf loss or
+  gradient with nan_policy="raise".
   """
   previous_policy = tf_keras.mixed_precision.global_policy()
   set_precision_policy(config.train.mixed_precision)
