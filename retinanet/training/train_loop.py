@@ -182,7 +182,8 @@ class Trainer:
     self.train_variables = [trainable[p] for p in self.train_paths]
     self.l2_variables = optimizer_lib.kernel_variables(self.train_variables)
     if not self.train_variables:
-      raise ValueError(f"Trainer: no trainable variables left after freezing {list(freeze_patterns)}")
+      raise ValueError("Trainer: no trainable variables left after freezing "
+                       f"{list(freeze_patterns)}")
 
     with strategy.scope():
       optimizer.build(self.train_variables)
@@ -391,7 +392,8 @@ class Trainer:
       raise NonFiniteLossError(bad_step, metrics, "; no checkpoint to restore")
     self._checkpoint_without_input.read(prefix).assert_existing_objects_matched().expect_partial()
     logger.warning("Non-finite loss or gradient at global step %d; restored %s (step %d), "
-                   "restore %d of %d; the input continues after the offending batch", bad_step, prefix,
+                   "restore %d of %d; the input continues after the offending batch",
+                   bad_step, prefix,
                    self.global_step, restores + 1, self.options.max_nan_restores)
     return restores + 1
 
