@@ -1,7 +1,7 @@
 """Checkpoints: object paths, atomic 'latest', partial-checkpoint fallback, and a
 kill-and-resume run that matches an uninterrupted one step for step."""
 import json
-import os
+import logging
 import shutil
 
 import numpy as np
@@ -109,6 +109,7 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
   # A fresh process resumes from ckpt-3 (model, optimizer, EMA, normalizer, input position).
   code = f"""
 import json
+import logging
 from retinanet import config as config_lib
 from retinanet.training import trainer
 cfg = config_lib.config_from_dict(json.loads({json.dumps(json.dumps(config_lib_to_dict(cfg)))}))
@@ -165,3 +166,24 @@ print("RESULT" + json.dumps({{"history": r.history, "final_step": r.final_step}}
 def config_lib_to_dict(cfg):
   from retinanet import config as config_lib  # pylint: disable=g-import-not-at-top
   return config_lib.config_to_dict(cfg)
+
+
+def test_resume_with_state_the_checkpoint_lacks(tmp_path, caplog):
+  """A checkpoint without EMA / normalizer state (e.g. the option was off) still resumes."""
+  files = write_sample_records(str(tmp_path / "data"), num_images=4)
+  strategy = tf.distribute.get_strategy()
+  plain = trainer.build_trainer(tiny_config(), train_files=files, model_dir=str(tmp_path / "m"),
+                                strategy=strategy)
+  plain.optimizer.iterations.assign(3)
+  plain.save_checkpoint()
+  richer = trainer.build_trainer(tiny_config(RESUME_OVERRIDES), train_files=files,
+                                 model_dir=str(tmp_path / "m"), strategy=strategy)
+  with caplog.at_level(logging.WARNING):
+    assert richer.restore_latest().endswith("ckpt-3")
+  assert richer.global_step == 3
+  warnings = " ".join(r.getMessage() for r in caplog.records)
+  assert "has no ema state" in warnings and "has no loss_normalizer state" in warnings
+  kernel = richer.model.class_head.prediction.kernel.numpy()
+  np.testing.assert_array_equal(kernel, plain.model.class_head.prediction.kernel.numpy())
+  np.testing.assert_array_equal(
+      richer.ema.averages["class_head/prediction/kernel"].numpy(), kernel)  # reset to restored

@@ -201,8 +201,6 @@ class Trainer:
                  loss_normalizer=self.loss_normalizer)
     self.checkpoint = checkpointing.make_checkpoint(iterator=self.iterator, **parts)
     self.iterator_checkpointed = checkpointing.is_trackable(self.iterator)
-    # Used by the NaN policy: weights and optimizer come back, the input goes on.
-    self._checkpoint_without_input = checkpointing.make_checkpoint(**parts)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, checkpoint_dir, max_to_keep=options.keep_checkpoints,
         checkpoint_name=checkpointing.CHECKPOINT_NAME)
@@ -331,11 +329,34 @@ class Trainer:
     self._restored = prefix is not None
     if prefix is None:
       return None
-    self.checkpoint.read(prefix).assert_existing_objects_matched().expect_partial()
+    self._restore(prefix, with_input=True)
     logger.info("Restored checkpoint %s at step %d%s", prefix, self.global_step,
                 "" if self.iterator_checkpointed else
                 " (input pipeline restarts: the distributed iterator is not checkpointable)")
     return prefix
+
+  def _restore(self, prefix: str, with_input: bool) -> None:
+    """Reads model + optimizer (required) and the optional state the checkpoint has.
+
+    A checkpoint written without EMA, normalizer or input state (another
+    strategy or config) still resumes: the missing part restarts, with a warning.
+    """
+    saved = {key.split("/", 1)[0] for key, _ in tf.train.list_variables(prefix)}
+    parts = {"model": self.model, "optimizer": self.optimizer}
+    optional = {"ema": (self.ema, "the EMA restarts from the restored weights"),
+                "loss_normalizer": (self.loss_normalizer, "the normalizer restarts"),
+                "iterator": (self.iterator if with_input and self.iterator_checkpointed
+                             else None, "the input pipeline restarts")}
+    for name, (obj, consequence) in optional.items():
+      if obj is None:
+        continue
+      if name in saved:
+        parts[name] = obj
+      else:
+        logger.warning("Checkpoint %s has no %s state: %s", prefix, name, consequence)
+    tf.train.Checkpoint(**parts).read(prefix).assert_existing_objects_matched().expect_partial()
+    if self.ema is not None and "ema" not in parts:
+      self.ema.reset()
 
   def save_checkpoint(self) -> str:
     path = self.manager.save(checkpoint_number=self.global_step)
@@ -390,7 +411,7 @@ class Trainer:
     prefix = checkpointing.latest_complete_checkpoint(self.manager.directory)
     if prefix is None:
       raise NonFiniteLossError(bad_step, metrics, "; no checkpoint to restore")
-    self._checkpoint_without_input.read(prefix).assert_existing_objects_matched().expect_partial()
+    self._restore(prefix, with_input=False)
     logger.warning("Non-finite loss or gradient at global step %d; restored %s (step %d), "
                    "restore %d of %d; the input continues after the offending batch",
                    bad_step, prefix,
