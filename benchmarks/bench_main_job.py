@@ -1,0 +1,125 @@
+"""The main job (README's `make run`) timed end to end, with the peak memory of its process tree.
+
+    .venv/bin/python benchmarks/bench_main_job.py [--output_dir /tmp/main_job] [--write_markdown]
+
+Runs `run_pipeline.py --runner=local` in a fresh output directory (sample data
+generated, converted, trained, evaluated, pushed), samples the summed RSS of
+the whole process tree (Beam workers included) every 0.5 s, and reads the AP
+and the stage timings back from MLMD.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import Dict, List
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+HEADING = "## Main job (make run)"
+
+
+def _children(pid: int) -> List[int]:
+  try:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+      return [int(c) for c in f.read().split()]
+  except OSError:
+    return []
+
+
+def tree_rss_bytes(pid: int) -> int:
+  """Summed resident memory of `pid` and all its descendants."""
+  total, stack = 0, [pid]
+  while stack:
+    p = stack.pop()
+    try:
+      with open(f"/proc/{p}/statm") as f:
+        total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+      continue
+    stack.extend(_children(p))
+  return total
+
+
+def stage_seconds(metadata_path: str) -> Dict[str, float]:
+  """Wall seconds per pipeline node, from MLMD execution create/update times."""
+  from pipeline import metadata_queries  # pylint: disable=g-import-not-at-top
+  store = metadata_queries.open_store(metadata_path)
+  types = {t.id: t.name.split(".")[-1] for t in store.get_execution_types()}
+  return {types[e.type_id]: (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000
+          for e in store.get_executions()}
+
+
+def main() -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--output_dir", default="/tmp/main_job")
+  parser.add_argument("--write_markdown", action="store_true")
+  parser.add_argument("pipeline_args", nargs="*", help="extra run_pipeline.py flags")
+  args = parser.parse_args()
+  shutil.rmtree(args.output_dir, ignore_errors=True)
+  load = os.getloadavg()
+  command = [os.path.join(ROOT, ".venv", "bin", "python"), os.path.join(ROOT, "run_pipeline.py"),
+             "--runner=local", f"--output_dir={args.output_dir}", *args.pipeline_args]
+  start = time.time()
+  process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+  peak = 0
+  lines: List[str] = []
+  import threading  # pylint: disable=g-import-not-at-top
+
+  def reader():
+    for line in process.stdout:
+      lines.append(line)
+      sys.stdout.write(line)
+  thread = threading.Thread(target=reader, daemon=True)
+  thread.start()
+  while process.poll() is None:
+    peak = max(peak, tree_rss_bytes(process.pid))
+    time.sleep(0.5)
+  thread.join()
+  seconds = time.time() - start
+  if process.returncode != 0:
+    print(f"run_pipeline.py failed with exit code {process.returncode}", file=sys.stderr)
+    return process.returncode
+  os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+  from pipeline import metadata_queries  # pylint: disable=g-import-not-at-top
+  metadata = os.path.join(args.output_dir, "metadata.sqlite")
+  store = metadata_queries.open_store(metadata)
+  [evaluation] = store.get_artifacts_by_type("ModelEvaluation")
+  props = metadata_queries.custom_properties(evaluation)
+  [model] = store.get_artifacts_by_type("Model")
+  model_props = metadata_queries.custom_properties(model)
+  stages = stage_seconds(metadata)
+  summary = (f"AP {props['AP']:.3f}, AP50 {props['AP50']:.3f}, AP75 {props['AP75']:.3f}; "
+             f"{seconds / 60:.1f} min; peak memory {peak / 2**30:.2f} GiB")
+  print(summary)
+  if args.write_markdown:
+    from benchmarks.common import update_markdown_section  # pylint: disable=g-import-not-at-top
+    rows = "\n".join(f"| {name} | {s:.0f} |" for name, s in stages.items())
+    section = f"""{HEADING}
+
+`{' '.join(['python run_pipeline.py'] + command[3:])}` from an empty output directory
+(the sample data is generated, converted, trained on, evaluated and pushed), measured by
+`benchmarks/bench_main_job.py`; config `sample/tiny` (ResNet-18 x0.5, 192x192, batch 16,
+{model_props['final_step']} steps, float32). Load average at the start: {', '.join(f'{v:.2f}' for v in load)}.
+
+| what | value |
+|---|---|
+| validation AP@[.5:.95] / AP50 / AP75 | {props['AP']:.3f} / {props['AP50']:.3f} / {props['AP75']:.3f} |
+| wall time, whole command | {seconds / 60:.1f} min |
+| peak memory of the process tree (summed RSS, sampled every 0.5 s) | {peak / 2**30:.2f} GiB |
+| training throughput | {model_props['train_images_per_second']:.1f} img/s |
+
+| stage | seconds |
+|---|---|
+{rows}
+"""
+    update_markdown_section(section, HEADING)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
