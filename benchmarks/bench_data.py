@@ -17,8 +17,9 @@ Generates (once, reused) 4,000 640x480 shapes images into
 
 Every measurement runs in a fresh subprocess: "time" is the conversion itself
 (after imports), "wall" the whole subprocess. Peak memory is the sampled peak of
-the summed RSS of the subprocess and all its descendants (psutil, every 0.1 s),
-and the largest single-process max RSS (getrusage). Files are in the page cache
+the summed PSS of the subprocess and all its descendants (psutil, every 0.1 s;
+PSS counts shared pages once), and the largest single-process max RSS
+(getrusage). Files are in the page cache
 (the raw read runs first), so "raw read" is a memory-speed upper bound.
 """
 from __future__ import annotations
@@ -50,6 +51,7 @@ NUM_IMAGES = 4000
 IMAGE_SIZE = (480, 640)
 BEAM_MODES = (("in_memory", 1), ("multi_threading", 2), ("multi_processing", 2))
 LOOP = "python loop (1 process)"
+COPY = "raw read + write (copy)"
 
 
 def ensure_dataset() -> None:
@@ -89,6 +91,20 @@ def child_raw(ann: str, image_dir: str) -> Dict[str, float]:
     with open(os.path.join(image_dir, name), "rb") as f:
       total += len(f.read())
   return {"seconds": time.perf_counter() - start, "bytes": total}
+
+
+def child_copy(ann: str, image_dir: str, out: str) -> Dict[str, float]:
+  """Read every file and append its bytes to one output file: the floor for
+  any stage that must read and write the bytes."""
+  with open(ann) as f:
+    names = [im["file_name"] for im in json.load(f)["images"]]
+  os.makedirs(out, exist_ok=True)
+  start = time.perf_counter()
+  with open(os.path.join(out, "all.bin"), "wb") as dst:
+    for name in names:
+      with open(os.path.join(image_dir, name), "rb") as f:
+        dst.write(f.read())
+  return {"seconds": time.perf_counter() - start}
 
 
 def child_loop(ann: str, image_dir: str, out: str, num_shards: int) -> Dict[str, float]:
@@ -146,6 +162,8 @@ def child_main(argv: Sequence[str]) -> None:
     result = {"rows": gzip_levels()}
   elif kind == "raw":
     result = child_raw(ann, image_dir)
+  elif kind == "copy":
+    result = child_copy(ann, image_dir, out)
   elif kind == "loop":
     result = child_loop(ann, image_dir, out, int(num_shards))
   else:
@@ -176,7 +194,9 @@ class Measurement:
     return self.images / self.seconds
 
 
-def _tree_rss(proc: psutil.Process) -> int:
+def _tree_memory(proc: psutil.Process) -> int:
+  """Summed PSS of a process tree (shared pages counted once, unlike RSS: a
+  fork of a 600 MB process would otherwise count twice)."""
   total = 0
   try:
     procs = [proc] + proc.children(recursive=True)
@@ -184,8 +204,8 @@ def _tree_rss(proc: psutil.Process) -> int:
     return 0
   for p in procs:
     try:
-      total += p.memory_info().rss
-    except psutil.NoSuchProcess:
+      total += p.memory_full_info().pss
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
       pass
   return total
 
@@ -231,7 +251,7 @@ def measure(name: str, kind: str, n: int, num_shards: int, mode: str = "", worke
 
   def sample():
     while not done.is_set():
-      peak[0] = max(peak[0], _tree_rss(ps))
+      peak[0] = max(peak[0], _tree_memory(ps))
       time.sleep(0.1)
   sampler = threading.Thread(target=sample, daemon=True)
   sampler.start()
@@ -242,9 +262,9 @@ def measure(name: str, kind: str, n: int, num_shards: int, mode: str = "", worke
     sampler.join()
   wall = time.perf_counter() - start
   m = Measurement(name, n, num_shards, result["seconds"], wall, peak[0] / 2**20,
-                  result["max_rss_single_mb"], out if kind != "raw" else None)
+                  result["max_rss_single_mb"], out if kind in ("loop", "beam") else None)
   print(f"  {name:28s} n={n:5d} shards={num_shards:2d}: {m.seconds:7.1f} s "
-        f"({m.images_per_s:7.1f} images/s), wall {wall:6.1f} s, peak tree RSS "
+        f"({m.images_per_s:7.1f} images/s), wall {wall:6.1f} s, peak tree PSS "
         f"{m.peak_tree_mb:6.0f} MB, max single RSS {m.max_rss_single_mb:6.0f} MB", flush=True)
   return m
 
@@ -322,26 +342,26 @@ def markdown(results: List[Measurement], sizes: Sequence[int], gzip_rows: List[s
       "4,000-image set, files in the page cache. Each run is a fresh subprocess; time = the "
       "conversion call after imports (Beam: pipeline construction, JSON pre-flight, worker "
       f"start-up included), best of {repeats} interleaved runs (all runs listed); wall = the "
-      "whole subprocess of the best run. Peak tree RSS = sampled peak of the summed RSS of the "
+      "whole subprocess of the best run. Peak tree PSS = sampled peak of the summed PSS of the "
       "process and all its children (largest over the runs). Shard count automatic "
       "(~128 MiB per shard).",
       "",
       "| stage | N | shards | time (s) | images/s | all runs (s) | wall (s) | "
-      "peak tree RSS (MB) | max single-process RSS (MB) |",
+      "peak tree PSS (MB) | max single-process RSS (MB) |",
       "|---|---|---|---|---|---|---|---|---|",
   ]
   for name in names:
     for n in sizes:
       m = by.get((name, n))
       if m:
-        lines.append(f"| {name} | {n} | {m.num_shards if name != 'raw read' else '-'} | "
+        lines.append(f"| {name} | {n} | {m.num_shards if name not in ('raw read', COPY) else '-'} | "
                      f"{m.seconds:.2f} | {m.images_per_s:.0f} | "
                      f"{', '.join(f'{t:.1f}' for t in m.all_seconds)} | {m.wall:.1f} | "
                      f"{m.peak_tree_mb:.0f} | {m.max_rss_single_mb:.0f} |")
   lines += ["", f"Summary at N={big} (marginal = extra images per extra second between "
             f"N={min(sizes)} and N={big}; fixed = the start-up cost that remains):", "",
             "| stage | images/s | vs python loop | raw read / this | marginal images/s | "
-            "fixed (s) | peak tree RSS N=" + f"{min(sizes)} -> {big} (MB) |",
+            "fixed (s) | peak tree PSS N=" + f"{min(sizes)} -> {big} (MB) |",
             "|---|---|---|---|---|---|---|"]
   for name in names:
     m = by.get((name, big))
@@ -355,12 +375,43 @@ def markdown(results: List[Measurement], sizes: Sequence[int], gzip_rows: List[s
         f"{f'{marginal[0]:.0f}' if marginal else '-'} | "
         f"{f'{marginal[1]:.1f}' if marginal else '-'} | "
         f"{small.peak_tree_mb if small else 0:.0f} -> {m.peak_tree_mb:.0f} |")
+  lines += ["", *findings(results, sizes)]
   lines += ["", "Shards of the python loop byte-identical to the Beam (in_memory) shards: " +
             ", ".join(f"N={n}: {'yes' if ok else 'NO'}" for n, ok in identical.items()) + ".",
             "", "gzip level of the TFRecord writer (the same 300 images written as records; "
             "JPEG/PNG do not compress):",
             "", "| level | write rate | size vs raw |", "|---|---|---|", *gzip_rows, ""]
   return "\n".join(lines)
+
+
+def findings(results: List[Measurement], sizes: Sequence[int]) -> List[str]:
+  """Computed conclusions of one run (no hand-written numbers)."""
+  by = {(m.name, m.images): m for m in results}
+  small, big = min(sizes), max(sizes)
+  beams = [m for m in results if m.name.startswith("beam") and m.images == big]
+  if not beams:
+    return []
+  loop, raw, copy = by[(LOOP, big)], by[("raw read", big)], by.get((COPY, big))
+  fastest = min(beams, key=lambda m: m.seconds)
+  out = ["Findings of this run:", "",
+         f"- Fastest Beam mode at N={big}: {fastest.name}, {fastest.seconds:.2f} s = "
+         f"{fastest.images_per_s / loop.images_per_s:.2f}x the python loop's rate, "
+         f"{raw.images_per_s / fastest.images_per_s:.1f}x below the raw read rate" +
+         (f" and {copy.images_per_s / fastest.images_per_s:.1f}x below the read+write copy rate"
+          if copy else "") + "."]
+  for m in beams:
+    marginal = _marginal(results, m.name, sizes)
+    if marginal:
+      out.append(f"- {m.name}: {marginal[0]:.0f} images/s marginal "
+                 f"({marginal[0] / _marginal(results, LOOP, sizes)[0]:.2f}x the loop's), "
+                 f"{marginal[1]:.1f} s fixed cost." if _marginal(results, LOOP, sizes) else "")
+  for m in beams + [loop]:
+    lo = by.get((m.name, small))
+    if lo:
+      out.append(f"- Memory of {m.name}: peak tree PSS {lo.peak_tree_mb:.0f} MB at N={small}, "
+                 f"{m.peak_tree_mb:.0f} MB at N={big} ({m.peak_tree_mb / lo.peak_tree_mb:.2f}x "
+                 f"for {big / small:.0f}x the images).")
+  return out
 
 
 _SIZES_KB: Dict[int, float] = {}
@@ -407,7 +458,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   child_result(run_child("beam", 50, warm, 1, "multi_processing", 2), "warm-up beam")
   shards = {n: int(child_result(run_child("estimate", n), "estimate")["num_shards"])
             for n in sizes}
-  stages = [("raw read", "raw", "", 0), (LOOP, "loop", "", 0)] + [
+  stages = [("raw read", "raw", "", 0), (COPY, "copy", "", 0), (LOOP, "loop", "", 0)] + [
       (f"beam {mode} ({workers} worker{'s' if workers > 1 else ''})", "beam", mode, workers)
       for mode, workers in modes]
   runs: Dict[Tuple[str, int], List[Measurement]] = {}
@@ -418,10 +469,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       for name, kind, mode, workers in stages:
         m = measure(name, kind, n, shards[n], mode, workers)
         runs.setdefault((name, n), []).append(m)
-      if len(stages) < 3:
+      if len(stages) < 4:
         continue
       loop_dir = runs[(LOOP, n)][-1].out_dir
-      beam_dir = os.path.join(runs[(stages[2][0], n)][-1].out_dir, "Split-train")
+      beam_dir = os.path.join(runs[(stages[3][0], n)][-1].out_dir, "Split-train")
       identical[n] = identical.get(n, True) and _digest(loop_dir) == _digest(beam_dir)
   results = [best_of(runs[(name, n)]) for name, *_ in stages for n in sizes]
   gzip_rows = child_result(run_child("gzip", 300), "gzip levels")["rows"]

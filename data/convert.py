@@ -87,10 +87,14 @@ GZIP_LEVEL = 0
 # Used when the caller names no runner: the FnApiRunner is the engine of
 # Beam's DirectRunner; naming it skips the DirectRunner's attempt to download
 # and start the Prism runner (which fails offline and ignores the modes
-# below). The running mode, unless given, was chosen by measurement
-# (benchmarks/bench_data.py, BENCHMARKS.md "## Data stage").
+# below). Mode chosen by measurement (benchmarks/bench_data.py, BENCHMARKS.md
+# "## Data stage", 1,000-4,000 640x480 images on 2 cores): multi_threading
+# with 2 workers was the fastest or tied at every size, with <1 s fixed cost;
+# multi_processing starts two fresh interpreters that import Beam and TF
+# (13-30 s here) and triples the memory, so it only pays off for much larger
+# local runs (pass --direct_running_mode=multi_processing) - or use Dataflow.
 LOCAL_RUNNER = "FnApiRunner"
-DEFAULT_DIRECT_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
+DEFAULT_DIRECT_ARGS = ("--direct_running_mode=multi_threading", "--direct_num_workers=2")
 # Threads per shard writer that read and encode images ahead of the writer.
 READ_THREADS = 4
 PROGRESS_EVERY_IMAGES = 1000

@@ -317,8 +317,9 @@ def test_pipeline_args_defaults():
   assert convert.pipeline_args_with_defaults(dataflow) == dataflow
   assert convert.pipeline_args_with_defaults(["--runner", "DirectRunner"]) == [
       "--runner", "DirectRunner"]
+  mode = [a for a in convert.DEFAULT_DIRECT_ARGS if a.startswith("--direct_running_mode=")]
   assert convert.pipeline_args_with_defaults(["--direct_num_workers=4"]) == [
-      "--direct_num_workers=4", "--runner=FnApiRunner", "--direct_running_mode=multi_processing"]
+      "--direct_num_workers=4", "--runner=FnApiRunner"] + mode
 
 
 def test_cli_converts(clean, tmp_path):
