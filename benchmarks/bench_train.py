@@ -1,6 +1,8 @@
 """Training throughput of the RetinaNet trainer on this CPU, against the in-process matmul peak.
 
     .venv/bin/python benchmarks/bench_train.py [--write_markdown] [--only tiny|r50]
+        [--no_xla] [--json_out results.json]
+    .venv/bin/python benchmarks/bench_train.py --from_json results.json --write_markdown
 
 Measures:
   * the matmul peak at the start: tf.matmul 4096^2, 4 chained in a
@@ -46,6 +48,8 @@ TINY_CONFIG = os.path.join(common.ROOT, "retinanet", "configs", "sample", "tiny.
 PRECISIONS = ("float32", "mixed_bfloat16")
 # (name, timed steps after one warm-up step, per-case time limit in seconds)
 MODELS = {"tiny": (5, 1200), "r50": (2, 1800)}
+# TF Model Garden R50-FPN float32 train step, 640², batch 2, idle machine (REFERENCE_FIGURES.md).
+MODEL_GARDEN_TRAIN_IMAGES_PER_S = 0.29
 INTERLEAVED_PEAK_SIZE = 2048
 PEAK_SIZE = 4096
 
@@ -55,8 +59,7 @@ def model_config(name: str):
   if name == "tiny":
     return config_lib.load_config(TINY_CONFIG)
   # ResNet-50 FPN, P3-P7, 9 anchors, 4 x 256 head convs, 80 classes, 640x640, batch 2.
-  return config_lib.apply_overrides(config_lib.ExperimentConfig(), [
-      "train.global_batch_size=2", "optimizer.warmup_steps=0"])
+  return config_lib.apply_overrides(config_lib.ExperimentConfig(), ["train.global_batch_size=2"])
 
 
 def write_records(directory: str, image_size, num_images: int = 16) -> str:
@@ -158,12 +161,25 @@ def _run_child(model: str, precision: str, xla: bool, steps: int, files: str,
   return result
 
 
+def model_label(model: str) -> str:
+  m = model_config(model).model
+  width = m.backbone.width_multiplier
+  backbone = f"R{m.backbone.depth}" + (f" x{width:g}" if width != 1.0 else "")
+  name = "tiny sample" if model == "tiny" else "RetinaNet"
+  return (f"{name} ({backbone}-FPN P{m.fpn.min_level}-P{m.fpn.max_level}, "
+          f"{m.input_size[0]}², {m.num_classes} classes)")
+
+
+def cpu_images_per_s(r: dict, cores: int = 2) -> float:
+  """Images/s if `cores` free cores ran the step at its CPU time (best step)."""
+  return cores * r["batch"] / min(r["step_cpu_seconds"])
+
+
 def _row(r: dict, peaks: Dict[str, float], gflops: Dict[str, float]) -> str:
-  name = {"tiny": "tiny sample (R18, 256², 5 classes)",
-          "r50": "R50-FPN (640², 80 classes)"}[r["model"]]
+  name = model_label(r["model"])
   xla = "on" if r["xla"] else "off"
   if "error" in r:
-    return f"| {name} | {r['precision']} | {xla} | - | - | - | - | - | - | - | {r['error']} |"
+    return f"| {name} | {r['precision']} | {xla} | - | - | - | - | - | - | - | - | {r['error']} |"
   batch = r["batch"]
   best = batch / min(r["step_seconds"])
   median = batch / statistics.median(r["step_seconds"])
@@ -173,8 +189,35 @@ def _row(r: dict, peaks: Dict[str, float], gflops: Dict[str, float]) -> str:
   achieved = train_gflops * best
   cpu_ratio = (train_gflops * batch / min(r["step_cpu_seconds"])) / r["interleaved_cpu_peak"]
   return (f"| {name} | {r['precision']} | {xla} | {batch} | {r['first_seconds']:.0f} | "
-          f"{best:.3f} | {median:.3f} | {achieved:.0f} | {peak_used:.0f} | "
-          f"{achieved / peak_used:.0%} | {cpu_ratio:.0%} |")
+          f"{best:.3f} | {median:.3f} | {cpu_images_per_s(r):.3f} | {achieved:.0f} | "
+          f"{peak_used:.0f} | {achieved / peak_used:.0%} | {cpu_ratio:.0%} |")
+
+
+def _findings(results: List[dict]) -> List[str]:
+  """Ratios between cases, from CPU time (the load-insensitive measure)."""
+  ok = {(r["model"], r["precision"], r["xla"]): r for r in results if "error" not in r}
+  lines = []
+  for model in MODELS:
+    f32, bf16 = ok.get((model, "float32", False)), ok.get((model, "mixed_bfloat16", False))
+    if f32 and bf16:
+      lines.append(f"- {model_label(model)}: mixed_bfloat16 trains "
+                   f"{cpu_images_per_s(bf16) / cpu_images_per_s(f32):.2f}x as many images per "
+                   "CPU second as float32.")
+    for precision in PRECISIONS:
+      off, on = ok.get((model, precision, False)), ok.get((model, precision, True))
+      if off and on:
+        lines.append(f"- {model_label(model)}, {precision}: XLA on gives "
+                     f"{cpu_images_per_s(on) / cpu_images_per_s(off):.2f}x the images per CPU "
+                     f"second of XLA off, after a {on['first_seconds']:.0f} s first step "
+                     f"(vs {off['first_seconds']:.0f} s).")
+  r50 = ok.get(("r50", "float32", False))
+  if r50:
+    lines.append(f"- R50-FPN float32 at 640², batch 2: {cpu_images_per_s(r50):.2f} img/s on 2 "
+                 f"free cores by CPU time; the TF Model Garden R50-FPN train step runs "
+                 f"{MODEL_GARDEN_TRAIN_IMAGES_PER_S} img/s on an idle machine of this kind "
+                 "(/work/shared/REFERENCE_FIGURES.md; a gradient of a sum of head outputs, no "
+                 "loss).")
+  return lines
 
 
 def markdown(results: List[dict], peaks: Dict[str, float], gflops: Dict[str, float],
@@ -202,14 +245,21 @@ def markdown(results: List[dict], peaks: Dict[str, float], gflops: Dict[str, flo
       "forward FLOPs (TF v1 profiler `float_operation`, frozen forward graph, multiply-add = "
       "2): tiny " + (f"{gflops['tiny']:.1f}" if "tiny" in gflops else "-") +
       " GFLOPs/image forward, R50-FPN " + (f"{gflops['r50']:.1f}" if "r50" in gflops else "-") +
-      " GFLOPs/image forward. Utilization (MFU) = 3 x forward GFLOPs x img/s (best) / peak "
-      "used; CPU-time utilization = model GFLOP per CPU second / interleaved matmul GFLOP per "
-      "CPU second.", "",
+      " GFLOPs/image forward (the R50 config freezes stem + conv2_x, whose weight gradients "
+      "are skipped, so 3x slightly over-counts there). Utilization (MFU) = 3 x forward GFLOPs "
+      "x img/s (best) / peak used; CPU-time MFU = model GFLOP per CPU second / interleaved "
+      "matmul GFLOP per CPU second.", "",
       "| Model | Precision | XLA | Batch | First step s | img/s best | img/s median | "
-      "Achieved GFLOP/s | Peak used GFLOP/s | MFU | CPU-time MFU |",
-      "|---|---|---|---|---|---|---|---|---|---|---|",
+      "img/s, 2 free cores (CPU time) | Achieved GFLOP/s | Peak used GFLOP/s | MFU | "
+      "CPU-time MFU |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   lines += [_row(r, peaks, gflops) for r in results]
+  lines += ["", "\"img/s, 2 free cores\" = 2 x batch / CPU seconds of the best step (all "
+            "threads of the process), the speed an idle 2-core machine would approach. "
+            "Wall-clock MFU above 100% means the other jobs slowed the matmul samples more than "
+            "the model step; compare cases by the CPU-time columns.", ""]
+  lines += _findings(results)
   return "\n".join(lines) + "\n"
 
 
@@ -219,6 +269,8 @@ def main(argv=None) -> int:
   parser.add_argument("--only", choices=sorted(MODELS), default=None)
   parser.add_argument("--no_xla", action="store_true", help="skip the XLA cases")
   parser.add_argument("--json_out", default="", help="also write the raw results here")
+  parser.add_argument("--from_json", default="",
+                      help="render the section from a --json_out file instead of measuring")
   parser.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--model", default="tiny")
   parser.add_argument("--precision", default="float32")
@@ -229,6 +281,16 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   if args._child:  # pylint: disable=protected-access
     _child(args)
+    return 0
+
+  if args.from_json:
+    with open(args.from_json) as f:
+      saved = json.load(f)
+    section = markdown(saved["results"], saved["peaks"], saved["gflops"], saved["load_start"],
+                       saved["load_end"], saved["seconds"])
+    print(section)
+    if args.write_markdown:
+      common.update_markdown_section(section, HEADING)
     return 0
 
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -250,12 +312,13 @@ def main(argv=None) -> int:
             gflops[model] = r["forward_gflops"]
           results.append(r)
           print(json.dumps(r), flush=True)
-  section = markdown(results, peaks, gflops, load_start, common.load_average(),
-                     time.time() - start)
+  load_end, seconds = common.load_average(), time.time() - start
+  section = markdown(results, peaks, gflops, load_start, load_end, seconds)
   print(section)
   if args.json_out:
     with open(args.json_out, "w") as f:
-      json.dump(dict(peaks=peaks, gflops=gflops, results=results), f, indent=1)
+      json.dump(dict(peaks=peaks, gflops=gflops, results=results, load_start=load_start,
+                     load_end=load_end, seconds=seconds), f, indent=1)
   if args.write_markdown:
     common.update_markdown_section(section, HEADING)
   return 0
