@@ -20,10 +20,6 @@ class DatasetStatistics(Artifact):
 LABEL_MAP_FILE = "label_map.json"
 STATISTICS_FILE = "statistics.json"
 
-# Layout of a Model artifact written by the Trainer (and of a pushed model):
-# <uri>/checkpoint/  the tf.train checkpoints, <uri>/config.json, <uri>/label_map.json.
-MODEL_CHECKPOINT_DIR = "checkpoint"
-MODEL_CONFIG_FILE = "config.json"
-MODEL_LABEL_MAP_FILE = "label_map.json"
+# A Model artifact is a trained-model directory: see retinanet/model_dir.py.
 # A ModelRun holds the TensorBoard logs under <uri>/tensorboard/.
 MODEL_RUN_TENSORBOARD_DIR = "tensorboard"

@@ -13,6 +13,7 @@ from tfx.types import artifact_utils
 
 from components import artifacts as artifact_layout
 from retinanet import config as config_lib
+from retinanet import model_dir as model_dir_lib
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +49,11 @@ class Executor(base_executor.BaseExecutor):
     strategy_name = exec_properties.get("strategy") or config.train.strategy
     freeze_patterns = json.loads(exec_properties.get("freeze_patterns") or "[]")
 
-    model_dir = os.path.join(model.uri, artifact_layout.MODEL_CHECKPOINT_DIR)
+    checkpoint_dir = model_dir_lib.checkpoint_dir(model.uri)
     summary_dir = os.path.join(model_run.uri, artifact_layout.MODEL_RUN_TENSORBOARD_DIR)
     finetune_from = None
     if base_models:
-      finetune_from = os.path.join(base_models[0].uri, artifact_layout.MODEL_CHECKPOINT_DIR)
+      finetune_from = model_dir_lib.checkpoint_dir(base_models[0].uri)
       logger.info("Fine-tuning from %s", finetune_from)
 
     strategy = trainer.create_strategy(
@@ -68,16 +69,16 @@ class Executor(base_executor.BaseExecutor):
     result = trainer.train(
         config,
         train_files=examples_file_pattern(examples, "train"),
-        model_dir=model_dir,
+        model_dir=checkpoint_dir,
         strategy=strategy,
         finetune_from=finetune_from,
         freeze_patterns=freeze_patterns,
         eval_fn=eval_fn,
         summary_dir=summary_dir)
 
-    config_lib.save_config(config, os.path.join(model.uri, artifact_layout.MODEL_CONFIG_FILE))
+    config_lib.save_config(config, model_dir_lib.config_path(model.uri))
     tf.io.gfile.copy(os.path.join(label_map_uri, artifact_layout.LABEL_MAP_FILE),
-                     os.path.join(model.uri, artifact_layout.MODEL_LABEL_MAP_FILE), overwrite=True)
+                     model_dir_lib.label_map_path(model.uri), overwrite=True)
     model.set_int_custom_property("final_step", int(result.final_step))
     model.set_float_custom_property("final_total_loss", float(result.final_losses["total_loss"]))
     model.set_float_custom_property("train_images_per_second", float(result.images_per_second))

@@ -9,9 +9,7 @@ continuous evaluator and the Evaluator component.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
@@ -20,18 +18,13 @@ import tensorflow as tf
 
 from data import coco
 from retinanet import config as config_lib
+from retinanet import model_dir as model_dir_lib
 from retinanet.dataloader import input_reader
 from retinanet.evaluation import coco_metrics
 from retinanet.ops import anchors as anchor_ops
 from retinanet.ops import postprocess
 
 logger = logging.getLogger(__name__)
-
-# Files of a trained model directory (the Trainer's Model artifact, a pushed model).
-CHECKPOINT_DIR = "checkpoint"
-CONFIG_FILE = "config.json"
-LABEL_MAP_FILE = "label_map.json"
-
 
 @dataclasses.dataclass
 class EvalResult:
@@ -113,22 +106,11 @@ def evaluate(model: tf.Module, config: config_lib.ExperimentConfig, file_pattern
                     num_images, model_seconds, cocoeval_seconds)
 
 
-def load_model_dir(model_dir: str, postprocess_overrides: Optional[Mapping[str, Any]] = None):
-  """(model, config, label_map) of a trained model directory (checkpoint/, config.json, label_map.json)."""
-  from retinanet.training import trainer  # pylint: disable=g-import-not-at-top
-  config = config_lib.load_config(os.path.join(model_dir, CONFIG_FILE))
-  if postprocess_overrides:
-    config = config_lib.apply_overrides(
-        config, [f"postprocess.{k}={json.dumps(v)}" for k, v in postprocess_overrides.items()])
-  label_map = coco.load_label_map(os.path.join(model_dir, LABEL_MAP_FILE))
-  model, _ = trainer.load_trained_model(config.model, os.path.join(model_dir, CHECKPOINT_DIR))
-  return model, config, label_map
-
-
 def evaluate_model_dir(model_dir: str, file_pattern: str,
                        postprocess_overrides: Optional[Mapping[str, Any]] = None) -> EvalResult:
   """Evaluates the newest checkpoint of a trained model directory."""
-  model, config, label_map = load_model_dir(model_dir, postprocess_overrides)
+  model, config, label_map, _ = model_dir_lib.load(model_dir,
+                                                   postprocess_overrides=postprocess_overrides)
   return evaluate(model, config, file_pattern, label_map)
 
 

@@ -59,6 +59,7 @@ import tf_keras
 
 from data import coco
 from retinanet import config as config_lib
+from retinanet import model_dir as model_dir_lib
 from retinanet.config import InputConfig, ModelConfig, NMS_MODES, PostprocessConfig
 from retinanet.dataloader import preprocess_ops
 from retinanet.ops import anchors as anchor_ops
@@ -85,9 +86,9 @@ OUTPUT_KEYS = ("boxes", "scores", "class_ids", "category_ids", "valid_detections
 # File names inside an export dir; equal to components.artifacts.MODEL_* (which
 # retinanet/ cannot import: it pulls in TFX).
 SAVED_MODEL_FILENAME = "saved_model.pb"
-LABEL_MAP_FILENAME = "label_map.json"
-CONFIG_FILENAME = "config.json"
-CHECKPOINT_DIR = "checkpoint"
+LABEL_MAP_FILENAME = model_dir_lib.LABEL_MAP_FILE
+CONFIG_FILENAME = model_dir_lib.CONFIG_FILE
+CHECKPOINT_DIR = model_dir_lib.CHECKPOINT_DIR
 
 # Marks padding entries of `class_ids` / `category_ids`.
 PADDING_CLASS = -1
@@ -311,16 +312,7 @@ def load_label_map(export_dir: str) -> coco.LabelMap:
   return coco.load_label_map(os.path.join(export_dir, LABEL_MAP_FILENAME))
 
 
-def apply_postprocess_overrides(config: config_lib.ExperimentConfig,
-                                overrides: Mapping[str, Any]) -> config_lib.ExperimentConfig:
-  """A new validated config with `postprocess.<key>` set for each {key: value}.
-
-  String values are parsed like command-line overrides, so "0.6" and 0.6 both
-  give a number; an unknown key raises ConfigError naming it.
-  """
-  items = [f"postprocess.{key}={value if isinstance(value, str) else json.dumps(value)}"
-           for key, value in overrides.items()]
-  return config_lib.apply_overrides(config, items)
+apply_postprocess_overrides = model_dir_lib.apply_postprocess_overrides
 
 
 def export_model_dir(model_dir: str, export_dir: str, *,
@@ -337,16 +329,8 @@ def export_model_dir(model_dir: str, export_dir: str, *,
   with the checkpoint copied along; `<export_dir>/config.json` then holds the
   whole ExperimentConfig with the overrides applied. Returns export_dir.
   """
-  # Imported here: only this path builds a model from its config.
-  from retinanet import factory  # pylint: disable=g-import-not-at-top
-
-  config = config_lib.load_config(os.path.join(model_dir, CONFIG_FILENAME))
-  config = apply_postprocess_overrides(config, postprocess_overrides or {})
-  label_map = coco.load_label_map(os.path.join(model_dir, LABEL_MAP_FILENAME))
-  config_lib.check_num_classes(config, label_map.num_classes)
-  model = factory.build_model(config.model)
-  prefix = checkpointing.restore_model(model, os.path.join(model_dir, CHECKPOINT_DIR),
-                                       use_ema=use_ema)
+  model, config, label_map, prefix = model_dir_lib.load(
+      model_dir, postprocess_overrides=postprocess_overrides, use_ema=use_ema)
   export_saved_model(model, model_config=config.model, input_config=config.input,
                      postprocess_config=config.postprocess, label_map=label_map,
                      export_dir=export_dir, checkpoint_dir=prefix)
