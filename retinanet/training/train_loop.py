@@ -207,6 +207,7 @@ class Trainer:
     self._step_fn = (tf.function(self._forward_backward, jit_compile=True)
                      if options.jit_compile else self._forward_backward)
     self._loop = tf.function(self._loop_impl)
+    self._log_model()
     self._restored: Optional[bool] = None
 
   # ---- the step -----------------------------------------------------------
@@ -373,16 +374,18 @@ class Trainer:
         stops.append((step // every + 1) * every)
     return min(stops)
 
-  def _log_startup(self, writer_dir: str) -> None:
-    o = self.options
+  def _log_model(self) -> None:
     logger.info("Running on %d replicas", self.strategy.num_replicas_in_sync)
     logger.info("Trainable weights: %d", self.num_trainable_before_freeze)
     if self.frozen_paths:
       logger.info("Freezing %d weights matching the freeze patterns", len(self.frozen_paths))
       logger.info("Trainable weights after freezing: %d", len(self.train_variables))
-    logger.info("Initial l2_regularization loss %s", self.l2_regularization())
     params = sum(int(np.prod(v.shape)) for v in self.train_variables)
     logger.info("Total trainable parameters: {:,}".format(params))
+
+  def _log_startup(self, writer_dir: str) -> None:
+    o = self.options
+    logger.info("Initial l2_regularization loss %s", self.l2_regularization())
     if self.ema is not None:
       logger.info("Keeping an exponential moving average of the weights (decay %s)", o.ema_decay)
     logger.info("Starting training from step %d for %d steps with %d steps per execution",
