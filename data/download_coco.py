@@ -13,8 +13,9 @@ converted by data.convert.convert_coco; any argument this script does not
 know is passed to Beam (e.g. --runner=DataflowRunner --project P --region R
 --temp_location gs://B/tmp). --dry_run prints the plan and touches nothing.
 
-Downloading and unzipping need a local disk (~20 GB for train2017 zip + ~19 GB
-unzipped). For Dataflow, copy the unzipped folders to GCS (gsutil -m cp -r)
+Downloading and unzipping need a local disk (train2017.zip is ~19 GB, as much
+again unzipped; zips are deleted after unzipping unless --keep_zips). For
+Dataflow, copy the unzipped folders to GCS (gsutil -m cp -r)
 and run `python -m data.convert` on the gs:// paths with the Dataflow args.
 """
 from __future__ import annotations
