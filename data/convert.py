@@ -87,16 +87,17 @@ GZIP_LEVEL = 0
 # Used when the caller names no runner: the FnApiRunner is the engine of
 # Beam's DirectRunner; naming it skips the DirectRunner's attempt to download
 # and start the Prism runner (which fails offline and ignores the modes
-# below). The running mode, unless given, depends on the number of images,
-# from measurements on 2 cores (benchmarks/bench_data.py, BENCHMARKS.md
-# "## Data stage"): in_memory and multi_threading tie (~0.5 s fixed cost,
-# ~1,350 images/s); multi_processing starts one fresh interpreter per worker
-# that imports Beam and TF (8-30 s here) and doubles the memory, but with 2
-# workers converts ~2,800 images/s, so it wins from roughly 20,000 images.
+# below). Running mode chosen by measurement on 2 cores (benchmarks/
+# bench_data.py, BENCHMARKS.md "## Data stage", 1,000-4,000 640x480 images):
+# in_memory was fastest or tied at every size (~0.1-0.6 s fixed cost);
+# multi_threading x2 was no faster (the per-image work holds the GIL);
+# multi_processing x2 starts two interpreters that import Beam and TF (6-30 s)
+# and doubles the memory, and its marginal rate was not reliably higher on 2
+# shared cores. On a machine with many free cores, pass
+# --direct_running_mode=multi_processing --direct_num_workers=0 (one worker
+# per core) for large datasets, or use Dataflow.
 LOCAL_RUNNER = "FnApiRunner"
-MULTI_PROCESSING_MIN_IMAGES = 20_000
-SMALL_RUN_ARGS = ("--direct_running_mode=multi_threading", "--direct_num_workers=2")
-LARGE_RUN_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
+DEFAULT_DIRECT_ARGS = ("--direct_running_mode=in_memory",)
 # Threads per shard writer that read and encode images ahead of the writer.
 READ_THREADS = 4
 PROGRESS_EVERY_IMAGES = 1000
@@ -432,23 +433,20 @@ def estimate_num_shards(images: Sequence[Mapping[str, Any]], image_dir: str,
   return max(1, math.ceil(total / target_shard_bytes))
 
 
-def pipeline_args_with_defaults(beam_pipeline_args: Optional[Sequence[str]],
-                                num_images: int = 0) -> List[str]:
+def pipeline_args_with_defaults(beam_pipeline_args: Optional[Sequence[str]]) -> List[str]:
   """Beam args with local defaults filled in.
 
   No --runner: adds --runner=FnApiRunner and, unless a --direct_running_mode
-  is given, SMALL_RUN_ARGS, or LARGE_RUN_ARGS (one worker process per core)
-  from MULTI_PROCESSING_MIN_IMAGES images on; a given --direct_num_workers
-  is kept. An explicit runner (DataflowRunner, DirectRunner, ...) passes
-  through unchanged.
+  is given, DEFAULT_DIRECT_ARGS. An explicit runner (DataflowRunner,
+  DirectRunner, ...) passes through unchanged.
   """
   args = list(beam_pipeline_args or [])
   if any(a == "--runner" or a.startswith("--runner=") for a in args):
     return args
   args.append(f"--runner={LOCAL_RUNNER}")
   if not any(a.startswith("--direct_running_mode") for a in args):
-    defaults = LARGE_RUN_ARGS if num_images >= MULTI_PROCESSING_MIN_IMAGES else SMALL_RUN_ARGS
-    args += [a for a in defaults if not any(b.startswith(a.split("=")[0]) for b in args)]
+    args += [a for a in DEFAULT_DIRECT_ARGS
+             if not any(b.startswith(a.split("=")[0]) for b in args)]
   return args
 
 
@@ -460,14 +458,13 @@ def _check_output_dir(path: str) -> None:
 
 def _preflight(splits: Mapping[str, Tuple[str, str]], label_map: Optional[LabelMap],
                label_map_split: str, num_shards: Optional[int], target_shard_bytes: int
-               ) -> Tuple[LabelMap, Dict[str, int], int]:
-  """Validates every JSON before any work: (label map, shards per split, images)."""
+               ) -> Tuple[LabelMap, Dict[str, int]]:
+  """Validates every JSON before any work; returns the label map and shard counts."""
   if label_map is None and label_map_split not in splits:
     raise ValueError(f"label_map_split={label_map_split!r} is not one of the splits "
                      f"{sorted(splits)}; pass label_map= or name the split to build it from")
   order = sorted(splits, key=lambda s: s != label_map_split)
   shards: Dict[str, int] = {}
-  num_images = 0
   for split in order:
     annotations_path, image_dir = splits[split]
     data = coco.read_coco_json(annotations_path)
@@ -484,10 +481,9 @@ def _preflight(splits: Mapping[str, Tuple[str, str]], label_map: Optional[LabelM
                                                       target_shard_bytes)
     log.info("[%s] %d images, %d annotations -> %d shard(s)", split, len(data["images"]),
              len(data["annotations"]), shards[split])
-    num_images += len(data["images"])
     del data
   assert label_map is not None
-  return label_map, shards, num_images
+  return label_map, shards
 
 
 def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
@@ -503,7 +499,7 @@ def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
   Builds the label map from `label_map_split` unless `label_map` is given,
   writes it, runs the Beam job (on `beam_pipeline` if given, which this
   function runs and waits for; otherwise on a new pipeline made from
-  `pipeline_args_with_defaults(beam_pipeline_args, number of images)`),
+  `pipeline_args_with_defaults(beam_pipeline_args)`),
   and returns the paths and the parsed conversion_stats.json.
   `num_shards` applies to every split; None estimates it per split for
   ~target_shard_bytes per shard. `compression_level` is the deflate level of
@@ -521,7 +517,7 @@ def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
   if not 0 <= compression_level <= 9:
     raise ValueError(f"compression_level must be 0..9, got {compression_level}")
   label_map_source = label_map_split if label_map is None else "given"
-  label_map, shards, num_images = _preflight(splits, label_map, label_map_split, num_shards,
+  label_map, shards = _preflight(splits, label_map, label_map_split, num_shards,
                                  target_shard_bytes)
   split_dirs = {s: split_dir(output_dir, s) for s in splits}
   for path in split_dirs.values():
@@ -532,7 +528,7 @@ def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
   coco.save_label_map(label_map, label_map_path)
 
   pipeline = beam_pipeline or beam.Pipeline(
-      options=PipelineOptions(pipeline_args_with_defaults(beam_pipeline_args, num_images)))
+      options=PipelineOptions(pipeline_args_with_defaults(beam_pipeline_args)))
   summaries = [
       pipeline | f"Convert[{split}]" >> CocoToTFRecords(
           split=split, annotations_path=splits[split][0], image_dir=splits[split][1],

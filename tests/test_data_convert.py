@@ -310,21 +310,17 @@ def test_shard_of_is_stable_and_spreads_ids():
 
 
 def test_pipeline_args_defaults():
-  small, large = list(convert.SMALL_RUN_ARGS), list(convert.LARGE_RUN_ARGS)
-  assert convert.pipeline_args_with_defaults(None) == ["--runner=FnApiRunner"] + small
-  assert convert.pipeline_args_with_defaults(
-      [], num_images=convert.MULTI_PROCESSING_MIN_IMAGES - 1) == ["--runner=FnApiRunner"] + small
-  assert convert.pipeline_args_with_defaults(
-      [], num_images=convert.MULTI_PROCESSING_MIN_IMAGES) == ["--runner=FnApiRunner"] + large
-  assert convert.pipeline_args_with_defaults(IN_MEMORY, 10**6) == IN_MEMORY + [
-      "--runner=FnApiRunner"]
+  defaults = list(convert.DEFAULT_DIRECT_ARGS)
+  assert convert.pipeline_args_with_defaults(None) == ["--runner=FnApiRunner"] + defaults
+  assert convert.pipeline_args_with_defaults(IN_MEMORY) == IN_MEMORY + ["--runner=FnApiRunner"]
+  threads = ["--direct_running_mode=multi_threading", "--direct_num_workers=2"]
+  assert convert.pipeline_args_with_defaults(threads) == threads + ["--runner=FnApiRunner"]
   dataflow = ["--runner=DataflowRunner", "--project=p", "--region=r", "--temp_location=gs://b/t"]
-  assert convert.pipeline_args_with_defaults(dataflow, 10**6) == dataflow
+  assert convert.pipeline_args_with_defaults(dataflow) == dataflow
   assert convert.pipeline_args_with_defaults(["--runner", "DirectRunner"]) == [
       "--runner", "DirectRunner"]
-  mode = [a for a in small if a.startswith("--direct_running_mode=")]
   assert convert.pipeline_args_with_defaults(["--direct_num_workers=4"]) == [
-      "--direct_num_workers=4", "--runner=FnApiRunner"] + mode
+      "--direct_num_workers=4", "--runner=FnApiRunner"] + defaults
 
 
 def test_cli_converts(clean, tmp_path):
