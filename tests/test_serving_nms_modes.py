@@ -1,8 +1,6 @@
 """Every NMS mode exports, loads and matches the evaluation path (see test_serving_export).
 
-Each mode costs one export (~20 s on 2 busy cores): combined (the default)
-and per_class_soft (the most involved graph) run in the fast suite, the
-other three with `-m slow`.
+Each mode costs one export + load: 10-30 s on the 2 shared cores.
 """
 import numpy as np
 import pytest
@@ -21,12 +19,7 @@ def model():
   return tiny_model(tiny_config())
 
 
-FAST_MODES = ("combined", "per_class_soft")
-
-
-@pytest.mark.parametrize("nms_mode", [
-    mode if mode in FAST_MODES else pytest.param(mode, marks=pytest.mark.slow)
-    for mode in config_lib.NMS_MODES])
+@pytest.mark.parametrize("nms_mode", config_lib.NMS_MODES)
 def test_exported_nms_mode_matches_in_process_postprocess(model, nms_mode, tmp_path):
   config = tiny_config(nms_mode=nms_mode, iou_threshold=0.4, soft_nms_sigma=0.3,
                        max_detections_per_class=MAX_PER_CLASS)
