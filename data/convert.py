@@ -8,12 +8,13 @@ Output (the TFX `Examples` artifact layout, plus two JSON files):
 
 Pipeline per split: read the COCO JSON in one worker (slim per-image records:
 no segmentation, no pixels) -> assign each image to shard
-`md5(image id) % num_shards` -> GroupByKey(shard) -> one DoFn per shard reads
-its images' bytes (tf.io.gfile, so gs:// works), sorts by image id, builds
-the Examples and streams them into the shard file. Image bytes therefore never
-cross a stage boundary: memory is bounded by one shard's metadata plus one
-image, whatever the dataset size, and the same input gives byte-identical
-shards (no order depends on bundle or worker scheduling).
+`md5(image id) % num_shards` -> GroupByKey(shard) -> one DoFn per shard sorts
+its records by image id, reads the images' bytes (tf.io.gfile for gs:// and
+other URLs; a few threads read ahead) and streams the Examples into the shard
+file in that order. Image bytes therefore never cross a stage boundary: memory
+is bounded by one shard's metadata plus a few images, whatever the dataset
+size, and the same input gives byte-identical shards (no order depends on
+bundle, thread or worker scheduling).
 
 Label map: built from the categories of the split named `label_map_split`
 ("train") and reused for every other split; an annotation whose category id
