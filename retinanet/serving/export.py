@@ -37,6 +37,14 @@ Entries at or beyond `valid_detections` are padding: boxes and scores 0,
 `class_ids` and `category_ids` -1. COCO `[x, y, width, height]` is
 `[xmin, ymin, xmax - xmin, ymax - ymin]` of `boxes`.
 
+Python client:
+
+  model = tf.saved_model.load(export_dir)   # or inference.resolve_saved_model_dir(base)
+  with open("cat.jpg", "rb") as f:
+    out = model.signatures["serve_encoded"](encoded_images=tf.constant([f.read()]))
+  n = int(out["valid_detections"][0])
+  boxes, names = out["boxes"][0, :n], out["class_ids"][0, :n]   # + load_label_map(export_dir)
+
 Export directory (the Model-artifact layout of components/artifacts.py, so a
 pushed model can be a Trainer `base_model` for fine-tuning):
 
