@@ -43,7 +43,7 @@ Python client:
   with open("cat.jpg", "rb") as f:
     out = model.signatures["serve_encoded"](encoded_images=tf.constant([f.read()]))
   n = int(out["valid_detections"][0])
-  boxes, names = out["boxes"][0, :n], out["class_ids"][0, :n]   # + load_label_map(export_dir)
+  boxes, class_ids = out["boxes"][0, :n], out["class_ids"][0, :n]  # names: load_label_map
 
 Export directory (the Model-artifact layout of components/artifacts.py, so a
 pushed model can be a Trainer `base_model` for fine-tuning):
