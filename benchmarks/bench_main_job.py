@@ -101,7 +101,7 @@ def main() -> int:
     rows = "\n".join(f"| {name} | {s:.0f} |" for name, s in stages.items())
     section = f"""{HEADING}
 
-`{' '.join(['python run_pipeline.py'] + command[3:])}` from an empty output directory
+`{' '.join(['python run_pipeline.py'] + command[2:])}` from an empty output directory
 (the sample data is generated, converted, trained on, evaluated and pushed), measured by
 `benchmarks/bench_main_job.py`; config `sample/tiny` (ResNet-18 x0.5, 192x192, batch 16,
 {model_props['final_step']} steps, float32). Load average at the start: {', '.join(f'{v:.2f}' for v in load)}.
@@ -113,7 +113,7 @@ def main() -> int:
 | peak memory of the process tree (summed RSS, sampled every 0.5 s) | {peak / 2**30:.2f} GiB |
 | training throughput | {model_props['train_images_per_second']:.1f} img/s |
 
-| stage | seconds |
+| stage (MLMD execution registered -> finished; imports and sample generation not included) | seconds |
 |---|---|
 {rows}
 """

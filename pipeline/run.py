@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import subprocess
+import sys
 import time
 from typing import Optional
 
@@ -165,24 +167,17 @@ def _check_postprocess_overrides(config, overrides: dict) -> None:
 
 def print_summary(metadata_path: str, pipeline_name: str, pipeline_root: str,
                   seconds: float) -> None:
-  """Prints where the outputs are: pushed model, AP, time, MLMD path."""
-  from pipeline import metadata_queries  # pylint: disable=g-import-not-at-top
-  store = metadata_queries.open_store(metadata_path)
-  evaluations = metadata_queries.artifacts_of_type(store, "ModelEvaluation")
-  blessings = metadata_queries.artifacts_of_type(store, "ModelBlessing")
-  pushed = metadata_queries.latest_pushed_model(store, pipeline_name)
-  lines = ["", "=" * 72, f"Pipeline '{pipeline_name}' finished in {seconds / 60:.1f} min"]
-  if evaluations:
-    props = metadata_queries.custom_properties(max(evaluations, key=lambda a: a.id))
-    if "AP" in props:
-      lines.append(f"  COCO AP@[.5:.95] = {props['AP']:.3f}   AP50 = {props.get('AP50', 0):.3f}"
-                   f"   AP75 = {props.get('AP75', 0):.3f}   ({props.get('split', 'val')} split)")
-  if blessings:
-    props = metadata_queries.custom_properties(max(blessings, key=lambda a: a.id))
-    lines.append(f"  Blessed: {'yes' if props.get('blessed') == 1 else 'no'} "
-                 f"({props.get('reason', '')})")
-  if pushed is not None:
-    lines.append(f"  Pushed model: {metadata_queries.custom_properties(pushed)['pushed_destination']}")
-  lines += [f"  Artifacts: {pipeline_root}", f"  MLMD: {metadata_path}",
-            f"  Lineage: python -m pipeline.lineage --metadata {metadata_path}", "=" * 72]
-  print("\n".join(lines))
+  """Prints where the outputs are: pushed model, AP, time, MLMD path.
+
+  The MLMD queries run in a fresh process: a new connection opened in the
+  process that just ran LocalDagRunner on a new sqlite file saw none of the
+  run's artifacts (measured), while any other process sees them all.
+  """
+  result = subprocess.run(
+      [sys.executable, "-m", "pipeline.summary", f"--metadata={metadata_path}",
+       f"--pipeline_name={pipeline_name}", f"--pipeline_root={pipeline_root}",
+       f"--seconds={seconds:.1f}"],
+      capture_output=True, text=True, check=False, cwd=cli.REPO_ROOT)
+  print(result.stdout, end="")
+  if result.returncode != 0:
+    logger.warning("Could not summarize the run from MLMD: %s", result.stderr.strip()[-2000:])
