@@ -5,6 +5,8 @@ the Evaluator alone that must reuse the Trainer's model artifact from MLMD,
 the lineage command on the result, and a fine-tuning pipeline on a dataset
 with other sparse category ids.
 """
+import contextlib
+import io
 import json
 import os
 
@@ -50,8 +52,10 @@ def main_run(tmp_path_factory):
           *_dataset_flags(dataset)]
   # Convert only, then the whole pipeline: the data stage must come from the cache.
   assert cli.main(argv + ["--to_stage=data"]) == 0
-  assert cli.main(argv) == 0
-  return {"root": root, "output_dir": output_dir, "argv": argv,
+  printed = io.StringIO()
+  with contextlib.redirect_stdout(printed):
+    assert cli.main(argv) == 0
+  return {"root": root, "output_dir": output_dir, "argv": argv, "printed": printed.getvalue(),
           "metadata": os.path.join(output_dir, "metadata.sqlite")}
 
 
@@ -67,6 +71,10 @@ def test_full_run_records_every_stage(main_run):
   assert os.path.exists(os.path.join(destination, "saved_model.pb"))
   assert os.path.dirname(destination) == os.path.join(main_run["output_dir"], "serving",
                                                       "retinanet")
+  # The end-of-run summary names the pushed model, the AP and the MLMD store.
+  assert f"Pushed model: {destination}" in main_run["printed"]
+  assert "COCO AP@[.5:.95] = " in main_run["printed"]
+  assert f"MLMD: {main_run['metadata']}" in main_run["printed"]
   [evaluation] = store.get_artifacts_by_type("ModelEvaluation")
   metrics = json.load(open(os.path.join(evaluation.uri, "metrics.json")))
   assert set(metrics) >= {"AP", "AP50", "AP75", "APs", "APm", "APl", "ARmax1", "ARmax10",
