@@ -4,6 +4,9 @@ Vertex's compiler needs TYPE_NAME to equal the importable class path
 (`package.ClassName`, see shared TFX notes) and no PROPERTIES: values go in
 custom properties instead. Both classes are re-exported by `components`.
 """
+import os
+
+from tfx.types import artifact_utils
 from tfx.types.artifact import Artifact
 
 
@@ -23,3 +26,8 @@ STATISTICS_FILE = "statistics.json"
 # A Model artifact is a trained-model directory: see retinanet/model_dir.py.
 # A ModelRun holds the TensorBoard logs under <uri>/tensorboard/.
 MODEL_RUN_TENSORBOARD_DIR = "tensorboard"
+
+
+def examples_file_pattern(examples: Artifact, split: str) -> str:
+  """The TFRecord glob of one split of an Examples artifact (`<uri>/Split-<split>/*`)."""
+  return os.path.join(artifact_utils.get_split_uri([examples], split), "*")

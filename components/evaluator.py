@@ -14,7 +14,9 @@ from typing import Any, Dict, Optional
 import tensorflow as tf
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
-from tfx.types import artifact_utils, standard_artifacts
+from tfx.types import standard_artifacts
+
+from components.artifacts import examples_file_pattern
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +64,7 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
   from retinanet.evaluation import coco_metrics, evaluate_model  # pylint: disable=g-import-not-at-top
 
   overrides = json.loads(postprocess_overrides or "{}")
-  file_pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "*")
+  file_pattern = examples_file_pattern(examples, split)
   result = evaluate_model.evaluate_model_dir(model.uri, file_pattern,
                                              postprocess_overrides=overrides)
   coco_metrics.write_metrics_json(os.path.join(evaluation.uri, METRICS_FILE), result.metrics)

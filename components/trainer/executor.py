@@ -18,12 +18,6 @@ from retinanet import model_dir as model_dir_lib
 logger = logging.getLogger(__name__)
 
 
-def examples_file_pattern(examples: types.Artifact, split: str) -> str:
-  """The TFRecord glob of one split of an Examples artifact."""
-  uri = artifact_utils.get_split_uri([examples], split)
-  return os.path.join(uri, "*")
-
-
 def load_label_map(label_map_uri: str):
   from data import coco  # pylint: disable=g-import-not-at-top
   return coco.load_label_map(os.path.join(label_map_uri, artifact_layout.LABEL_MAP_FILE))
@@ -65,10 +59,10 @@ class Executor(base_executor.BaseExecutor):
     if config.train.eval_every > 0:
       from retinanet.evaluation import evaluate_model  # pylint: disable=g-import-not-at-top
       eval_fn = evaluate_model.make_eval_callback(
-          config, file_pattern=examples_file_pattern(examples, "val"), label_map=label_map)
+          config, file_pattern=artifact_layout.examples_file_pattern(examples, "val"), label_map=label_map)
     result = trainer.train(
         config,
-        train_files=examples_file_pattern(examples, "train"),
+        train_files=artifact_layout.examples_file_pattern(examples, "train"),
         model_dir=checkpoint_dir,
         strategy=strategy,
         finetune_from=finetune_from,
