@@ -30,7 +30,7 @@ examples:
 
   # COCO 2017 with ResNet-50 on 8 GPUs (after python -m data.download_coco --output_dir ~/coco).
   python run_pipeline.py --runner=local --dataset=coco2017 --coco_dir=~/coco \\
-      --config=coco/retinanet-r50-640-1x-64-8gpu --strategy=mirrored
+      --config=coco/retinanet-r50-640-1x-b64-8gpu --strategy=mirrored
 
   # Compile for Vertex AI Pipelines (offline) and submit; data conversion on Dataflow.
   python run_pipeline.py --runner=vertex --vertex_image=us-docker.pkg.dev/P/R/retinanet-tfx \\
