@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import subprocess
-import sys
 import time
 from typing import Optional
 
@@ -156,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
   logger.info("Pipeline %s: artifacts under %s, MLMD at %s", args.pipeline_name, pipeline_root,
               metadata_path)
   local_runner.run_local(pipeline, from_nodes=from_nodes, to_nodes=to_nodes)
-  print_summary(metadata_path, args.pipeline_name, pipeline_root, time.time() - start)
+  print_summary(metadata_path, args.pipeline_name, pipeline_root, serving_dir,
+                time.time() - start)
   return 0
 
 
@@ -166,18 +165,9 @@ def _check_postprocess_overrides(config, overrides: dict) -> None:
 
 
 def print_summary(metadata_path: str, pipeline_name: str, pipeline_root: str,
-                  seconds: float) -> None:
-  """Prints where the outputs are: pushed model, AP, time, MLMD path.
-
-  The MLMD queries run in a fresh process: a new connection opened in the
-  process that just ran LocalDagRunner on a new sqlite file saw none of the
-  run's artifacts (measured), while any other process sees them all.
-  """
-  result = subprocess.run(
-      [sys.executable, "-m", "pipeline.summary", f"--metadata={metadata_path}",
-       f"--pipeline_name={pipeline_name}", f"--pipeline_root={pipeline_root}",
-       f"--seconds={seconds:.1f}"],
-      capture_output=True, text=True, check=False, cwd=cli.REPO_ROOT)
-  print(result.stdout, end="")
-  if result.returncode != 0:
-    logger.warning("Could not summarize the run from MLMD: %s", result.stderr.strip()[-2000:])
+                  serving_dir: str, seconds: float) -> None:
+  """Prints where the outputs are: pushed model, AP, time, MLMD path."""
+  from pipeline import summary  # pylint: disable=g-import-not-at-top
+  print("\n".join(summary.summary_lines(
+      pipeline_name=pipeline_name, pipeline_root=pipeline_root, serving_dir=serving_dir,
+      metadata_path=metadata_path, seconds=seconds, evaluator_id=pipeline_lib.EVALUATOR)))

@@ -1,52 +1,45 @@
-"""The end-of-run summary of `run_pipeline.py`, read from MLMD (run as its own process).
+"""The end-of-run summary of `run_pipeline.py`: AP, blessing, pushed model, paths.
 
-    python -m pipeline.summary --metadata runs/local/metadata.sqlite --pipeline_name retinanet
+It reads the run's output files (the Evaluator's metrics.json and BLESSED /
+NOT_BLESSED marker, the serving directory) rather than MLMD: while the
+LocalDagRunner process that wrote a new sqlite store is alive, other
+connections to that store did not yet see the run's artifacts (observed on
+fresh stores), whereas the files are complete as soon as each stage ends.
 """
 from __future__ import annotations
 
-import argparse
-import sys
-from typing import List, Optional, Sequence
+import glob
+import json
+import os
+from typing import List, Optional
 
-from pipeline import metadata_queries
+
+def _newest(pattern: str) -> Optional[str]:
+  paths = glob.glob(pattern)
+  return max(paths, key=os.path.getmtime) if paths else None
 
 
-def summary_lines(store, pipeline_name: str, pipeline_root: str, metadata_path: str,
-                  seconds: float) -> List[str]:
-  """Pushed model, AP, blessing, time and paths of the latest run, as lines of text."""
-  evaluations = metadata_queries.artifacts_of_type(store, "ModelEvaluation")
-  blessings = metadata_queries.artifacts_of_type(store, "ModelBlessing")
-  pushed = metadata_queries.latest_pushed_model(store, pipeline_name)
+def summary_lines(*, pipeline_name: str, pipeline_root: str, serving_dir: str,
+                  metadata_path: str, seconds: float, evaluator_id: str) -> List[str]:
+  """Lines of the summary; the newest evaluation and blessing under `pipeline_root`."""
+  from retinanet.serving import versioning  # pylint: disable=g-import-not-at-top
   lines = ["", "=" * 72, f"Pipeline '{pipeline_name}' finished in {seconds / 60:.1f} min"]
-  if evaluations:
-    props = metadata_queries.custom_properties(max(evaluations, key=lambda a: a.id))
-    if "AP" in props:
-      lines.append(f"  COCO AP@[.5:.95] = {props['AP']:.3f}   AP50 = {props.get('AP50', 0):.3f}"
-                   f"   AP75 = {props.get('AP75', 0):.3f}   ({props.get('split', 'val')} split)")
-  if blessings:
-    props = metadata_queries.custom_properties(max(blessings, key=lambda a: a.id))
-    lines.append(f"  Blessed: {'yes' if props.get('blessed') == 1 else 'no'} "
-                 f"({props.get('reason', '')})")
-  if pushed is not None:
-    destination = metadata_queries.custom_properties(pushed)["pushed_destination"]
-    lines.append(f"  Pushed model: {destination}")
+  metrics_path = _newest(os.path.join(pipeline_root, evaluator_id, "evaluation", "*",
+                                      "metrics.json"))
+  if metrics_path:
+    with open(metrics_path) as f:
+      m = json.load(f)
+    lines.append(f"  COCO AP@[.5:.95] = {m['AP']:.3f}   AP50 = {m['AP50']:.3f}   "
+                 f"AP75 = {m['AP75']:.3f}   ({metrics_path})")
+  marker = _newest(os.path.join(pipeline_root, evaluator_id, "blessing", "*", "*BLESSED"))
+  if marker:
+    with open(marker) as f:
+      reason = f.read().strip()
+    blessed = os.path.basename(marker) == "BLESSED"
+    lines.append(f"  Blessed: {'yes' if blessed else 'no'} ({reason})")
+  latest = versioning.latest_version_dir(serving_dir)
+  if latest:
+    lines.append(f"  Pushed model (latest version): {latest}")
   lines += [f"  Artifacts: {pipeline_root}", f"  MLMD: {metadata_path}",
             f"  Lineage: python -m pipeline.lineage --metadata {metadata_path}", "=" * 72]
   return lines
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--metadata", required=True)
-  parser.add_argument("--pipeline_name", required=True)
-  parser.add_argument("--pipeline_root", default="")
-  parser.add_argument("--seconds", type=float, default=0.0)
-  args = parser.parse_args(argv)
-  store = metadata_queries.open_store(args.metadata)
-  print("\n".join(summary_lines(store, args.pipeline_name, args.pipeline_root, args.metadata,
-                                args.seconds)))
-  return 0
-
-
-if __name__ == "__main__":
-  sys.exit(main())

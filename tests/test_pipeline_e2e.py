@@ -72,7 +72,7 @@ def test_full_run_records_every_stage(main_run):
   assert os.path.dirname(destination) == os.path.join(main_run["output_dir"], "serving",
                                                       "retinanet")
   # The end-of-run summary names the pushed model, the AP and the MLMD store.
-  assert f"Pushed model: {destination}" in main_run["printed"]
+  assert f"Pushed model (latest version): {destination}" in main_run["printed"]
   assert "COCO AP@[.5:.95] = " in main_run["printed"]
   assert f"MLMD: {main_run['metadata']}" in main_run["printed"]
   [evaluation] = store.get_artifacts_by_type("ModelEvaluation")
