@@ -41,14 +41,13 @@ def build_detect_fn(model: tf.Module, model_config: config_lib.ModelConfig,
                     postprocess_config: config_lib.PostprocessConfig
                     ) -> Callable[[tf.Tensor], Dict[str, tf.Tensor]]:
   """A tf.function: normalized images [B, H, W, 3] -> detections in model-input pixels."""
-  levels = (model_config.fpn.min_level, model_config.fpn.max_level)
-  anchor_args = (model_config.input_size, *levels)
-  anchors = anchor_ops.generate_anchors(
-      *anchor_args, model_config.anchors.anchor_size, model_config.anchors.scales_per_octave,
-      model_config.anchors.aspect_ratios)
-  per_level = list(anchor_ops.anchors_per_level(
-      *anchor_args, model_config.anchors.scales_per_octave,
-      model_config.anchors.aspect_ratios).values())
+  a = model_config.anchors
+  layout = anchor_ops.Anchors(
+      image_size=tuple(model_config.input_size), min_level=model_config.fpn.min_level,
+      max_level=model_config.fpn.max_level, anchor_size=a.anchor_size,
+      scales_per_octave=a.scales_per_octave, aspect_ratios=tuple(a.aspect_ratios))
+  anchors = layout.boxes()
+  per_level = list(layout.counts_per_level.values())
   p = postprocess_config
 
   @tf.function
