@@ -19,8 +19,19 @@ NMS_MODES = ("combined", "per_class_hard", "per_class_soft", "global_hard", "glo
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 LR_SCHEDULES = ("piecewise", "cosine")
+OPTIMIZERS = ("sgd", "adamw")
 NAN_POLICIES = ("raise", "restore")
 P6_SOURCES = ("c5", "p5")
+BOX_LOSSES = ("huber", "giou")
+# Model Garden's retinanet_resnetfpn_coco: unscaled deltas (box_coder_weights=None),
+# Huber delta 0.1, box loss weight 50. The box-loss convention check below
+# compares any (variances, delta, weight) with these in unscaled-delta units.
+REFERENCE_HUBER_DELTA = 0.1
+REFERENCE_BOX_LOSS_WEIGHT = 50.0
+# Accepted ranges of the effective (unscaled) Huber bend and box weight.
+EFFECTIVE_HUBER_DELTA_RANGE = (0.02, 0.5)
+EFFECTIVE_BOX_WEIGHT_RANGE = (5.0, 500.0)
+GIOU_BOX_LOSS_WEIGHT_RANGE = (0.1, 10.0)
 
 
 class ConfigError(ValueError):
@@ -58,6 +69,8 @@ class FpnConfig:
   p6_source: str = "c5"
   # Batch norm on every output level (Model Garden).
   use_batch_norm: bool = False
+  # Group norm on every output level instead (model.norm.group_norm_groups groups).
+  use_group_norm: bool = False
 
 
 @dataclasses.dataclass
@@ -67,7 +80,11 @@ class HeadConfig:
   # Bias of the final class conv is -log((1 - p) / p): every anchor starts
   # with foreground probability p (focal loss paper, section 4.1).
   prior_probability: float = 0.01
+  # Batch norm after each tower conv, one per pyramid level (Model Garden).
   use_batch_norm: bool = False
+  # Group norm after each tower conv, shared by all levels like the convs
+  # (torchvision's retinanet_resnet50_fpn_v2, FCOS, ATSS).
+  use_group_norm: bool = False
 
 
 @dataclasses.dataclass
@@ -85,6 +102,10 @@ class MatcherConfig:
   # Also match each ground-truth box to its best anchor(s) even below
   # positive_iou (Faster R-CNN style); off in the RetinaNet paper.
   allow_low_quality_matches: bool = False
+  # An anchor that would be background but lies inside a crowd region, i.e.
+  # whose intersection with a crowd box covers at least this fraction of the
+  # anchor's own area, is ignored (Detectron's CROWD_FILTER_THRESH = 0.7).
+  crowd_ioa: float = 0.7
 
 
 @dataclasses.dataclass
@@ -93,6 +114,8 @@ class NormConfig:
   epsilon: float = 1e-3
   # Cross-replica (synchronized) batch norm in FPN/heads/backbone.
   use_sync_bn: bool = False
+  # Groups of every group norm (FPN / heads with use_group_norm); 32 as in the GN paper.
+  group_norm_groups: int = 32
 
 
 @dataclasses.dataclass
@@ -105,8 +128,12 @@ class ModelConfig:
   anchors: AnchorConfig = dataclasses.field(default_factory=AnchorConfig)
   matcher: MatcherConfig = dataclasses.field(default_factory=MatcherConfig)
   norm: NormConfig = dataclasses.field(default_factory=NormConfig)
-  # Box coder scale factors are 1 / variances: (10, 10, 5, 5).
-  box_variances: Tuple[float, float, float, float] = (0.1, 0.1, 0.2, 0.2)
+  # Regression targets are deltas / variances (retinanet/ops/box_coder.py).
+  # (1, 1, 1, 1) = unscaled deltas, the convention of Model Garden, detectron2
+  # and torchvision, for which loss.huber_delta=0.1 and box_loss_weight=50 are
+  # tuned. The seed's scaled variant (0.1, 0.1, 0.2, 0.2) needs its own loss
+  # settings (huber_delta 1.0, box_loss_weight 1.0); `validate` rejects mixes.
+  box_variances: Tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
 
   @property
   def num_anchors_per_location(self) -> int:
@@ -117,6 +144,10 @@ class ModelConfig:
 class LossConfig:
   focal_alpha: float = 0.25
   focal_gamma: float = 2.0
+  # "huber": Huber loss on the encoded deltas (Model Garden, the paper's smooth L1).
+  # "giou": 1 - GIoU of the decoded predicted and matched boxes (torchvision v2);
+  # weight it ~1 (GIOU_BOX_LOSS_WEIGHT_RANGE), huber_delta is then unused.
+  box_loss: str = "huber"
   huber_delta: float = 0.1
   box_loss_weight: float = 50.0
   # 0 = normalize by this batch's positive anchors; in (0, 1) = by a moving
@@ -144,8 +175,13 @@ class InputConfig:
 
 @dataclasses.dataclass
 class OptimizerConfig:
-  # SGD with momentum; base_learning_rate is for the whole global batch.
+  # "sgd": SGD with momentum (the paper, Detectron, Model Garden), weight decay
+  # as the L2 loss term loss.l2_weight_decay. "adamw": AdamW with decoupled
+  # `weight_decay` on conv/dense kernels only (torchvision's v2 detection
+  # recipe, --norm-weight-decay 0). base_learning_rate is for the global batch.
+  type: str = "sgd"
   momentum: float = 0.9
+  weight_decay: float = 0.0
   base_learning_rate: float = 0.08
   warmup_steps: int = 500
   warmup_learning_rate: float = 0.0067
@@ -362,15 +398,33 @@ def validate(config: ExperimentConfig) -> None:
   _check(0.0 < m.matcher.negative_iou <= m.matcher.positive_iou <= 1.0,
          "model.matcher needs 0 < negative_iou <= positive_iou <= 1")
   _check(all(v > 0 for v in m.box_variances), "model.box_variances must be positive")
+  _check(0.0 < m.matcher.crowd_ioa <= 1.0, "model.matcher.crowd_ioa must be in (0, 1]")
+  for section, norms in (("model.fpn", m.fpn), ("model.head", m.head)):
+    _check(not (norms.use_batch_norm and norms.use_group_norm),
+           f"{section}: use_batch_norm and use_group_norm are exclusive; pick one")
+  if m.fpn.use_group_norm or m.head.use_group_norm:
+    groups = m.norm.group_norm_groups
+    for key, channels in (("model.fpn.num_channels", m.fpn.num_channels),
+                          ("model.head.num_channels", m.head.num_channels)):
+      _check(groups >= 1 and channels % groups == 0,
+             f"{key}={channels} must be a multiple of model.norm.group_norm_groups={groups}")
   l = config.loss
   _check(0.0 <= l.focal_alpha <= 1.0, "loss.focal_alpha must be in [0, 1]")
   _check(l.focal_gamma >= 0.0, "loss.focal_gamma must be >= 0")
   _check(l.huber_delta > 0.0, "loss.huber_delta must be > 0")
+  _check(l.box_loss_weight > 0.0, "loss.box_loss_weight must be > 0")
+  _check_choice(l.box_loss, BOX_LOSSES, "loss.box_loss")
+  check_box_loss_convention(m.box_variances, l.box_loss, l.huber_delta, l.box_loss_weight)
   _check(0.0 <= l.normalizer_momentum < 1.0, "loss.normalizer_momentum must be in [0, 1)")
   i = config.input
   _check(0.0 < i.scale_min <= i.scale_max, "input needs 0 < scale_min <= scale_max")
   _check(i.max_instances >= 1, "input.max_instances must be >= 1")
   o = config.optimizer
+  _check_choice(o.type, OPTIMIZERS, "optimizer.type")
+  _check(o.weight_decay >= 0.0, "optimizer.weight_decay must be >= 0")
+  _check(o.type == "adamw" or o.weight_decay == 0.0,
+         "optimizer.weight_decay is AdamW's decoupled decay; with optimizer.type='sgd' set "
+         "loss.l2_weight_decay instead")
   _check_choice(o.schedule, LR_SCHEDULES, "optimizer.schedule")
   _check(len(o.boundaries) == len(o.decay_rates),
          "optimizer.boundaries and optimizer.decay_rates must have the same length")
@@ -392,6 +446,52 @@ def validate(config: ExperimentConfig) -> None:
   _check(p.soft_nms_sigma > 0.0, "postprocess.soft_nms_sigma must be > 0")
   _check(p.max_detections >= 1 and p.pre_nms_top_k >= 1, "postprocess sizes must be >= 1")
   _check(config.eval.batch_size >= 1, "eval.batch_size must be >= 1")
+
+
+def effective_huber_settings(box_variances: Sequence[float], huber_delta: float,
+                             box_loss_weight: float) -> List[Tuple[float, float]]:
+  """Per coordinate (dy, dx, dh, dw): the (Huber delta, box weight) in unscaled-delta units.
+
+  Targets are t = d / v for raw deltas d, and huber(t - p; delta) with t, p
+  scaled by 1 / v equals huber(d - q; delta * v) / v**2. So the loss bends at
+  delta * v anchor units and weighs w / v**2 on the unscaled scale.
+  """
+  return [(huber_delta * v, box_loss_weight / (v * v)) for v in box_variances]
+
+
+def check_box_loss_convention(box_variances: Sequence[float], box_loss: str, huber_delta: float,
+                              box_loss_weight: float) -> None:
+  """Rejects box coder / box loss settings tuned for different target scales.
+
+  With box_loss="huber", the effective Huber bend and weight of every
+  coordinate (`effective_huber_settings`) must lie in
+  EFFECTIVE_HUBER_DELTA_RANGE / EFFECTIVE_BOX_WEIGHT_RANGE around Model
+  Garden's (0.1, 50). Mixing Model Garden's delta 0.1 and weight 50 with the
+  scaled variances (0.1, 0.1, 0.2, 0.2) bends at 1-2% of the anchor size (the
+  loss is almost pure L1) and weighs the box term 25-100x. GIoU is scale-free:
+  only its weight is checked.
+  """
+  if box_loss == "giou":
+    low, high = GIOU_BOX_LOSS_WEIGHT_RANGE
+    _check(low <= box_loss_weight <= high,
+           f"loss.box_loss_weight={box_loss_weight:g} with loss.box_loss='giou': GIoU loss is in "
+           f"[0, 2] per positive anchor, so weigh it {low:g}..{high:g} (torchvision: 1)")
+    return
+  (d_low, d_high), (w_low, w_high) = EFFECTIVE_HUBER_DELTA_RANGE, EFFECTIVE_BOX_WEIGHT_RANGE
+  effective = effective_huber_settings(box_variances, huber_delta, box_loss_weight)
+  bad = [(name, d, w) for name, (d, w) in zip(("dy", "dx", "dh", "dw"), effective)
+         if not (d_low <= d <= d_high and w_low <= w <= w_high)]
+  if bad:
+    shown = "; ".join(f"{name}: Huber bend {d:.3g} anchor units, weight {w:.4g}"
+                      for name, d, w in bad)
+    raise ConfigError(
+        f"model.box_variances={tuple(box_variances)} with loss.huber_delta={huber_delta:g} and "
+        f"loss.box_loss_weight={box_loss_weight:g} mix two box-loss conventions ({shown}; "
+        f"accepted: bend {d_low:g}..{d_high:g}, weight {w_low:g}..{w_high:g}). Use unscaled "
+        f"deltas, box_variances=[1, 1, 1, 1] with huber_delta={REFERENCE_HUBER_DELTA:g} and "
+        f"box_loss_weight={REFERENCE_BOX_LOSS_WEIGHT:g} (Model Garden), or the scaled "
+        "variant box_variances=[0.1, 0.1, 0.2, 0.2] with huber_delta=1.0 and "
+        "box_loss_weight=1.0 (the seed / keras.io RetinaNet)")
 
 
 def check_num_classes(config: ExperimentConfig, label_map_size: int) -> None:

@@ -15,6 +15,17 @@ from retinanet.modeling import resnet
 from retinanet.modeling.fpn import FPN
 from retinanet.modeling.heads import RetinaNetHead, prior_probability_bias
 from retinanet.modeling.retinanet_model import BOX_CODE_SIZE, RetinaNetModel
+from retinanet.ops import anchors as anchor_ops
+
+
+def build_anchors(model_config: ModelConfig) -> anchor_ops.Anchors:
+  """The anchor layout of a model config: the one definition used by training
+  targets, evaluation and export (they must agree anchor for anchor)."""
+  a = model_config.anchors
+  return anchor_ops.Anchors(
+      image_size=tuple(model_config.input_size), min_level=model_config.fpn.min_level,
+      max_level=model_config.fpn.max_level, anchor_size=a.anchor_size,
+      scales_per_octave=a.scales_per_octave, aspect_ratios=tuple(a.aspect_ratios))
 
 
 def build_backbone(backbone_config: BackboneConfig, norm_config: NormConfig) -> resnet.ResNet:
@@ -37,6 +48,8 @@ def build_fpn(fpn_config: FpnConfig, norm_config: NormConfig) -> FPN:
       num_channels=fpn_config.num_channels,
       p6_source=fpn_config.p6_source,
       use_batch_norm=fpn_config.use_batch_norm,
+      use_group_norm=fpn_config.use_group_norm,
+      group_norm_groups=norm_config.group_norm_groups,
       norm_momentum=norm_config.momentum,
       norm_epsilon=norm_config.epsilon,
       use_sync_bn=norm_config.use_sync_bn)
@@ -52,6 +65,8 @@ def build_heads(model_config: ModelConfig) -> Tuple[RetinaNetHead, RetinaNetHead
       min_level=fpn.min_level,
       max_level=fpn.max_level,
       use_batch_norm=head.use_batch_norm,
+      use_group_norm=head.use_group_norm,
+      group_norm_groups=norm.group_norm_groups,
       norm_momentum=norm.momentum,
       norm_epsilon=norm.epsilon,
       use_sync_bn=norm.use_sync_bn)

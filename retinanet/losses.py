@@ -1,4 +1,4 @@
-"""RetinaNet losses: sigmoid focal loss + Huber box loss, normalized by positives.
+"""RetinaNet losses: sigmoid focal loss + a box loss (Huber or GIoU), normalized by positives.
 
 All losses are computed in float32 (inputs are cast, so mixed-precision logits
 are fine). `retinanet_loss` returns sums over the local batch divided by a
@@ -8,11 +8,13 @@ positive anchors of the *global* batch (e.g. a cross-replica sum of
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Union
+from typing import Dict, Optional, Sequence, Union
 
 import tensorflow as tf
 
-from retinanet.ops import matcher
+from retinanet.ops import box_coder, box_ops, matcher
+
+BOX_LOSSES = ("huber", "giou")
 
 Scalar = Union[float, tf.Tensor]
 
@@ -47,6 +49,19 @@ def huber_loss(predictions: tf.Tensor, targets: tf.Tensor, delta: float = 0.1) -
   return 0.5 * quadratic * quadratic + delta * (x - quadratic)
 
 
+def giou_loss(predicted_deltas: tf.Tensor, target_deltas: tf.Tensor, anchors: tf.Tensor,
+              variances: Sequence[float] = box_coder.DEFAULT_VARIANCES) -> tf.Tensor:
+  """1 - GIoU of the boxes decoded from predicted and target deltas [..., N, 4] -> [..., N].
+
+  Both are decoded against the same yxyx `anchors` [N, 4] (box_coder.decode),
+  so the target boxes are the matched ground truth (decode(encode(b)) == b).
+  float32; in [0, 2], 0 for a perfect box (torchvision's generalized_box_iou_loss).
+  """
+  predicted = box_coder.decode(predicted_deltas, anchors, variances)
+  targets = box_coder.decode(target_deltas, anchors, variances)
+  return 1.0 - box_ops.generalized_iou_yxyx(predicted, targets)
+
+
 def num_positive_anchors(match_state: tf.Tensor) -> tf.Tensor:
   """float32 scalar: the number of POSITIVE entries of match_state [B, N] (or [N])."""
   return tf.reduce_sum(tf.cast(tf.equal(match_state, matcher.POSITIVE), tf.float32))
@@ -55,7 +70,10 @@ def num_positive_anchors(match_state: tf.Tensor) -> tf.Tensor:
 def retinanet_loss(class_logits: tf.Tensor, box_outputs: tf.Tensor, class_targets: tf.Tensor,
                    box_targets: tf.Tensor, match_state: tf.Tensor, alpha: float = 0.25,
                    gamma: float = 2.0, delta: float = 0.1, box_loss_weight: float = 50.0,
-                   normalizer: Optional[Scalar] = None) -> Dict[str, tf.Tensor]:
+                   normalizer: Optional[Scalar] = None, box_loss: str = "huber",
+                   anchors: Optional[tf.Tensor] = None,
+                   variances: Sequence[float] = box_coder.DEFAULT_VARIANCES
+                   ) -> Dict[str, tf.Tensor]:
   """The RetinaNet training loss of a batch.
 
   Args:
@@ -70,15 +88,22 @@ def retinanet_loss(class_logits: tf.Tensor, box_outputs: tf.Tensor, class_target
     normalizer: divisor of both losses. None = this batch's positives; pass the
       global-batch positive count (or a moving average, LossNormalizer) under a
       distribution strategy. Clamped to >= 1 so zero positives stay finite.
+    box_loss: "huber" (on the deltas, with `delta`) or "giou" (`giou_loss` on
+      the decoded boxes, which needs `anchors` [N, 4] and the coder `variances`).
 
   Returns float32 scalars:
     class_loss: focal loss summed over all C outputs of POSITIVE and NEGATIVE
       anchors (IGNORED anchors contribute nothing) / normalizer.
     box_loss: Huber loss of POSITIVE anchors, averaged over the 4 coordinates
-      and summed over anchors (tf_keras Huber, as in Model Garden) / normalizer.
+      and summed over anchors (tf_keras Huber, as in Model Garden) / normalizer;
+      or the GIoU loss of POSITIVE anchors summed / normalizer (torchvision).
     total_loss: class_loss + box_loss_weight * box_loss.
     num_positives: POSITIVE anchors in this (local) batch.
   """
+  if box_loss not in BOX_LOSSES:
+    raise ValueError(f"retinanet_loss: box_loss={box_loss!r} is not one of {BOX_LOSSES}")
+  if box_loss == "giou" and anchors is None:
+    raise ValueError("retinanet_loss: box_loss='giou' decodes boxes and needs the anchors")
   class_logits = tf.cast(class_logits, tf.float32)
   num_classes = tf.shape(class_logits)[-1]
   positive = tf.equal(match_state, matcher.POSITIVE)
@@ -93,12 +118,17 @@ def retinanet_loss(class_logits: tf.Tensor, box_outputs: tf.Tensor, class_target
   focal = sigmoid_focal_loss(class_logits, one_hot, alpha, gamma)
   class_loss = tf.reduce_sum(focal * not_ignored[..., None]) / normalizer
 
-  huber = tf.reduce_mean(huber_loss(box_outputs, box_targets, delta), axis=-1)
-  box_loss = tf.reduce_sum(huber * tf.cast(positive, tf.float32)) / normalizer
+  if box_loss == "giou":
+    per_anchor = giou_loss(box_outputs, box_targets, anchors, variances)
+  else:
+    per_anchor = tf.reduce_mean(huber_loss(box_outputs, box_targets, delta), axis=-1)
+  # tf.where, not a product: a non-positive anchor's decoded box may be degenerate.
+  per_anchor = tf.where(positive, per_anchor, tf.zeros_like(per_anchor))
+  box_value = tf.reduce_sum(per_anchor) / normalizer
   return {
       "class_loss": class_loss,
-      "box_loss": box_loss,
-      "total_loss": class_loss + box_loss_weight * box_loss,
+      "box_loss": box_value,
+      "total_loss": class_loss + box_loss_weight * box_value,
       "num_positives": num_positives,
   }
 

@@ -45,10 +45,43 @@ def test_wrong_types_are_named(data, message):
     ({"postprocess": {"nms_mode": "soft"}}, "postprocess.nms_mode='soft'"),
     ({"train": {"mixed_precision": "float16"}}, "train.mixed_precision"),
     ({"train": {"total_steps": 10}, "optimizer": {"warmup_steps": 20}}, "warmup_steps"),
+    ({"model": {"head": {"use_batch_norm": True, "use_group_norm": True}}}, "exclusive"),
+    ({"model": {"fpn": {"use_group_norm": True, "num_channels": 48}}},
+     r"model.fpn.num_channels=48 must be a multiple of model.norm.group_norm_groups=32"),
+    ({"model": {"matcher": {"crowd_ioa": 0.0}}}, "crowd_ioa"),
+    ({"loss": {"box_loss": "l1"}}, "loss.box_loss='l1'"),
+    ({"loss": {"box_loss": "giou"}}, "box_loss_weight=50 with loss.box_loss='giou'"),
+    ({"optimizer": {"weight_decay": 0.05}}, "set loss.l2_weight_decay instead"),
+    ({"optimizer": {"type": "adam"}}, "optimizer.type='adam'"),
 ])
 def test_cross_field_checks(data, message):
   with pytest.raises(config_lib.ConfigError, match=message):
     config_lib.config_from_dict(data)
+
+
+def test_mixed_box_loss_conventions_are_rejected_with_the_numbers():
+  # The seed's scaled targets with Model Garden's loss settings (the old default).
+  mixed = {"model": {"box_variances": [0.1, 0.1, 0.2, 0.2]},
+           "loss": {"huber_delta": 0.1, "box_loss_weight": 50.0}}
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.config_from_dict(mixed)
+  message = str(e.value)
+  # dy: bend 0.1 * 0.1 = 0.01 anchor units, weight 50 / 0.1**2 = 5000; dh: 0.02, 1250.
+  assert "dy: Huber bend 0.01 anchor units, weight 5000" in message
+  assert "dh: Huber bend 0.02 anchor units, weight 1250" in message
+  assert "box_variances=[1, 1, 1, 1]" in message and "huber_delta=1.0" in message
+  # Both consistent conventions validate.
+  config_lib.config_from_dict({})  # defaults: Model Garden
+  config_lib.config_from_dict({"model": {"box_variances": [0.1, 0.1, 0.2, 0.2]},
+                               "loss": {"huber_delta": 1.0, "box_loss_weight": 1.0}})
+  config_lib.config_from_dict({"loss": {"box_loss": "giou", "box_loss_weight": 1.0}})
+
+
+def test_effective_huber_settings_hand_case():
+  got = config_lib.effective_huber_settings((0.1, 0.1, 0.2, 0.2), 1.0, 1.0)
+  flat = [x for pair in got for x in pair]
+  assert flat == pytest.approx([0.1, 100.0, 0.1, 100.0, 0.2, 25.0, 0.2, 25.0])
+  assert config_lib.effective_huber_settings((1, 1, 1, 1), 0.1, 50.0) == [(0.1, 50.0)] * 4
 
 
 def test_overrides_are_parsed_and_validated():

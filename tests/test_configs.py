@@ -28,8 +28,9 @@ def shipped_json_files():
 
 def test_the_expected_set_is_shipped():
   names = configs.list_configs()
-  assert len(shipped_json_files()) == len(names) == 5 * 3 * 3 + 1
+  assert len(shipped_json_files()) == len(names) == 5 * 3 * 3 + 2
   assert "sample/tiny" in names
+  assert "coco/retinanet-r50-1024-v2recipe-b16-8gpu" in names
   for depth in (18, 34, 50, 101, 152):
     for schedule in ("1x", "3x", "30x"):
       for batch, tag in ((64, "v3-8"), (256, "v3-32"), (64, "8gpu")):
@@ -123,6 +124,29 @@ def test_recipes():
       assert (c.model.fpn.p6_source, c.model.fpn.use_batch_norm,
               c.model.head.use_batch_norm) == ("p5", True, True)
       assert (c.input.scale_min, c.input.scale_max) == (0.1, 2.0)
+
+
+@pytest.mark.parametrize("path", shipped_json_files(), ids=os.path.basename)
+def test_every_config_uses_one_box_loss_convention(path):
+  c = config_lib.load_config(path)
+  if c.loss.box_loss == "huber":  # Model Garden: unscaled deltas, Huber delta 0.1, weight 50
+    assert (c.model.box_variances, c.loss.huber_delta, c.loss.box_loss_weight) == (
+        (1.0, 1.0, 1.0, 1.0), 0.1, 50.0)
+  else:
+    assert (c.loss.box_loss, c.loss.box_loss_weight) == ("giou", 1.0)
+
+
+def test_v2_recipe_config():
+  c = configs.load_named_config("coco/retinanet-r50-1024-v2recipe-b16-8gpu")
+  assert (c.loss.box_loss, c.model.head.use_group_norm, c.model.fpn.p6_source) == (
+      "giou", True, "c5")
+  assert not c.model.head.use_batch_norm and not c.model.backbone.freeze_batch_norm
+  assert (c.optimizer.type, c.optimizer.weight_decay, c.loss.l2_weight_decay) == (
+      "adamw", 0.05, 0.0)
+  # 26 epochs of 16 images, 10x drops after epochs 16 and 22.
+  epochs = lambda steps: steps * 16 / COCO_TRAIN_IMAGES  # noqa: E731
+  assert epochs(c.train.total_steps) == pytest.approx(26, abs=1e-3)
+  assert [epochs(b) for b in c.optimizer.boundaries] == pytest.approx([16, 22], abs=1e-3)
 
 
 def test_lookup_by_name_or_path(tmp_path):

@@ -5,6 +5,7 @@ import tensorflow as tf
 import tf_keras
 
 from retinanet import losses
+from retinanet.ops import box_coder
 from retinanet.ops.matcher import IGNORED, NEGATIVE, POSITIVE
 
 
@@ -93,6 +94,74 @@ def test_retinanet_loss_matches_numpy():
   np.testing.assert_allclose(got["box_loss"], box, rtol=1e-5)
   np.testing.assert_allclose(got["total_loss"], total, rtol=1e-5)
   assert got["num_positives"].numpy() == (data[4] == POSITIVE).sum()
+
+
+def _np_giou(a, b):
+  """GIoU of yxyx rows, float64 numpy (the formula of Rezatofighi et al. 2019)."""
+  ih = np.maximum(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0)
+  iw = np.maximum(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0)
+  area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])  # noqa: E731
+  inter = ih * iw
+  union = area(a) + area(b) - inter
+  enclosing = ((np.maximum(a[..., 2], b[..., 2]) - np.minimum(a[..., 0], b[..., 0])) *
+               (np.maximum(a[..., 3], b[..., 3]) - np.minimum(a[..., 1], b[..., 1])))
+  return inter / union - (enclosing - union) / enclosing
+
+
+def _np_decode(deltas, anchors):
+  """Unscaled Faster R-CNN decoding of [..., 4] deltas against [N, 4] yxyx anchors."""
+  h, w = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
+  cy, cx = anchors[:, 0] + h / 2, anchors[:, 1] + w / 2
+  ncy, ncx = cy + deltas[..., 0] * h, cx + deltas[..., 1] * w
+  nh, nw = h * np.exp(deltas[..., 2]), w * np.exp(deltas[..., 3])
+  return np.stack([ncy - nh / 2, ncx - nw / 2, ncy + nh / 2, ncx + nw / 2], -1)
+
+
+def test_giou_box_loss_matches_numpy_on_decoded_boxes():
+  logits, boxes, classes, box_targets, state = _batch(4)
+  rng = np.random.RandomState(4)
+  corner = rng.uniform(0, 200, (boxes.shape[1], 2))
+  size = rng.uniform(8, 120, (boxes.shape[1], 2))
+  anchors = np.concatenate([corner, corner + size], 1).astype(np.float32)
+  got = losses.retinanet_loss(logits, boxes, classes, box_targets, state, box_loss="giou",
+                              anchors=anchors, box_loss_weight=1.0)
+  pos = state == POSITIVE
+  per_anchor = 1.0 - _np_giou(_np_decode(boxes.astype(np.float64), anchors),
+                              _np_decode(box_targets.astype(np.float64), anchors))
+  want_box = (per_anchor * pos).sum() / max(pos.sum(), 1)
+  np.testing.assert_allclose(got["box_loss"], want_box, rtol=1e-5)
+  cls, _, _ = _np_retinanet_loss(logits, boxes, classes, box_targets, state, 0.25, 2.0, 0.1, 1.0)
+  np.testing.assert_allclose(got["total_loss"], cls + want_box, rtol=1e-5)
+  # A perfect prediction has zero box loss; the loss needs the anchors.
+  perfect = losses.retinanet_loss(logits, box_targets, classes, box_targets, state,
+                                  box_loss="giou", anchors=anchors)
+  assert perfect["box_loss"].numpy() == pytest.approx(0.0, abs=1e-6)
+  with pytest.raises(ValueError, match="needs the anchors"):
+    losses.retinanet_loss(logits, boxes, classes, box_targets, state, box_loss="giou")
+
+
+def test_giou_loss_gradient_hand_case():
+  # Anchor [0, 0, 2, 2], target box [1, 1, 3, 3]; deltas 0 decode to the anchor itself.
+  # dh scales the height about the centre: d ymax/d dh = +1, d ymin/d dh = -1 (h / 2).
+  # For box [y0, 0, y1, 2] against the target: dGIoU/dy1 = 103/441 (test_ops_box_ops);
+  # dGIoU/dy0 at y0 = 0: U = 7 - 2 y0, C = 3 (3 - y0), I = 1, so
+  # dIoU/dy0 = 2/49 and d[(C - U)/C]/dy0 = -1/27, giving 2/49 + 1/27 = 103/1323.
+  # d(1 - GIoU)/d dh = -(103/441 - 103/1323) = -206/1323.
+  anchors = tf.constant([[0.0, 0.0, 2.0, 2.0]])
+  target = box_coder.encode(tf.constant([[1.0, 1.0, 3.0, 3.0]]), anchors)
+  deltas = tf.Variable(tf.zeros([1, 4]))
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_sum(losses.giou_loss(deltas, target, anchors))
+  grad = tape.gradient(loss, deltas).numpy()[0]
+  assert loss.numpy() == pytest.approx(1 + 5 / 63, rel=1e-6)
+  assert grad[2] == pytest.approx(-206 / 1323, rel=1e-5)
+  assert grad[3] == pytest.approx(-206 / 1323, rel=1e-5)  # the same geometry transposed
+  eps = 1e-3
+  for k in range(4):  # and every coordinate against central differences
+    up, down = np.zeros([1, 4], np.float32), np.zeros([1, 4], np.float32)
+    up[0, k], down[0, k] = eps, -eps
+    f = lambda d: float(tf.reduce_sum(losses.giou_loss(tf.constant(d), target, anchors)))  # noqa
+    assert grad[k] == pytest.approx((f(up) - f(down)) / (2 * eps), abs=2e-3)
 
 
 def test_ignored_anchors_contribute_nothing():

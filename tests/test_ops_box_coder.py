@@ -13,6 +13,11 @@ def test_encode_hand_case():
   box = tf.constant([[1.0, 2.0, 21.0, 12.0]])  # centre (11, 7), size 20 x 10
   got = box_coder.encode(box, anchor, (0.1, 0.1, 0.2, 0.2)).numpy()
   np.testing.assert_allclose(got, [[6.0, 2.0, math.log(2.0) / 0.2, 0.0]], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(box_coder.decode(got, anchor, (0.1, 0.1, 0.2, 0.2)), box, rtol=1e-5)
+  # The default is the unscaled convention (Model Garden, detectron2, torchvision).
+  assert box_coder.DEFAULT_VARIANCES == (1.0, 1.0, 1.0, 1.0)
+  got = box_coder.encode(box, anchor).numpy()
+  np.testing.assert_allclose(got, [[0.6, 0.2, math.log(2.0), 0.0]], rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(box_coder.decode(got, anchor), box, rtol=1e-5)
 
 

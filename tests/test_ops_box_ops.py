@@ -91,6 +91,45 @@ def test_iou_empty_inputs_and_zero_area():
   np.testing.assert_array_equal(box_ops.pairwise_iou_yxyx(zero, zero), np.zeros((2, 2)))
 
 
+def test_ioa_hand_case():
+  anchors = tf.constant([[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 15.0, 25.0], [3.0, 3.0, 3.0, 9.0]])
+  crowd = tf.constant([[0.0, 0.0, 100.0, 100.0], [0.0, 0.0, 10.0, 10.0]])
+  got = box_ops.pairwise_ioa_yxyx(anchors, crowd).numpy()
+  # Row 1: area 200, inside [0, 10]^2 a 5 x 5 part; row 2 has zero area -> 0.
+  np.testing.assert_allclose(got, [[1.0, 1.0], [1.0, 25 / 200], [0.0, 0.0]])
+
+
+def test_generalized_iou_hand_case():
+  a = tf.constant([[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 1.0, 1.0]])
+  b = tf.constant([[1.0, 1.0, 3.0, 3.0], [0.0, 0.0, 2.0, 2.0], [2.0, 2.0, 3.0, 3.0]])
+  got = box_ops.generalized_iou_yxyx(a, b).numpy()
+  # 1: IoU 1/7, enclosing 9, union 7 -> 1/7 - 2/9 = -5/63. 2: identical -> 1.
+  # 3: disjoint, union 2, enclosing 9 -> 0 - 7/9.
+  np.testing.assert_allclose(got, [-5 / 63, 1.0, -7 / 9], rtol=1e-6)
+  # Symmetric, and degenerate pairs give 0 rather than NaN.
+  np.testing.assert_allclose(box_ops.generalized_iou_yxyx(b, a), got, rtol=1e-6)
+  assert box_ops.generalized_iou_yxyx(tf.zeros([4]), tf.zeros([4])).numpy() == 0.0
+
+
+def test_generalized_iou_gradient_hand_case():
+  # Box a = [0, 0, h, 2] against [1, 1, 3, 3] for 1 < h < 3: IoU = (h - 1) / (h + 5),
+  # (C - U) / C = (4 - h) / 9, so dGIoU/dh = 6 / (h + 5)**2 + 1 / 9 = 103 / 441 at h = 2.
+  a = tf.Variable([0.0, 0.0, 2.0, 2.0])
+  with tf.GradientTape() as tape:
+    giou = box_ops.generalized_iou_yxyx(a, tf.constant([1.0, 1.0, 3.0, 3.0]))
+  grad = tape.gradient(giou, a).numpy()
+  assert grad[2] == pytest.approx(103 / 441, rel=1e-6)
+  assert grad[3] == pytest.approx(103 / 441, rel=1e-6)  # the same geometry transposed
+  eps = 1e-3
+  for k in range(4):
+    up, down = a.numpy().copy(), a.numpy().copy()
+    up[k] += eps
+    down[k] -= eps
+    f = lambda v: box_ops.generalized_iou_yxyx(tf.constant(v), tf.constant(  # noqa: E731
+        [1.0, 1.0, 3.0, 3.0])).numpy()
+    assert grad[k] == pytest.approx((f(up) - f(down)) / (2 * eps), abs=1e-3)
+
+
 def test_clip_boxes():
   boxes = tf.constant([[-5.0, 3.0, 50.0, 120.0], [10.0, -1.0, 20.0, 30.0]])
   np.testing.assert_allclose(box_ops.clip_boxes_yxyx(boxes, (40, 100)),

@@ -7,12 +7,16 @@ from retinanet.ops import matcher
 from retinanet.ops.matcher import IGNORED, NEGATIVE, POSITIVE
 
 
-def _match(iou, valid=None, crowd=None, low_quality=False, pos=0.5, neg=0.4):
+def _match(iou, valid=None, crowd=None, low_quality=False, pos=0.5, neg=0.4, ioa=None,
+           crowd_ioa=0.7):
+  """ioa (intersection / anchor area) defaults to the IoU matrix: only crowd columns read it."""
   iou = np.asarray(iou, np.float32).reshape(len(iou), -1)
+  ioa = iou if ioa is None else np.asarray(ioa, np.float32).reshape(iou.shape)
   m = iou.shape[1]
   valid = np.ones(m, bool) if valid is None else np.asarray(valid)
   crowd = np.zeros(m, bool) if crowd is None else np.asarray(crowd)
-  r = matcher.match(tf.constant(iou), valid, crowd, pos, neg, low_quality)
+  r = matcher.match(tf.constant(iou), tf.constant(ioa), valid, crowd, pos, neg, low_quality,
+                    crowd_ioa)
   return r.matched_gt_index.numpy(), r.match_state.numpy()
 
 
@@ -49,23 +53,28 @@ def test_no_boxes_gives_all_negative():
   np.testing.assert_array_equal(state, [NEGATIVE] * 3)
 
 
-def test_crowd_boxes_ignore_instead_of_match():
-  # Columns: 0 normal, 1 crowd.
-  iou = [[0.1, 0.9],   # best is crowd -> ignored, never positive
-         [0.1, 0.4],   # crowd overlap at the ignore threshold -> ignored
-         [0.1, 0.3],   # small crowd overlap -> negative
-         [0.6, 0.8],   # positive for the normal box keeps priority
-         [0.45, 0.9]]  # ignore band stays ignored
-  index, state = _match(iou, crowd=[False, True])
-  np.testing.assert_array_equal(state, [IGNORED, IGNORED, NEGATIVE, POSITIVE, IGNORED])
-  assert index[3] == 0
-  # An image with only crowd boxes has no positives.
-  _, state = _match([[0.9], [0.0]], crowd=[True])
+def test_crowd_boxes_ignore_by_intersection_over_anchor_area():
+  # Columns: 0 normal, 1 crowd. The crowd rule reads IoA, never IoU.
+  iou = [[0.1, 0.9],    # high IoU but IoA below 0.7 -> negative (a crowd is never matched)
+         [0.1, 0.01],   # tiny IoU, anchor fully inside the crowd -> ignored
+         [0.1, 0.02],   # IoA exactly 0.7 -> ignored
+         [0.1, 0.02],   # IoA 0.69 -> negative
+         [0.6, 0.5],    # positive for the normal box keeps priority over the crowd
+         [0.45, 0.0]]   # ignore band stays ignored
+  ioa = [[0.0, 0.6], [0.0, 1.0], [0.0, 0.7], [0.0, 0.69], [0.0, 1.0], [0.0, 0.0]]
+  index, state = _match(iou, ioa=ioa, crowd=[False, True])
+  np.testing.assert_array_equal(state, [NEGATIVE, IGNORED, IGNORED, NEGATIVE, POSITIVE, IGNORED])
+  assert index[4] == 0
+  # IoA of a normal (not crowd) column never makes an anchor ignored.
+  _, state = _match([[0.01, 0.0]], ioa=[[1.0, 0.0]], crowd=[False, True])
+  np.testing.assert_array_equal(state, [NEGATIVE])
+  # The threshold is a parameter; an image with only crowd boxes has no positives.
+  _, state = _match([[0.9], [0.0]], ioa=[[0.5], [0.0]], crowd=[True], crowd_ioa=0.5)
   np.testing.assert_array_equal(state, [IGNORED, NEGATIVE])
 
 
 def test_padded_crowd_row_is_ignored_entirely():
-  _, state = _match([[0.9], [0.5]], valid=[False], crowd=[True])
+  _, state = _match([[0.9], [0.5]], ioa=[[1.0], [1.0]], valid=[False], crowd=[True])
   np.testing.assert_array_equal(state, [NEGATIVE, NEGATIVE])
 
 

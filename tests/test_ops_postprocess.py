@@ -51,7 +51,11 @@ def np_soft_nms(boxes, scores, sigma, score_threshold, max_out):
   return keep, kept_scores
 
 
-def np_decode(deltas, anchors, var=(0.1, 0.1, 0.2, 0.2)):
+# Random N(0, 1) test deltas are realistic for the scaled coder; the reference decodes alike.
+VARIANCES = (0.1, 0.1, 0.2, 0.2)
+
+
+def np_decode(deltas, anchors, var=VARIANCES):
   d = deltas.astype(np.float64) * var
   ha, wa = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
   cy, cx = anchors[:, 0] + ha / 2 + d[:, 0] * ha, anchors[:, 1] + wa / 2 + d[:, 1] * wa
@@ -121,7 +125,7 @@ def test_modes_match_numpy_brute_force(mode, per_level):
                 soft_nms_sigma=0.5, max_detections=25, max_detections_per_class=5)
   levels = PER_LEVEL if per_level else None
   got = postprocess.generate_detections(logits, deltas, ANCHORS.boxes(), IMAGE,
-                                        anchors_per_level=levels, **kwargs)
+                                        anchors_per_level=levels, variances=VARIANCES, **kwargs)
   anchors = ANCHORS.boxes().numpy()
   for i in range(len(logits)):
     ref = np_detections(logits[i], deltas[i], anchors, mode, kwargs["pre_nms_top_k"],

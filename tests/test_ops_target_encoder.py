@@ -31,6 +31,28 @@ def test_hand_case():
   np.testing.assert_allclose(decoded[[0, 4, 5]], GT_BOXES[[0, 0, 0]], atol=1e-4)
 
 
+def test_crowd_ignore_by_intersection_over_anchor_area_hand_case():
+  # One large crowd region [0, 0, 400, 400] and one person box far away.
+  gt = np.array([[0, 0, 400, 400], [500, 500, 540, 540]], np.float32)
+  classes = np.array([0, 0], np.int32)
+  crowd = np.array([True, False])
+  anchors = np.array([
+      [100, 100, 110, 110],   # 10x10 inside the crowd: IoU 100/160000, IoA 1   -> ignored
+      [390, 390, 410, 410],   # 20x20 straddling a corner: IoA 100/400 = 0.25  -> negative
+      [0, 380, 10, 410],      # 10x30, 20 of 30 columns inside: IoA 0.667     -> negative
+      [0, 393, 10, 403],      # 10x10, 7 of 10 columns inside: IoA 0.7        -> ignored
+      [500, 500, 540, 540],   # = the normal box                              -> positive
+      [600, 600, 610, 610]],  # nowhere                                       -> negative
+      np.float32)
+  iou = box_ops.pairwise_iou_yxyx(anchors, gt).numpy()
+  assert iou[0, 0] < 0.001 and iou[3, 0] < 0.001  # the IoU rule would train them as background
+  t = target_encoder.encode_targets(anchors, gt, classes, crowd, 0.5, 0.4, crowd_ioa=0.7)
+  P, N, I = matcher.POSITIVE, matcher.NEGATIVE, matcher.IGNORED
+  np.testing.assert_array_equal(t["match_state"], [I, N, N, I, P, N])
+  np.testing.assert_allclose(box_ops.pairwise_ioa_yxyx(anchors, gt).numpy()[:4, 0],
+                             [1.0, 0.25, 20 / 30, 0.7], rtol=1e-6)
+
+
 def test_no_boxes_and_all_padding():
   for boxes, classes in [(np.zeros((0, 4), np.float32), np.zeros(0, np.int32)),
                          (np.zeros((3, 4), np.float32), np.full(3, -1, np.int32))]:

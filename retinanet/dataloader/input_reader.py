@@ -25,9 +25,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import tensorflow as tf
 
 from retinanet import config as config_lib
+from retinanet import factory
 from retinanet.dataloader import decoder
 from retinanet.dataloader import parser as parser_lib
-from retinanet.ops import anchors as anchors_lib
 
 logger = logging.getLogger(__name__)
 
@@ -194,14 +194,12 @@ def build_parser(config: config_lib.ExperimentConfig, is_training: bool) -> Pars
   if not is_training:
     return parser_lib.EvalParser(output_size=model.input_size, max_instances=inputs.max_instances,
                                  mean_rgb=inputs.mean_rgb, stddev_rgb=inputs.stddev_rgb)
-  anchors = anchors_lib.generate_anchors(
-      model.input_size, model.fpn.min_level, model.fpn.max_level, model.anchors.anchor_size,
-      model.anchors.scales_per_octave, model.anchors.aspect_ratios)
   return parser_lib.TrainParser(
-      output_size=model.input_size, anchors=anchors,
+      output_size=model.input_size, anchors=factory.build_anchors(model).boxes(),
       positive_iou=model.matcher.positive_iou, negative_iou=model.matcher.negative_iou,
       box_variances=model.box_variances,
       allow_low_quality_matches=model.matcher.allow_low_quality_matches,
+      crowd_ioa=model.matcher.crowd_ioa,
       scale_min=inputs.scale_min, scale_max=inputs.scale_max,
       horizontal_flip=inputs.horizontal_flip, max_instances=inputs.max_instances,
       mean_rgb=inputs.mean_rgb, stddev_rgb=inputs.stddev_rgb)

@@ -18,10 +18,10 @@ import tensorflow as tf
 
 from data import coco
 from retinanet import config as config_lib
+from retinanet import factory
 from retinanet import model_dir as model_dir_lib
 from retinanet.dataloader import input_reader
 from retinanet.evaluation import coco_metrics
-from retinanet.ops import anchors as anchor_ops
 from retinanet.ops import postprocess
 
 logger = logging.getLogger(__name__)
@@ -41,11 +41,7 @@ def build_detect_fn(model: tf.Module, model_config: config_lib.ModelConfig,
                     postprocess_config: config_lib.PostprocessConfig
                     ) -> Callable[[tf.Tensor], Dict[str, tf.Tensor]]:
   """A tf.function: normalized images [B, H, W, 3] -> detections in model-input pixels."""
-  a = model_config.anchors
-  layout = anchor_ops.Anchors(
-      image_size=tuple(model_config.input_size), min_level=model_config.fpn.min_level,
-      max_level=model_config.fpn.max_level, anchor_size=a.anchor_size,
-      scales_per_octave=a.scales_per_octave, aspect_ratios=tuple(a.aspect_ratios))
+  layout = factory.build_anchors(model_config)
   anchors = layout.boxes()
   per_level = list(layout.counts_per_level.values())
   p = postprocess_config

@@ -3,11 +3,11 @@
 P_l for l <= 5: lateral 1x1 conv of C_l plus the 2x nearest-upsampled P_{l+1}
 (top-down), then a 3x3 output conv. P6 is a 3x3 stride-2 conv of C5 (the
 RetinaNet paper, Detectron) or of P5 (torchvision, Model Garden); every further
-level is a 3x3 stride-2 conv of relu(previous level). Optional batch norm on
-every output level (Model Garden). All convs have a bias, as in Model Garden
-and torchvision, so parameter counts compare one to one.
+level is a 3x3 stride-2 conv of relu(previous level). Optional batch norm
+(Model Garden) or group norm on every output level. All convs have a bias, as
+in Model Garden and torchvision, so parameter counts compare one to one.
 
-Variable names: fpn/lateral_p{l}, fpn/output_p{l}, fpn/coarse_p{l}, fpn/bn_p{l}.
+Variable names: fpn/lateral_p{l}, fpn/output_p{l}, fpn/coarse_p{l}, fpn/bn_p{l}, fpn/gn_p{l}.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Dict, Optional
 import tensorflow as tf
 import tf_keras
 
-from retinanet.modeling.resnet import batch_norm
+from retinanet.modeling.resnet import batch_norm, group_norm
 
 BACKBONE_MAX_LEVEL = 5
 P6_SOURCES = ("c5", "p5")
@@ -36,17 +36,21 @@ class FPN(tf_keras.layers.Layer):
   """{3: C3, 4: C4, 5: C5} -> {min_level: P_min, ..., max_level: P_max}, each `num_channels` wide."""
 
   def __init__(self, *, min_level: int = 3, max_level: int = 7, num_channels: int = 256,
-               p6_source: str = "c5", use_batch_norm: bool = False, norm_momentum: float = 0.99,
-               norm_epsilon: float = 1e-3, use_sync_bn: bool = False, name: str = "fpn",
-               **kwargs):
+               p6_source: str = "c5", use_batch_norm: bool = False,
+               use_group_norm: bool = False, group_norm_groups: int = 32,
+               norm_momentum: float = 0.99, norm_epsilon: float = 1e-3,
+               use_sync_bn: bool = False, name: str = "fpn", **kwargs):
     super().__init__(name=name, **kwargs)
     if not 3 <= min_level <= BACKBONE_MAX_LEVEL or max_level < min_level:
       raise ValueError(f"FPN needs 3 <= min_level <= {BACKBONE_MAX_LEVEL} and "
                        f"max_level >= min_level, got min_level={min_level}, max_level={max_level}")
     if p6_source not in P6_SOURCES:
       raise ValueError(f"FPN p6_source={p6_source!r} is not one of {P6_SOURCES}")
+    if use_batch_norm and use_group_norm:
+      raise ValueError("FPN: use_batch_norm and use_group_norm are exclusive")
     self._args = dict(min_level=min_level, max_level=max_level, num_channels=num_channels,
                       p6_source=p6_source, use_batch_norm=use_batch_norm,
+                      use_group_norm=use_group_norm, group_norm_groups=group_norm_groups,
                       norm_momentum=norm_momentum, norm_epsilon=norm_epsilon,
                       use_sync_bn=use_sync_bn)
     self.min_level = min_level
@@ -65,10 +69,14 @@ class FPN(tf_keras.layers.Layer):
       setattr(self, f"coarse_p{level}", tf_keras.layers.Conv2D(
           kernel_size=3, strides=2, padding="valid", name=f"coarse_p{level}", **conv))
     self.use_batch_norm = use_batch_norm
-    if use_batch_norm:
-      for level in range(min_level, max_level + 1):
+    self.use_group_norm = use_group_norm
+    for level in range(min_level, max_level + 1):
+      if use_batch_norm:
         setattr(self, f"bn_p{level}", batch_norm(name=f"bn_p{level}", momentum=norm_momentum,
                                                  epsilon=norm_epsilon, synchronized=use_sync_bn))
+      if use_group_norm:
+        setattr(self, f"gn_p{level}", group_norm(name=f"gn_p{level}", groups=group_norm_groups,
+                                                 epsilon=norm_epsilon))
 
   def call(self, features: Dict[int, tf.Tensor],
            training: Optional[bool] = None) -> Dict[int, tf.Tensor]:
@@ -92,6 +100,8 @@ class FPN(tf_keras.layers.Layer):
     if self.use_batch_norm:
       pyramid = {level: getattr(self, f"bn_p{level}")(x, training=training)
                  for level, x in pyramid.items()}
+    if self.use_group_norm:
+      pyramid = {level: getattr(self, f"gn_p{level}")(x) for level, x in pyramid.items()}
     return {level: pyramid[level] for level in range(self.min_level, self.max_level + 1)}
 
   def get_config(self) -> dict:

@@ -5,11 +5,15 @@ prediction conv with A * K outputs per location. The conv layers are the same
 objects on every pyramid level (shared weights). With `use_batch_norm`, each
 level has its own batch norm after each conv (Model Garden's choice): the
 levels' activation statistics differ, so one shared moving average would fit
-none of them at inference time. All convs keep their bias (as Model Garden).
+none of them at inference time. With `use_group_norm` a group norm follows
+each conv and, having no moving statistics, is shared by all levels like the
+convs (torchvision's retinanet_resnet50_fpn_v2, FCOS, ATSS). All convs keep
+their bias (as Model Garden).
 Kernels are initialized from N(0, 0.01); the class prediction bias is
 `prior_probability_bias(p)`, so every anchor starts at foreground probability p.
 
-Variable names: {name}/conv{i}/..., {name}/bn{i}_p{level}/..., {name}/prediction/...
+Variable names: {name}/conv{i}/..., {name}/bn{i}_p{level}/..., {name}/gn{i}/...,
+{name}/prediction/...
 with i = 1..num_convs and name "class_head" or "box_head".
 """
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Dict, List, Optional
 import tensorflow as tf
 import tf_keras
 
-from retinanet.modeling.resnet import batch_norm
+from retinanet.modeling.resnet import batch_norm, group_norm
 
 KERNEL_STDDEV = 0.01
 
@@ -42,7 +46,8 @@ class RetinaNetHead(tf_keras.layers.Layer):
 
   def __init__(self, *, num_anchors: int, num_outputs_per_anchor: int, num_convs: int = 4,
                num_channels: int = 256, min_level: int = 3, max_level: int = 7,
-               use_batch_norm: bool = False, norm_momentum: float = 0.99,
+               use_batch_norm: bool = False, use_group_norm: bool = False,
+               group_norm_groups: int = 32, norm_momentum: float = 0.99,
                norm_epsilon: float = 1e-3, use_sync_bn: bool = False,
                prediction_bias: float = 0.0, name: str = "head", **kwargs):
     super().__init__(name=name, **kwargs)
@@ -50,9 +55,12 @@ class RetinaNetHead(tf_keras.layers.Layer):
       raise ValueError(f"{name}: num_anchors={num_anchors}, num_outputs_per_anchor="
                        f"{num_outputs_per_anchor}, num_convs={num_convs}, num_channels="
                        f"{num_channels} must be positive (num_convs may be 0)")
+    if use_batch_norm and use_group_norm:
+      raise ValueError(f"{name}: use_batch_norm and use_group_norm are exclusive")
     self._args = dict(num_anchors=num_anchors, num_outputs_per_anchor=num_outputs_per_anchor,
                       num_convs=num_convs, num_channels=num_channels, min_level=min_level,
                       max_level=max_level, use_batch_norm=use_batch_norm,
+                      use_group_norm=use_group_norm, group_norm_groups=group_norm_groups,
                       norm_momentum=norm_momentum, norm_epsilon=norm_epsilon,
                       use_sync_bn=use_sync_bn, prediction_bias=prediction_bias)
     self.num_anchors = num_anchors
@@ -61,6 +69,7 @@ class RetinaNetHead(tf_keras.layers.Layer):
     self.min_level = min_level
     self.max_level = max_level
     self.use_batch_norm = use_batch_norm
+    self.use_group_norm = use_group_norm
     # A fresh initializer per layer: an unseeded tf_keras initializer instance
     # returns the same values on every call, which would clone conv1 into conv2.
     init = lambda: tf_keras.initializers.RandomNormal(stddev=KERNEL_STDDEV)
@@ -74,6 +83,9 @@ class RetinaNetHead(tf_keras.layers.Layer):
           setattr(self, f"bn{i}_p{level}", batch_norm(
               name=f"bn{i}_p{level}", momentum=norm_momentum, epsilon=norm_epsilon,
               synchronized=use_sync_bn))
+      if use_group_norm:
+        setattr(self, f"gn{i}", group_norm(name=f"gn{i}", groups=group_norm_groups,
+                                           epsilon=norm_epsilon))
     self.prediction = tf_keras.layers.Conv2D(
         num_anchors * num_outputs_per_anchor, 3, padding="same", kernel_initializer=init(),
         bias_initializer=tf_keras.initializers.Constant(prediction_bias), name="prediction")
@@ -94,6 +106,8 @@ class RetinaNetHead(tf_keras.layers.Layer):
         x = conv(x)
         if self.use_batch_norm:
           x = getattr(self, f"bn{i}_p{level}")(x, training=training)
+        if self.use_group_norm:
+          x = getattr(self, f"gn{i}")(x)
         x = tf.nn.relu(x)
       outputs[level] = self.prediction(x)
     return outputs

@@ -82,6 +82,12 @@ def batch_norm(*, name: str, momentum: float, epsilon: float,
       momentum=momentum, epsilon=epsilon, synchronized=synchronized, name=name)
 
 
+def group_norm(*, name: str, groups: int, epsilon: float) -> tf_keras.layers.GroupNormalization:
+  """Group norm (Wu & He 2018) of the FPN and heads: no batch statistics, so it is
+  the same in training and inference, on any batch size and replica count."""
+  return tf_keras.layers.GroupNormalization(groups=groups, epsilon=epsilon, name=name)
+
+
 def _conv(filters: int, kernel_size: int, stride: int, name: str) -> tf_keras.layers.Conv2D:
   # Strided convs get explicit symmetric padding in `_pad_for`; stride-1 convs pad "same".
   return tf_keras.layers.Conv2D(

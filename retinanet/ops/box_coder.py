@@ -1,7 +1,10 @@
 """The one box coder: yxyx boxes <-> regression deltas relative to anchors.
 
-Deltas are [dy, dx, dh, dw] (Faster R-CNN / Model Garden parametrisation,
-scaled by variances = 1 / scale factors, default (0.1, 0.1, 0.2, 0.2)):
+Deltas are [dy, dx, dh, dw] (the Faster R-CNN parametrisation), divided by
+`variances` (= 1 / box coder weights). The default (1, 1, 1, 1) gives the
+unscaled deltas of Model Garden (box_coder_weights=None), detectron2 and
+torchvision RetinaNet; (0.1, 0.1, 0.2, 0.2) is the seed's scaled variant
+(config.check_box_loss_convention keeps the loss settings consistent):
 
   dy = (cy_box - cy_anchor) / h_anchor / variances[0]
   dx = (cx_box - cx_anchor) / w_anchor / variances[1]
@@ -20,7 +23,7 @@ import tensorflow as tf
 
 from retinanet.ops import box_ops
 
-DEFAULT_VARIANCES = (0.1, 0.1, 0.2, 0.2)
+DEFAULT_VARIANCES = (1.0, 1.0, 1.0, 1.0)
 # decode clamps the log size ratio (dh * variance) so exp() cannot overflow:
 # a box is at most 1000 / 16 times its anchor's side (Detectron, Model Garden).
 DELTA_CLAMP = math.log(1000.0 / 16.0)

@@ -130,6 +130,40 @@ def pairwise_iou_yxyx(boxes1: tf.Tensor, boxes2: tf.Tensor) -> tf.Tensor:
   return tf.math.divide_no_nan(inter, union)
 
 
+def pairwise_ioa_yxyx(boxes1: tf.Tensor, boxes2: tf.Tensor) -> tf.Tensor:
+  """Intersection over the area of boxes1 for yxyx boxes1 [N, 4], boxes2 [M, 4] -> [N, M].
+
+  The fraction of each box of boxes1 covered by each box of boxes2 (Detectron's
+  "iou with iscrowd" for crowd regions). Zero-area rows of boxes1 give 0.
+  """
+  boxes1 = tf.convert_to_tensor(boxes1)
+  boxes2 = tf.convert_to_tensor(boxes2, dtype=boxes1.dtype)
+  inter = pairwise_intersection_yxyx(boxes1, boxes2)
+  return tf.math.divide_no_nan(inter, box_area_yxyx(boxes1)[:, None])
+
+
+def generalized_iou_yxyx(boxes1: tf.Tensor, boxes2: tf.Tensor) -> tf.Tensor:
+  """GIoU (Rezatofighi et al. 2019) of matching rows of yxyx boxes [..., 4] -> [...].
+
+  GIoU = IoU - (C - U) / C with C the area of the smallest enclosing box and U
+  the union; in [-1, 1], 1 for identical boxes. Degenerate pairs (C = 0) give
+  IoU - 0 = 0 instead of NaN. Differentiable in both arguments.
+  """
+  boxes1 = tf.convert_to_tensor(boxes1)
+  boxes2 = tf.convert_to_tensor(boxes2, dtype=boxes1.dtype)
+  ymin1, xmin1, ymax1, xmax1 = tf.unstack(boxes1, axis=-1)
+  ymin2, xmin2, ymax2, xmax2 = tf.unstack(boxes2, axis=-1)
+  zero = tf.zeros([], boxes1.dtype)
+  inter = (tf.maximum(tf.minimum(ymax1, ymax2) - tf.maximum(ymin1, ymin2), zero) *
+           tf.maximum(tf.minimum(xmax1, xmax2) - tf.maximum(xmin1, xmin2), zero))
+  union = box_area_yxyx(boxes1) + box_area_yxyx(boxes2) - inter
+  enclosing = ((tf.maximum(ymax1, ymax2) - tf.minimum(ymin1, ymin2)) *
+               (tf.maximum(xmax1, xmax2) - tf.minimum(xmin1, xmin2)))
+  enclosing = tf.maximum(enclosing, zero)
+  iou = tf.math.divide_no_nan(inter, union)
+  return iou - tf.math.divide_no_nan(enclosing - union, enclosing)
+
+
 def clip_boxes_yxyx(boxes: tf.Tensor, image_size: ImageSize) -> tf.Tensor:
   """Clips yxyx pixel boxes [..., 4] to [0, height] x [0, width].
 

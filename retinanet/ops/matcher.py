@@ -8,10 +8,11 @@ Rules, for anchor i and its best IoU `best` over the matchable ground truth
   * allow_low_quality_matches: every anchor whose IoU with some matchable box
     equals that box's highest IoU over all anchors (ties included, > 0) also
     becomes POSITIVE, matched to its own best box (Detectron2's rule).
-  * Crowd boxes are never matched. An anchor that would be NEGATIVE but has
-    IoU >= negative_iou with a crowd box becomes IGNORED: the crowd region is
-    neither trained as object nor as background (Detectron-style crowd
-    filtering, with IoU and the ignore threshold). Positives from normal boxes
+  * Crowd boxes are never matched. An anchor that would be NEGATIVE but whose
+    intersection with a crowd box covers at least `crowd_ioa` of the anchor's
+    own area becomes IGNORED: the crowd region is neither trained as object
+    nor as background (Detectron's rule, CROWD_FILTER_THRESH = 0.7; IoU would
+    miss small anchors inside a large crowd box). Positives from normal boxes
     keep priority over a crowd overlap.
   * Invalid (padding) rows never match; an image without matchable boxes
     gives all NEGATIVE (except crowd overlaps, IGNORED).
@@ -50,17 +51,22 @@ def _masked_with_sentinel(iou: tf.Tensor, columns: tf.Tensor) -> tf.Tensor:
   return tf.concat([masked, sentinel], axis=1)
 
 
-def match(iou: tf.Tensor, gt_valid: tf.Tensor, gt_is_crowd: tf.Tensor, positive_iou: float,
-          negative_iou: float, allow_low_quality_matches: bool = False) -> MatchResult:
+def match(iou: tf.Tensor, anchor_ioa: tf.Tensor, gt_valid: tf.Tensor, gt_is_crowd: tf.Tensor,
+          positive_iou: float, negative_iou: float, allow_low_quality_matches: bool = False,
+          crowd_ioa: float = 0.7) -> MatchResult:
   """Matches N anchors to M ground-truth boxes given their IoU matrix.
 
   Args:
     iou: float [N, M] IoU of anchors (rows) with ground-truth boxes (columns).
+    anchor_ioa: float [N, M] intersection / anchor area (box_ops.pairwise_ioa_yxyx
+      of anchors and boxes); only its crowd columns are read.
     gt_valid: bool [M]; False for padding rows.
     gt_is_crowd: bool [M]; True for crowd regions.
     positive_iou: IoU at or above which an anchor is POSITIVE (0.5).
     negative_iou: IoU below which an anchor is NEGATIVE (0.4); in between IGNORED.
     allow_low_quality_matches: also make each box's best anchor(s) POSITIVE.
+    crowd_ioa: anchor_ioa with a crowd box at or above which a NEGATIVE anchor
+      becomes IGNORED.
 
   Returns:
     MatchResult(matched_gt_index [N] int32, match_state [N] int32 in MATCH_STATES).
@@ -85,8 +91,8 @@ def match(iou: tf.Tensor, gt_valid: tf.Tensor, gt_is_crowd: tf.Tensor, positive_
     is_best = tf.logical_and(scores >= best_per_gt[None, :], best_per_gt[None, :] > 0.0)
     state = tf.where(tf.reduce_any(is_best, axis=1), POSITIVE, state)
 
-  crowd_iou = tf.reduce_max(_masked_with_sentinel(iou, crowd), axis=1)
-  state = tf.where(tf.logical_and(tf.equal(state, NEGATIVE), crowd_iou >= negative_iou), IGNORED,
+  in_crowd = tf.reduce_max(_masked_with_sentinel(tf.cast(anchor_ioa, tf.float32), crowd), axis=1)
+  state = tf.where(tf.logical_and(tf.equal(state, NEGATIVE), in_crowd >= crowd_ioa), IGNORED,
                    state)
   state = tf.cast(state, tf.int32)
   matched = tf.where(tf.equal(state, POSITIVE), best_index, NO_MATCH_INDEX)

@@ -67,10 +67,10 @@ import tf_keras
 
 from data import coco
 from retinanet import config as config_lib
+from retinanet import factory
 from retinanet import model_dir as model_dir_lib
 from retinanet.config import InputConfig, ModelConfig, NMS_MODES, PostprocessConfig
 from retinanet.dataloader import preprocess_ops
-from retinanet.ops import anchors as anchor_ops
 from retinanet.ops import postprocess as postprocess_ops
 from retinanet.serving import preprocess
 from retinanet.training import checkpointing
@@ -228,11 +228,7 @@ def build_detection_module(model: tf_keras.Model, *, model_config: ModelConfig,
     raise ValueError(
         f"export: the label map has {label_map.num_classes} classes but model.num_classes="
         f"{model_config.num_classes}; export with the label map the model was trained on")
-  a = model_config.anchors
-  layout = anchor_ops.Anchors(
-      image_size=tuple(model_config.input_size), min_level=model_config.fpn.min_level,
-      max_level=model_config.fpn.max_level, anchor_size=a.anchor_size,
-      scales_per_octave=a.scales_per_octave, aspect_ratios=tuple(a.aspect_ratios))
+  layout = factory.build_anchors(model_config)
   p = postprocess_config
   return DetectionModule(
       model, input_size=tuple(model_config.input_size), anchors=layout.boxes(),

@@ -1,9 +1,10 @@
-"""SGD with momentum (+ dynamic loss scaling for float16), L2 weight decay, clipping.
+"""SGD with momentum or AdamW (+ dynamic loss scaling for float16), weight decay, clipping.
 
-Weight decay is an explicit loss term, `l2_weight_decay * sum(||w||^2) / 2`
-over kernel weights only (conv / dense kernels; not batch-norm gamma/beta nor
-biases), as in the seed trainer and Model Garden: its gradient is
-`l2_weight_decay * w`, Detectron's "WEIGHT_DECAY".
+With SGD, weight decay is an explicit loss term, `l2_weight_decay * sum(||w||^2) / 2`
+over kernel weights only (conv / dense kernels; not normalization gamma/beta
+nor biases), as in the seed trainer and Model Garden: its gradient is
+`l2_weight_decay * w`, Detectron's "WEIGHT_DECAY". AdamW decays the same
+kernels inside the optimizer (decoupled, torchvision's --norm-weight-decay 0).
 """
 from __future__ import annotations
 
@@ -33,17 +34,33 @@ def l2_regularization(variables: Sequence[tf.Variable], weight_decay: float) -> 
 
 
 def build_optimizer(learning_rate: tf_keras.optimizers.schedules.LearningRateSchedule, *,
-                    momentum: float, mixed_precision: str) -> tf_keras.optimizers.Optimizer:
-  """SGD momentum; wrapped in a dynamic LossScaleOptimizer for "mixed_float16".
+                    momentum: float, mixed_precision: str, optimizer_type: str = "sgd",
+                    weight_decay: float = 0.0) -> tf_keras.optimizers.Optimizer:
+  """SGD momentum or AdamW; wrapped in a dynamic LossScaleOptimizer for "mixed_float16".
 
-  Create it under the strategy scope. Clipping is done by the train step on
-  the all-reduced gradients (so it sees the global norm), not by the optimizer.
+  Create it under the strategy scope, then call `exclude_non_kernels_from_decay`
+  before it is built. Clipping is done by the train step on the all-reduced
+  gradients (so it sees the global norm), not by the optimizer.
   """
-  optimizer = tf_keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
-                                      jit_compile=False)
+  if optimizer_type == "sgd":
+    optimizer = tf_keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
+                                        jit_compile=False)
+  elif optimizer_type == "adamw":
+    optimizer = tf_keras.optimizers.AdamW(learning_rate=learning_rate,
+                                          weight_decay=weight_decay, jit_compile=False)
+  else:
+    raise ValueError(f"build_optimizer: optimizer_type={optimizer_type!r} is not sgd or adamw")
   if mixed_precision == "mixed_float16":
     optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer, dynamic=True)
   return optimizer
+
+
+def exclude_non_kernels_from_decay(optimizer: tf_keras.optimizers.Optimizer,
+                                   variables: Sequence[tf.Variable]) -> None:
+  """AdamW: decay only kernels (not norm gamma/beta, not biases); no-op otherwise."""
+  inner = optimizer.inner_optimizer if is_loss_scaled(optimizer) else optimizer
+  if isinstance(inner, tf_keras.optimizers.AdamW):
+    inner.exclude_from_weight_decay(var_list=[v for v in variables if not is_kernel(v)])
 
 
 def is_loss_scaled(optimizer: tf_keras.optimizers.Optimizer) -> bool:

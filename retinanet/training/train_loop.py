@@ -130,15 +130,21 @@ class TrainResult:
   finetune: Optional["finetune.FinetuneReport"] = None
 
 
-def retinanet_loss_fn(*, alpha: float, gamma: float, delta: float, box_loss_weight: float
+def retinanet_loss_fn(*, alpha: float, gamma: float, delta: float, box_loss_weight: float,
+                      box_loss: str = "huber", anchors: Optional[tf.Tensor] = None,
+                      variances: Sequence[float] = (1.0, 1.0, 1.0, 1.0)
                       ) -> Tuple[LossFn, PositivesFn]:
-  """The (loss_fn, positives_fn) pair of `retinanet.losses` for Trainer."""
+  """The (loss_fn, positives_fn) pair of `retinanet.losses` for Trainer.
+
+  `anchors` (float [N, 4]) and `variances` are needed by box_loss="giou".
+  """
 
   def loss_fn(outputs, labels, normalizer):
     return losses_lib.retinanet_loss(
         outputs["class_outputs"], outputs["box_outputs"], labels["class_targets"],
         labels["box_targets"], labels["match_state"], alpha=alpha, gamma=gamma, delta=delta,
-        box_loss_weight=box_loss_weight, normalizer=normalizer)
+        box_loss_weight=box_loss_weight, normalizer=normalizer, box_loss=box_loss,
+        anchors=anchors, variances=variances)
 
   def positives_fn(labels):
     return losses_lib.num_positive_anchors(labels["match_state"])
@@ -186,6 +192,7 @@ class Trainer:
                        f"{list(freeze_patterns)}")
 
     with strategy.scope():
+      optimizer_lib.exclude_non_kernels_from_decay(optimizer, self.train_variables)
       optimizer.build(self.train_variables)
       self.ema = (ema_lib.WeightAverage({p: trainable[p] for p in self.train_paths},
                                         options.ema_decay) if options.ema_decay > 0 else None)

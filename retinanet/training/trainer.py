@@ -50,11 +50,16 @@ def build_trainer(config: config_lib.ExperimentConfig, *, train_files: Union[str
     model = factory.build_model(config.model)
     schedule = build_learning_rate(config.optimizer, config.train.total_steps)
     optimizer = build_optimizer(schedule, momentum=config.optimizer.momentum,
-                                mixed_precision=config.train.mixed_precision)
+                                mixed_precision=config.train.mixed_precision,
+                                optimizer_type=config.optimizer.type,
+                                weight_decay=config.optimizer.weight_decay)
   loss = config.loss
+  anchors = (factory.build_anchors(config.model).boxes() if loss.box_loss == "giou" else None)
   loss_fn, positives_fn = retinanet_loss_fn(alpha=loss.focal_alpha, gamma=loss.focal_gamma,
                                             delta=loss.huber_delta,
-                                            box_loss_weight=loss.box_loss_weight)
+                                            box_loss_weight=loss.box_loss_weight,
+                                            box_loss=loss.box_loss, anchors=anchors,
+                                            variances=config.model.box_variances)
   if dataset_fn is None:
     dataset_fn = input_reader.dataset_fn_from_config(config, train_files, is_training=True)
   return Trainer(strategy=strategy, model=model, optimizer=optimizer, loss_fn=loss_fn,
