@@ -4,8 +4,11 @@ Vertex's compiler needs TYPE_NAME to equal the importable class path
 (`package.ClassName`, see shared TFX notes) and no PROPERTIES: values go in
 custom properties instead. Both classes are re-exported by `components`.
 """
+import logging
 import os
+from typing import Optional
 
+import tensorflow as tf
 from tfx.types import artifact_utils
 from tfx.types.artifact import Artifact
 
@@ -31,3 +34,16 @@ MODEL_RUN_TENSORBOARD_DIR = "tensorboard"
 def examples_file_pattern(examples: Artifact, split: str) -> str:
   """The TFRecord glob of one split of an Examples artifact (`<uri>/Split-<split>/*`)."""
   return os.path.join(artifact_utils.get_split_uri([examples], split), "*")
+
+
+def examples_ground_truth_path(examples: Artifact, split: str) -> Optional[str]:
+  """The split's COCO ground-truth JSON written by CocoExampleGen, or None (with a
+  warning) for Examples without one: evaluation then reads the records."""
+  from data import convert  # pylint: disable=g-import-not-at-top
+  path = convert.ground_truth_path(examples.uri, split)
+  if tf.io.gfile.exists(path):
+    return path
+  logging.getLogger(__name__).warning(
+      "%s has no ground-truth file %s: evaluating against the records (converted boxes, at "
+      "most input.max_instances objects per image)", examples.uri, path)
+  return None

@@ -16,7 +16,7 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
-from components.artifacts import examples_file_pattern
+from components.artifacts import examples_file_pattern, examples_ground_truth_path
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +65,10 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
 
   overrides = json.loads(postprocess_overrides or "{}")
   file_pattern = examples_file_pattern(examples, split)
+  ground_truth = examples_ground_truth_path(examples, split)
   result = evaluate_model.evaluate_model_dir(model.uri, file_pattern,
-                                             postprocess_overrides=overrides)
+                                             postprocess_overrides=overrides,
+                                             ground_truth_path=ground_truth)
   coco_metrics.write_metrics_json(os.path.join(evaluation.uri, METRICS_FILE), result.metrics)
   coco_metrics.write_metrics_json(os.path.join(evaluation.uri, PER_CLASS_FILE),
                                   {"per_class": result.per_class_ap})
@@ -78,11 +80,13 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
     evaluation.set_float_custom_property(name, float(result.metrics[name]))
   evaluation.set_int_custom_property("num_images", int(result.num_images))
   evaluation.set_string_custom_property("split", split)
+  evaluation.set_string_custom_property("ground_truth", ground_truth or "records")
 
   baseline_ap = None
   if baseline_model is not None and baseline_model.uri != model.uri:
     baseline = evaluate_model.evaluate_model_dir(baseline_model.uri, file_pattern,
-                                                 postprocess_overrides=overrides)
+                                                 postprocess_overrides=overrides,
+                                                 ground_truth_path=ground_truth)
     baseline_ap = float(baseline.metrics["AP"])
     evaluation.set_float_custom_property("baseline_AP", baseline_ap)
   decision = decide_blessing(float(result.metrics["AP"]), min_ap, baseline_ap, max_ap_regression)

@@ -30,8 +30,11 @@ class LabelMapEntry:
   name: str
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+  """A JSON integer (bool is not)."""
   return isinstance(value, int) and not isinstance(value, bool)
+
+
 
 
 def _is_number(value: Any) -> bool:
@@ -53,7 +56,7 @@ class LabelMap:
       raise CocoFormatError(
           f"label map: {len(self.category_ids)} category ids but {len(self.names)} names")
     for i, cid in enumerate(self.category_ids):
-      if not _is_int(cid):
+      if not is_int(cid):
         raise CocoFormatError(f"label map: category id {cid!r} of index {i} is not an integer")
       if i and cid <= self.category_ids[i - 1]:
         raise CocoFormatError(
@@ -80,7 +83,7 @@ class LabelMap:
       where = f"{source}: categories[{i}]"
       if not isinstance(cat, Mapping):
         raise CocoFormatError(f"{where} is not an object")
-      if not _is_int(cat.get("id")):
+      if not is_int(cat.get("id")):
         raise CocoFormatError(f"{where} needs an integer \"id\", got {cat.get('id')!r}")
       if not isinstance(cat.get("name"), str) or not cat["name"]:
         raise CocoFormatError(f"{where} (id {cat['id']}) needs a non-empty string \"name\"")
@@ -132,7 +135,7 @@ class LabelMap:
     return self.names[index]
 
   def _check_index(self, index: int) -> None:
-    if not _is_int(index) or not 0 <= index < self.num_classes:
+    if not is_int(index) or not 0 <= index < self.num_classes:
       raise IndexError(f"class index {index!r} is outside 0..{self.num_classes - 1}")
 
   def to_json(self) -> str:
@@ -190,31 +193,38 @@ def _require_list(data: Mapping[str, Any], key: str, source: str) -> List[Any]:
   return data[key]
 
 
-def _validate_image(i: int, image: Any, source: str) -> None:
+def _validate_image(i: int, image: Any, source: str, for_evaluation: bool) -> None:
   where = f"{source}: images[{i}]"
   if not isinstance(image, dict):
     raise CocoFormatError(f"{where} is not an object")
-  if not _is_int(image.get("id")):
+  if not is_int(image.get("id")):
     raise CocoFormatError(f"{where} needs an integer \"id\", got {image.get('id')!r}")
   name = image.get("file_name")
-  if not isinstance(name, str) or not name:
+  if not for_evaluation and (not isinstance(name, str) or not name):
     raise CocoFormatError(f"{where} (id {image['id']}) needs a non-empty string \"file_name\"")
   for key in ("width", "height"):
-    if key in image and not (_is_int(image[key]) and image[key] > 0):
+    if key in image and not (is_int(image[key]) and image[key] > 0):
       raise CocoFormatError(
           f"{where} (id {image['id']}): \"{key}\" must be a positive integer, got {image[key]!r}")
 
 
-def _validate_annotation(i: int, ann: Any, source: str) -> None:
+def _validate_annotation(i: int, ann: Any, source: str, for_evaluation: bool) -> None:
   where = f"{source}: annotation {i}"
   if not isinstance(ann, dict):
     raise CocoFormatError(f"{where} is not an object")
   if "id" in ann:
     where += f" (id {ann['id']})"
+  if for_evaluation:
+    for key in ("id", "area", "iscrowd"):
+      if key not in ann:
+        raise CocoFormatError(f"{where} has no \"{key}\" (pycocotools needs it)")
+    if not is_int(ann["id"]) or ann["id"] < 1:
+      raise CocoFormatError(f"{where}: annotation ids must be unique integers >= 1 "
+                            "(pycocotools reads id 0 as 'unmatched')")
   for key in ("image_id", "category_id"):
     if key not in ann:
       raise CocoFormatError(f"{where} has no \"{key}\"")
-    if not _is_int(ann[key]):
+    if not is_int(ann[key]):
       raise CocoFormatError(f"{where}: \"{key}\" must be an integer, got {ann[key]!r}")
   if "bbox" not in ann:
     raise CocoFormatError(f"{where} has no \"bbox\" (expected [x, y, width, height] in pixels)")
@@ -228,12 +238,38 @@ def _validate_annotation(i: int, ann: Any, source: str) -> None:
     raise CocoFormatError(f"{where}: \"iscrowd\" must be 0 or 1, got {ann['iscrowd']!r}")
 
 
-def validate_coco(data: Any, source: str) -> None:
+def _check_references(data: Mapping[str, Any], source: str) -> None:
+  """Evaluation: unique image and annotation ids, and every reference resolves."""
+  image_ids = set()
+  for i, image in enumerate(data["images"]):
+    if image["id"] in image_ids:
+      raise CocoFormatError(f"{source}: images[{i}] repeats image id {image['id']}")
+    image_ids.add(image["id"])
+  category_ids = {category["id"] for category in data["categories"]}
+  annotation_ids = set()
+  for i, ann in enumerate(data["annotations"]):
+    where = f"{source}: annotation {i} (id {ann['id']})"
+    if ann["id"] in annotation_ids:
+      raise CocoFormatError(f"{where}: annotation ids must be unique integers >= 1 "
+                            "(pycocotools indexes annotations by id)")
+    annotation_ids.add(ann["id"])
+    if ann["image_id"] not in image_ids:
+      raise CocoFormatError(f"{where}: image_id {ann['image_id']} is not in \"images\"")
+    if ann["category_id"] not in category_ids:
+      raise CocoFormatError(f"{where}: category_id {ann['category_id']} is not in "
+                            "\"categories\"")
+
+
+def validate_coco(data: Any, source: str, for_evaluation: bool = False) -> None:
   """Checks the structure of a parsed instances file; raises CocoFormatError.
 
+  The one COCO validator, for conversion (the default) and for evaluation.
   Needed: top-level "images", "annotations", "categories" lists; each image
-  an integer "id" and a "file_name"; each annotation integer "image_id" and
-  "category_id" and a 4-number "bbox"; "area" and "iscrowd" (0/1) optional.
+  an integer "id" (and, for conversion, a "file_name"); each annotation
+  integer "image_id" and "category_id" and a 4-number "bbox"; "area" and
+  "iscrowd" (0/1) optional for conversion. For evaluation (pycocotools), also
+  unique annotation ids >= 1, "area" and "iscrowd" on every annotation,
+  unique image ids, and image / category ids that resolve.
   """
   if not isinstance(data, dict):
     raise CocoFormatError(f"{source}: the top level must be a JSON object, "
@@ -242,14 +278,16 @@ def validate_coco(data: Any, source: str) -> None:
   annotations = _require_list(data, "annotations", source)
   categories = _require_list(data, "categories", source)
   for i, image in enumerate(images):
-    _validate_image(i, image, source)
+    _validate_image(i, image, source, for_evaluation)
   for i, ann in enumerate(annotations):
-    _validate_annotation(i, ann, source)
+    _validate_annotation(i, ann, source, for_evaluation)
   LabelMap.from_categories(categories, source)
+  if for_evaluation:
+    _check_references(data, source)
 
 
-def read_coco_json(path: str) -> Dict[str, Any]:
-  """Reads (local or gs://), parses and validates a COCO instances file."""
+def read_coco_json(path: str, for_evaluation: bool = False) -> Dict[str, Any]:
+  """Reads (local or gs://), parses and validates a COCO instances file (`validate_coco`)."""
   if not tf.io.gfile.exists(path):
     raise FileNotFoundError(f"COCO annotations file {path} does not exist")
   with tf.io.gfile.GFile(path, "rb") as f:
@@ -261,7 +299,7 @@ def read_coco_json(path: str) -> Dict[str, Any]:
         f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
   except UnicodeDecodeError as e:
     raise CocoFormatError(f"{path}: not UTF-8 text ({e})") from e
-  validate_coco(data, path)
+  validate_coco(data, path, for_evaluation)
   return data
 
 

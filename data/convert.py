@@ -5,6 +5,17 @@ Output (the TFX `Examples` artifact layout, plus two JSON files):
     <output_dir>/Split-<name>/data_tfrecord-00000-of-00004.gz   (one Example per image)
     <output_dir>/label_map.json                                 (data.coco.LabelMap.to_json)
     <output_dir>/conversion_stats.json                          (per-split counts, below)
+    <output_dir>/ground_truth/instances_<name>.json             (COCO ground truth, below)
+
+Ground truth for evaluation: the split's annotation file restricted to the
+images that were written, with the original image ids, annotation ids,
+category ids, boxes, areas and crowd flags (no segmentation), and the label
+map's categories. COCO AP is computed against it, as against the original
+instances_val2017.json, not against the records (whose boxes are clipped and
+whose objects the input pipeline may truncate). Annotations whose category is
+not in the label map, or whose box is not finite, cannot be scored and are
+left out (counted as unknown_category / degenerate_box). Each shard writer
+writes the part of its images; one step merges the parts in shard order.
 
 Pipeline per split: read the COCO JSON in one worker (slim per-image records:
 no segmentation, no pixels) -> assign each image to shard
@@ -72,6 +83,7 @@ from data.coco import LabelMap  # noqa: E402
 
 LABEL_MAP_FILE = "label_map.json"
 STATS_FILE = "conversion_stats.json"
+GROUND_TRUTH_DIR = "ground_truth"
 SHARD_PREFIX = "data_tfrecord"
 # Shards of ~128 MiB: large enough for efficient sequential reads, small
 # enough that a retried shard is cheap and readers can interleave many.
@@ -117,6 +129,34 @@ log = logging.getLogger(__name__)
 
 def split_dir(output_dir: str, split: str) -> str:
   return os.path.join(output_dir, f"Split-{split}")
+
+
+def ground_truth_path(output_dir: str, split: str) -> str:
+  """The COCO ground-truth JSON of a converted split (module docstring)."""
+  return os.path.join(output_dir, GROUND_TRUTH_DIR, f"instances_{split}.json")
+
+
+def _ground_truth_part_path(output_dir: str, split: str, shard: int, num_shards: int) -> str:
+  return os.path.join(output_dir, GROUND_TRUTH_DIR, f".parts-{split}",
+                      f"part-{shard:05d}-of-{num_shards:05d}.json")
+
+
+def ground_truth_annotation(ann: Mapping[str, Any], image_id: int,
+                            label_map: LabelMap) -> Optional[Dict[str, Any]]:
+  """The evaluation record of a validated annotation, or None when it cannot be scored.
+
+  Keeps the original id, category id, box and area; a missing area becomes the
+  box area and a missing iscrowd 0 (what pycocotools needs).
+  """
+  if not label_map.has_category(ann["category_id"]):
+    return None
+  bbox = [float(v) for v in ann["bbox"]]
+  if not all(math.isfinite(v) for v in bbox):
+    return None
+  area = ann.get("area")
+  area = float(area) if area is not None and math.isfinite(area) else bbox[2] * bbox[3]
+  return {"id": ann.get("id"), "image_id": image_id, "category_id": ann["category_id"],
+          "bbox": bbox, "area": area, "iscrowd": int(ann.get("iscrowd", 0))}
 
 
 def shard_name(shard: int, num_shards: int) -> str:
@@ -220,12 +260,13 @@ class WriteShardFn(beam.DoFn):
   few images, and the file is the same as with one thread.
   """
 
-  def __init__(self, split: str, image_dir: str, output_split_dir: str, num_shards: int,
+  def __init__(self, split: str, image_dir: str, output_dir: str, num_shards: int,
                label_map: LabelMap, compression_level: int = GZIP_LEVEL,
                read_threads: int = READ_THREADS):
     self._split = split
     self._image_dir = image_dir
-    self._output_split_dir = output_split_dir
+    self._output_dir = output_dir
+    self._output_split_dir = split_dir(output_dir, split)
     self._num_shards = num_shards
     self._label_map = label_map
     self._compression_level = compression_level
@@ -245,13 +286,16 @@ class WriteShardFn(beam.DoFn):
     options = tf.io.TFRecordOptions(compression_type="GZIP",
                                     compression_level=self._compression_level)
     start = last_log = time.monotonic()
+    ground_truth: Dict[str, List[Dict[str, Any]]] = {"images": [], "annotations": []}
     with tf.io.TFRecordWriter(partial, options) as writer, \
         concurrent.futures.ThreadPoolExecutor(self._read_threads) as pool:
       encoded = _ordered_map(pool, self._encode, records, 2 * self._read_threads)
-      for done, (serialized, outcome) in enumerate(encoded, 1):
+      for done, (serialized, outcome, truth) in enumerate(encoded, 1):
         counters.update(outcome)
         if serialized is not None:
           writer.write(serialized)
+          ground_truth["images"].append(truth[0])
+          ground_truth["annotations"].extend(truth[1])
           self._images_written.inc()
           self._boxes_written.inc(outcome["boxes_written"])
         else:
@@ -262,12 +306,18 @@ class WriteShardFn(beam.DoFn):
           log.info("[%s] shard %d/%d: %d/%d images (%.0f images/s)", self._split, shard + 1,
                    self._num_shards, done, len(records), done / max(now - start, 1e-9))
     tf.io.gfile.rename(partial, path, overwrite=True)
+    _write_json(_ground_truth_part_path(self._output_dir, self._split, shard, self._num_shards),
+                ground_truth)
     log.info("[%s] wrote %s: %d examples", self._split, path, counters["images_written"])
     yield dict(counters)
 
   def _encode(self, record: Tuple[Dict[str, Any], List[Dict[str, Any]]]
-              ) -> Tuple[Optional[bytes], Dict[str, int]]:
-    """(serialized Example or None if skipped, counter increments) of one image."""
+              ) -> Tuple[Optional[bytes], Dict[str, int], Optional[Tuple[Dict, List[Dict]]]]:
+    """(serialized Example or None if skipped, counter increments, ground truth) of one image.
+
+    The ground truth is (COCO image record with the header's size, evaluation
+    annotations) for a written image, None for a skipped one.
+    """
     image, annotations = record
     outcome: Dict[str, int] = collections.Counter()
     image_path = os.path.join(self._image_dir, image["file_name"])
@@ -281,7 +331,7 @@ class WriteShardFn(beam.DoFn):
       outcome[_SKIP + reason] += 1
       outcome[_DROP + codec.IMAGE_SKIPPED] += len(annotations)
       log.warning("[%s] skip image %s: %s, %s", self._split, image["id"], reason, message)
-      return None, outcome
+      return None, outcome, None
     height = example.features.feature[schema.HEIGHT].int64_list.value[0]
     width = example.features.feature[schema.WIDTH].int64_list.value[0]
     if (image.get("height", height), image.get("width", width)) != (height, width):
@@ -300,7 +350,70 @@ class WriteShardFn(beam.DoFn):
                   reason)
     for label in report.labels:
       outcome[_CLASS + str(label)] += 1
-    return example.SerializeToString(deterministic=True), outcome
+    truth = [t for t in (ground_truth_annotation(a, image["id"], self._label_map)
+                         for a in annotations) if t is not None]
+    outcome["ground_truth_annotations"] += len(truth)
+    image_record = {"id": image["id"], "file_name": image["file_name"], "height": height,
+                    "width": width}
+    return example.SerializeToString(deterministic=True), outcome, (image_record, truth)
+
+
+def _write_json(path: str, value: Any) -> None:
+  tf.io.gfile.makedirs(os.path.dirname(path))
+  with tf.io.gfile.GFile(path, "w") as f:
+    f.write(json.dumps(value, allow_nan=False))
+
+
+def merge_ground_truth(counters: Mapping[str, int], output_dir: str, split: str,
+                       num_shards: int, label_map: LabelMap,
+                       annotations_path: str) -> Dict[str, int]:
+  """Merges the shards' ground-truth parts into ground_truth_path(output_dir, split).
+
+  Runs once per split after every shard is written (its input is the summed
+  counters, which it returns with "ground_truth_images" added). Reads the
+  parts one at a time, so memory holds one shard's records plus the
+  annotation ids. Ids that are missing or repeated in the source file are
+  renumbered 1..N (pycocotools indexes annotations by id), with a warning.
+  """
+  parts = [_ground_truth_part_path(output_dir, split, shard, num_shards)
+           for shard in range(num_shards)]
+
+  def read(path: str) -> Dict[str, List[Dict[str, Any]]]:
+    with tf.io.gfile.GFile(path, "r") as f:
+      return json.load(f)
+
+  ids = [a["id"] for part in parts for a in read(part)["annotations"]]
+  valid_ids = all(coco.is_int(i) and i >= 1 for i in ids) and len(set(ids)) == len(ids)
+  if not valid_ids:
+    log.warning("[%s] annotation ids of %s are missing, not positive or repeated: the ground "
+                "truth numbers them 1..%d in file order", split, annotations_path, len(ids))
+  path = ground_truth_path(output_dir, split)
+  categories = [{"id": e.category_id, "name": e.name} for e in label_map.entries]
+  num_images = 0
+  with tf.io.gfile.GFile(path + ".incomplete", "w") as f:
+    f.write('{"info": %s, "categories": %s, "images": [' % (
+        json.dumps({"description": f"ground truth of the converted {split} split",
+                    "source": annotations_path}), json.dumps(categories)))
+    for part in parts:
+      for image in read(part)["images"]:
+        f.write(("," if num_images else "") + json.dumps(image))
+        num_images += 1
+    f.write('], "annotations": [')
+    number = 0
+    for part in parts:
+      for ann in read(part)["annotations"]:
+        number += 1
+        if not valid_ids:
+          ann = {**ann, "id": number}
+        f.write(("," if number > 1 else "") + json.dumps(ann, allow_nan=False))
+    f.write("]}\n")
+  tf.io.gfile.rename(path + ".incomplete", path, overwrite=True)
+  for part in parts:
+    tf.io.gfile.remove(part)
+  tf.io.gfile.rmtree(os.path.dirname(parts[0]))
+  log.info("[%s] wrote the ground truth %s: %d images, %d annotations", split, path, num_images,
+           len(ids))
+  return {**counters, "ground_truth_images": num_images}
 
 
 def summarize_split(counters: Mapping[str, int], split: str, label_map: LabelMap,
@@ -322,6 +435,9 @@ def summarize_split(counters: Mapping[str, int], split: str, label_map: LabelMap
       "boxes_clipped": get("boxes_clipped"),
       "crowd_boxes": get("crowd_boxes"),
       "boxes_per_class": {name: get(_CLASS + str(i)) for i, name in enumerate(label_map.names)},
+      "ground_truth_file": os.path.join(GROUND_TRUTH_DIR, f"instances_{split}.json"),
+      "ground_truth_images": get("ground_truth_images"),
+      "ground_truth_annotations": get("ground_truth_annotations"),
       "examples": get("images_written"),
       "num_shards": num_shards,
       "shards_written": get("shards_written"),
@@ -345,6 +461,9 @@ def check_reconciles(summary: Mapping[str, Any]) -> None:
     problems.append("boxes_per_class does not sum to boxes_written")
   if summary["shards_written"] != summary["num_shards"]:
     problems.append(f"{summary['shards_written']} of {summary['num_shards']} shards written")
+  if summary.get("ground_truth_images", summary["images_written"]) != summary["images_written"]:
+    problems.append(f"the ground truth has {summary['ground_truth_images']} images but "
+                    f"{summary['images_written']} were written")
   if problems:
     raise AssertionError(f"split {split}: statistics do not reconcile: {'; '.join(problems)}")
 
@@ -369,7 +488,7 @@ class CocoToTFRecords(beam.PTransform):
   """
 
   def __init__(self, *, split: str, annotations_path: str, image_dir: str,
-               output_split_dir: str, label_map: LabelMap, num_shards: int,
+               output_dir: str, label_map: LabelMap, num_shards: int,
                compression_level: int = GZIP_LEVEL, read_threads: int = READ_THREADS):
     super().__init__()
     if num_shards < 1:
@@ -377,7 +496,7 @@ class CocoToTFRecords(beam.PTransform):
     self._split = split
     self._annotations_path = annotations_path
     self._image_dir = image_dir
-    self._output_split_dir = output_split_dir
+    self._output_dir = output_dir
     self._label_map = label_map
     self._num_shards = num_shards
     self._compression_level = compression_level
@@ -391,12 +510,15 @@ class CocoToTFRecords(beam.PTransform):
     shard_counters = (read.records
                       | "GroupByShard" >> beam.GroupByKey()
                       | "WriteShards" >> beam.ParDo(WriteShardFn(
-                          self._split, self._image_dir, self._output_split_dir,
+                          self._split, self._image_dir, self._output_dir,
                           self._num_shards, self._label_map, self._compression_level,
                           self._read_threads)))
     return ((read[_STATS_TAG], shard_counters)
             | "AllCounters" >> beam.Flatten()
             | "SumCounters" >> beam.CombineGlobally(sum_counters)
+            | "MergeGroundTruth" >> beam.Map(merge_ground_truth, self._output_dir, self._split,
+                                             self._num_shards, self._label_map,
+                                             self._annotations_path)
             | "Summarize" >> beam.Map(summarize_split, self._split, self._label_map,
                                       self._num_shards, self._annotations_path, self._image_dir))
 
@@ -533,7 +655,7 @@ def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
   summaries = [
       pipeline | f"Convert[{split}]" >> CocoToTFRecords(
           split=split, annotations_path=splits[split][0], image_dir=splits[split][1],
-          output_split_dir=split_dirs[split], label_map=label_map, num_shards=shards[split],
+          output_dir=output_dir, label_map=label_map, num_shards=shards[split],
           compression_level=compression_level)
       for split in sorted(splits)]
   _ = (summaries

@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
                  help="Override a config value, validated by the config tree; repeatable. "
                       "e.g. --set train.total_steps=200 --set model.backbone.depth=34")
   g.add_argument("--list_configs", action="store_true", help="List shipped configs and exit.")
+  g.add_argument("--seed", type=int, default=0,
+                 help="Seeds model initialization, input order and augmentation, and makes the "
+                      "input pipeline deterministic, so a rerun on the same machine trains the "
+                      "same model (default: %(default)s). -1 keeps the config's seeds and its "
+                      "input.deterministic (faster input on many cores, not reproducible).")
   g.add_argument("--strategy", default="",
                  help="tf.distribute strategy: default, one_device, mirrored, "
                       "multi_worker_mirrored, tpu (default: the config's train.strategy).")

@@ -5,7 +5,7 @@ import argparse
 import logging
 import os
 import time
-from typing import Optional
+from typing import List, Optional
 
 from pipeline import cli, datasets
 from pipeline import pipeline as pipeline_lib
@@ -21,12 +21,23 @@ STAGE_NODES = {
 }
 
 
+def seed_overrides(seed: int) -> List[str]:
+  """Config overrides that make a run reproducible on one machine: the same model
+  initialization (train.seed) and the same input order and augmentation
+  (input.seed, input.deterministic). A negative seed keeps the config's own."""
+  if seed < 0:
+    return []
+  return [f"train.seed={seed}", f"input.seed={seed}", "input.deterministic=true"]
+
+
 def load_experiment_config(args: argparse.Namespace):
+  """The named config, then --seed, then --set overrides (which win)."""
   from retinanet import config as config_lib  # pylint: disable=g-import-not-at-top
   from retinanet import configs  # pylint: disable=g-import-not-at-top
   config = configs.load_named_config(args.config)
-  if args.overrides:
-    config = config_lib.apply_overrides(config, args.overrides)
+  overrides = seed_overrides(args.seed) + list(args.overrides)
+  if overrides:
+    config = config_lib.apply_overrides(config, overrides)
   return config
 
 

@@ -73,3 +73,17 @@ def test_local_beam_args_default_to_the_direct_runner():
   args = cli.build_parser().parse_args(["--direct_mode=in_memory", "--beam_arg=--foo=1"])
   assert cli.beam_args(args)[0] == "--direct_running_mode=in_memory"
   assert cli.beam_args(args)[-1] == "--foo=1"
+
+
+def test_seed_makes_runs_reproducible_by_default_and_set_wins():
+  from pipeline import run
+  parse = cli.build_parser().parse_args
+  config = run.load_experiment_config(parse([]))
+  assert (config.train.seed, config.input.seed, config.input.deterministic) == (0, 0, True)
+  config = run.load_experiment_config(parse(["--seed=7"]))
+  assert (config.train.seed, config.input.seed, config.input.deterministic) == (7, 7, True)
+  # --set comes after --seed; -1 keeps the config's own settings.
+  config = run.load_experiment_config(parse(["--seed=7", "--set", "input.seed=3"]))
+  assert (config.train.seed, config.input.seed) == (7, 3)
+  config = run.load_experiment_config(parse(["--seed=-1"]))
+  assert config.input.deterministic is False

@@ -211,13 +211,63 @@ def test_shards_are_sorted_and_keyed_by_image_id(bad_result):
     assert all(convert.shard_of(i, 3) == int(name.split("-")[1]) for i in ids)
 
 
+def test_ground_truth_is_the_original_annotations_of_the_written_images(clean, bad_result):
+  from retinanet.evaluation import coco_metrics
+  path = convert.ground_truth_path(bad_result.output_dir, "train")
+  truth = coco_metrics.load_coco_ground_truth(path)  # valid for pycocotools
+  examples, _ = _read_split(bad_result.split_dirs["train"])
+  assert sorted(im["id"] for im in truth["images"]) == sorted(examples)
+  assert {(im["id"], im["height"], im["width"]) for im in truth["images"]} == {
+      (i, e[schema.HEIGHT], e[schema.WIDTH]) for i, e in examples.items()}
+  label_map = coco.load_label_map(bad_result.label_map_path)
+  assert truth["categories"] == [{"id": c, "name": n}
+                                 for c, n in zip(label_map.category_ids, label_map.names)]
+  # The clean annotations unchanged (ids, boxes, areas, crowd flags).
+  original = {a["id"]: a for a in _load(clean.annotation_files["train"])["annotations"]}
+  by_id = {a["id"]: a for a in truth["annotations"]}
+  for ann_id, ann in original.items():
+    assert {k: by_id[ann_id][k] for k in ("image_id", "category_id", "bbox", "area", "iscrowd")} \
+        == {k: ann[k] for k in ("image_id", "category_id", "bbox", "area", "iscrowd")}
+  # Image 905: boxes as annotated (not clipped), the degenerate ones too (COCO scores
+  # them as misses), area filled from the box; the unknown category 999 is left out.
+  assert {a["id"]: a["bbox"] for a in truth["annotations"] if a["image_id"] == 905} == {
+      20_001: [-4, 10, 20, 100], 20_002: [5, 5, 0, 10], 20_003: [SIZE[1] + 1, 0, 5, 5],
+      20_005: [2, 3, 10, 8]}
+  assert by_id[20_001]["area"] == 2000 and by_id[20_005]["iscrowd"] == 1
+  # Nothing of the skipped images; counts reconcile with the statistics.
+  assert not {a["image_id"] for a in truth["annotations"]} & {900, 901, 902, 903, 77_777}
+  s = bad_result.stats["splits"]["train"]
+  assert s["ground_truth_images"] == s["images_written"] == len(truth["images"])
+  assert s["ground_truth_annotations"] == len(truth["annotations"]) == len(original) + 4
+  assert s["ground_truth_file"] == os.path.join("ground_truth", "instances_train.json")
+  # Val: the annotation of the category the label map does not know is left out.
+  val = coco_metrics.load_coco_ground_truth(convert.ground_truth_path(bad_result.output_dir,
+                                                                      "val"))
+  assert 30_000 not in {a["id"] for a in val["annotations"]}
+  assert not os.path.exists(os.path.join(bad_result.output_dir, "ground_truth", ".parts-train"))
+
+
+def test_ground_truth_renumbers_missing_or_repeated_annotation_ids(clean, tmp_path):
+  data = _load(clean.annotation_files["val"])
+  for ann in data["annotations"]:
+    ann.pop("id")
+  path = str(tmp_path / "no_ids.json")
+  _save(path, data)
+  result = convert.convert_coco({"val": (path, clean.splits["val"][1])}, str(tmp_path / "out"),
+                                num_shards=2, beam_pipeline_args=IN_MEMORY,
+                                label_map_split="val")
+  truth = _load(convert.ground_truth_path(result.output_dir, "val"))
+  assert sorted(a["id"] for a in truth["annotations"]) == list(
+      range(1, len(data["annotations"]) + 1))
+
+
 def test_output_is_byte_identical_across_runs(bad, tmp_path):
   a = convert.convert_coco(bad, str(tmp_path / "a"), num_shards=2, beam_pipeline_args=IN_MEMORY)
   b = convert.convert_coco(bad, str(tmp_path / "b"), num_shards=2, beam_pipeline_args=IN_MEMORY)
   files = sorted(os.path.relpath(p, a.output_dir)
                  for p in glob.glob(os.path.join(a.output_dir, "**", "*"), recursive=True)
                  if os.path.isfile(p))
-  assert len(files) == 2 + 2 + 2  # 2 shards per split, label map, stats
+  assert len(files) == 2 + 2 + 2 + 2  # 2 shards + ground truth per split, label map, stats
   _, mismatch, errors = filecmp.cmpfiles(a.output_dir, b.output_dir, files, shallow=False)
   assert (mismatch, errors) == ([], [])
 
@@ -360,12 +410,13 @@ def test_one_reader_thread_writes_the_same_bytes(bad, tmp_path):
   label_map = coco.label_map_from_coco(coco.read_coco_json(bad["train"][0]))
   outs = {}
   for threads in (1, 4):
-    out = tmp_path / f"t{threads}"
-    out.mkdir()
+    root = tmp_path / f"t{threads}"
+    out = root / "Split-train"
+    out.mkdir(parents=True)
     with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"] + IN_MEMORY)) as p:
       _ = p | convert.CocoToTFRecords(
           split="train", annotations_path=bad["train"][0], image_dir=bad["train"][1],
-          output_split_dir=str(out), label_map=label_map, num_shards=2, read_threads=threads)
+          output_dir=str(root), label_map=label_map, num_shards=2, read_threads=threads)
     outs[threads] = {n: (out / n).read_bytes() for n in sorted(os.listdir(out))}
   assert list(outs[1]) == [convert.shard_name(i, 2) for i in range(2)]
   assert outs[1] == outs[4]

@@ -151,13 +151,6 @@ def test_gzip_fixture_reads_back(tmp_path):
   assert ids == [1, 2, 3, 4, 5, 6]
 
 
-def test_feature_spec_agrees_with_the_data_stage_codec():
-  from data import example_codec
-  for key, feature in decoder.FEATURE_SPEC.items():
-    theirs = example_codec.FEATURE_SPEC[key]
-    assert type(feature) is type(theirs) and feature.dtype == theirs.dtype, key
-
-
 def test_decodes_an_example_written_by_the_data_stage():
   from data import coco, example_codec
   label_map = coco.LabelMap(category_ids=(3, 9), names=("cat", "dog"))

@@ -97,12 +97,13 @@ def test_build_coco_ground_truth_rejects_unknown_category_and_repeated_image():
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda d: d.pop("categories"), "missing list field 'categories'"),
-    (lambda d: d["annotations"][0].pop("iscrowd"), r"annotations\[0\] \(id 1\) has no 'iscrowd'"),
+    (lambda d: d.pop("categories"), 'missing the top-level "categories"'),
+    (lambda d: d["annotations"][0].pop("iscrowd"), r'annotation 0 \(id 1\) has no "iscrowd"'),
     (lambda d: d["annotations"][0].update(id=0), "unique integers >= 1"),
-    (lambda d: d["annotations"][0].update(image_id=77), "image_id 77 is not in 'images'"),
-    (lambda d: d["annotations"][0].update(category_id=5), "category_id 5 is not in 'categories'"),
-    (lambda d: d["annotations"][0].update(bbox=[1, 2, 3]), "bbox must be"),
+    (lambda d: d["annotations"].append(dict(d["annotations"][0])), "unique integers >= 1"),
+    (lambda d: d["annotations"][0].update(image_id=77), 'image_id 77 is not in "images"'),
+    (lambda d: d["annotations"][0].update(category_id=5), 'category_id 5 is not in "categories"'),
+    (lambda d: d["annotations"][0].update(bbox=[1, 2, 3]), '"bbox" must be'),
 ])
 def test_validate_coco_ground_truth_names_record_and_field(mutate, message):
   dataset = {"images": [{"id": 1, "height": 10, "width": 10}],
@@ -118,7 +119,7 @@ def test_validate_coco_ground_truth_names_record_and_field(mutate, message):
 def test_load_coco_ground_truth_reports_bad_json(tmp_path):
   path = tmp_path / "broken.json"
   path.write_text("{not json")
-  with pytest.raises(ValueError, match="broken.json: not valid JSON"):
+  with pytest.raises(ValueError, match="broken.json: invalid JSON"):
     cm.load_coco_ground_truth(str(path))
 
 

@@ -59,7 +59,9 @@ class Executor(base_executor.BaseExecutor):
     if config.train.eval_every > 0:
       from retinanet.evaluation import evaluate_model  # pylint: disable=g-import-not-at-top
       eval_fn = evaluate_model.make_eval_callback(
-          config, file_pattern=artifact_layout.examples_file_pattern(examples, "val"), label_map=label_map)
+          config, file_pattern=artifact_layout.examples_file_pattern(examples, "val"),
+          label_map=label_map,
+          ground_truth_path=artifact_layout.examples_ground_truth_path(examples, "val"))
     result = trainer.train(
         config,
         train_files=artifact_layout.examples_file_pattern(examples, "train"),

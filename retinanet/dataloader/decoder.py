@@ -10,7 +10,7 @@ from typing import Dict
 
 import tensorflow as tf
 
-from data import schema
+from data import example_codec, schema
 
 # Keys of the dict returned by `decode_example`.
 IMAGE = "image"                  # uint8 [H, W, 3]
@@ -23,20 +23,12 @@ AREAS = "areas"                  # float32 [M] annotation area in original pixel
 
 _OBJECT_FLOAT_KEYS = (schema.YMIN, schema.XMIN, schema.YMAX, schema.XMAX)
 
-# Only the keys training and evaluation read; the Example holds more.
+# Only the keys training and evaluation read (the Example holds more), with the
+# data stage's own feature spec: one definition for writer and reader.
+_READ_KEYS = (schema.ENCODED, schema.HEIGHT, schema.WIDTH, schema.IMAGE_ID) + \
+    _OBJECT_FLOAT_KEYS + (schema.LABEL, schema.IS_CROWD, schema.AREA)
 FEATURE_SPEC: Dict[str, tf.io.FixedLenFeature | tf.io.VarLenFeature] = {
-    schema.ENCODED: tf.io.FixedLenFeature([], tf.string),
-    schema.HEIGHT: tf.io.FixedLenFeature([], tf.int64),
-    schema.WIDTH: tf.io.FixedLenFeature([], tf.int64),
-    schema.IMAGE_ID: tf.io.FixedLenFeature([], tf.int64),
-    schema.YMIN: tf.io.VarLenFeature(tf.float32),
-    schema.XMIN: tf.io.VarLenFeature(tf.float32),
-    schema.YMAX: tf.io.VarLenFeature(tf.float32),
-    schema.XMAX: tf.io.VarLenFeature(tf.float32),
-    schema.LABEL: tf.io.VarLenFeature(tf.int64),
-    schema.IS_CROWD: tf.io.VarLenFeature(tf.int64),
-    schema.AREA: tf.io.VarLenFeature(tf.float32),
-}
+    key: example_codec.FEATURE_SPEC[key] for key in _READ_KEYS}
 
 
 def _dense(sparse: tf.SparseTensor) -> tf.Tensor:

@@ -16,6 +16,8 @@ Train element: image float32 [H, W, 3] and labels
   gt_boxes      float32 [max_instances, 4] yxyx model-input pixels (0 padding)
   gt_classes    int32 [max_instances] (-1 padding)
   gt_is_crowd   bool [max_instances] (False padding)
+  num_truncated int32 []     objects beyond max_instances (dropped from gt_*, never
+                             from the targets, which encode every object)
   image_id      int64 []
 
 Eval element: image float32 [H, W, 3] and labels
@@ -24,6 +26,7 @@ Eval element: image float32 [H, W, 3] and labels
   scale         float32 [2]  (y, x) resize factors: model pixels = original * scale
   gt_boxes / gt_classes / gt_is_crowd as above (boxes in model-input pixels)
   gt_areas      float32 [max_instances] annotation areas in original pixels (0 padding)
+  num_truncated int32 []     objects beyond max_instances (not in gt_*)
   is_valid      bool []      True; batch padding rows are False (input_reader)
 Map predictions back with `preprocess_ops.boxes_to_original_image`.
 `EvalParser.padding_element()` is the row that pads the last eval batch.
@@ -49,11 +52,12 @@ def _check_size(output_size: Sequence[int]) -> Tuple[int, int]:
 
 def _ground_truth(boxes: tf.Tensor, classes: tf.Tensor, is_crowd: tf.Tensor,
                   max_instances: int) -> Dict[str, tf.Tensor]:
-  """Pads / truncates the per-object tensors to max_instances rows."""
+  """Pads / truncates the per-object tensors to max_instances rows, counting what is cut."""
   return {
       "gt_boxes": ops.pad_or_truncate(boxes, max_instances, 0.0),
       "gt_classes": ops.pad_or_truncate(classes, max_instances, target_encoder.PADDING_CLASS),
       "gt_is_crowd": ops.pad_or_truncate(is_crowd, max_instances, False),
+      "num_truncated": tf.maximum(tf.shape(classes)[0] - max_instances, 0),
   }
 
 

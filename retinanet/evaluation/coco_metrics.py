@@ -27,6 +27,8 @@ import tensorflow as tf
 from pycocotools import coco as coco_api
 from pycocotools import cocoeval
 
+from data import coco
+
 logger = logging.getLogger(__name__)
 
 # The 12 numbers of COCOeval.summarize(), in its order (COCOeval.stats).
@@ -196,58 +198,14 @@ def build_coco_ground_truth(
 
 
 def validate_coco_ground_truth(dataset: Mapping[str, Any], source: str = "ground truth") -> None:
-  """Checks what pycocotools needs for box evaluation; errors name the record and field."""
-  if not isinstance(dataset, Mapping):
-    raise ValueError(f"{source}: expected a JSON object with images/annotations/categories")
-  for key in ("images", "annotations", "categories"):
-    if not isinstance(dataset.get(key), list):
-      raise ValueError(f"{source}: missing list field '{key}' (a COCO instances file has "
-                       "images, annotations and categories)")
-  image_ids = set()
-  for i, image in enumerate(dataset["images"]):
-    if not isinstance(image, Mapping) or "id" not in image:
-      raise ValueError(f"{source}: images[{i}] has no 'id'")
-    if image["id"] in image_ids:
-      raise ValueError(f"{source}: images[{i}] repeats image id {image['id']}")
-    image_ids.add(image["id"])
-  category_ids = set()
-  for i, category in enumerate(dataset["categories"]):
-    if not isinstance(category, Mapping) or "id" not in category:
-      raise ValueError(f"{source}: categories[{i}] has no 'id'")
-    if category["id"] in category_ids:
-      raise ValueError(f"{source}: categories[{i}] repeats category id {category['id']}")
-    category_ids.add(category["id"])
-  annotation_ids = set()
-  for i, ann in enumerate(dataset["annotations"]):
-    where = f"{source}: annotations[{i}]"
-    if not isinstance(ann, Mapping):
-      raise ValueError(f"{where} is not an object")
-    for field in ("id", "image_id", "category_id", "bbox", "area", "iscrowd"):
-      if field not in ann:
-        raise ValueError(f"{where} (id {ann.get('id')}) has no '{field}' field")
-    where = f"{where} (id {ann['id']})"
-    if not isinstance(ann["id"], int) or ann["id"] < 1 or ann["id"] in annotation_ids:
-      raise ValueError(f"{where}: annotation ids must be unique integers >= 1 "
-                       "(pycocotools reads id 0 as 'unmatched')")
-    annotation_ids.add(ann["id"])
-    if ann["image_id"] not in image_ids:
-      raise ValueError(f"{where}: image_id {ann['image_id']} is not in 'images'")
-    if ann["category_id"] not in category_ids:
-      raise ValueError(f"{where}: category_id {ann['category_id']} is not in 'categories'")
-    bbox = ann["bbox"]
-    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
-      raise ValueError(f"{where}: bbox must be [x, y, width, height], got {bbox!r}")
+  """What pycocotools needs for box evaluation (data.coco.validate_coco, evaluation mode);
+  raises data.coco.CocoFormatError (a ValueError) naming the record and field."""
+  coco.validate_coco(dataset, source, for_evaluation=True)
 
 
 def load_coco_ground_truth(path: str) -> Dict[str, Any]:
   """Reads and validates a COCO annotations JSON (local path or gs://)."""
-  with tf.io.gfile.GFile(path, "r") as f:
-    text = f.read()
-  try:
-    dataset = json.loads(text)
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{path}: not valid JSON: {e}") from e
-  validate_coco_ground_truth(dataset, source=path)
+  dataset = coco.read_coco_json(path, for_evaluation=True)
   logger.info("Loaded COCO ground truth %s: %d images, %d annotations, %d categories", path,
               len(dataset["images"]), len(dataset["annotations"]), len(dataset["categories"]))
   return dataset

@@ -2,7 +2,8 @@
 
     python -m retinanet.evaluation.continuous --checkpoint_dir MODEL_DIR/checkpoint \
         --config MODEL_DIR/config.json --label_map MODEL_DIR/label_map.json \
-        --file_pattern 'EXAMPLES/Split-val/*' --output_dir EVAL_DIR [--timeout 3600]
+        --file_pattern 'EXAMPLES/Split-val/*' --output_dir EVAL_DIR [--timeout 3600] \
+        [--ground_truth EXAMPLES/ground_truth/instances_val.json]
 
 Results go to `<output_dir>/eval_results.jsonl` (one line per checkpoint) and
 TensorBoard scalars under `<output_dir>/`. A restarted evaluator reads that file
@@ -109,6 +110,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument("--config", required=True, help="The training config JSON.")
   parser.add_argument("--label_map", required=True, help="label_map.json of the dataset.")
   parser.add_argument("--file_pattern", required=True, help="TFRecords of the eval split.")
+  parser.add_argument("--ground_truth", default="",
+                      help="COCO annotations JSON of the eval split (the data stage writes "
+                           "EXAMPLES/ground_truth/instances_val.json); default: the records.")
   parser.add_argument("--output_dir", required=True)
   parser.add_argument("--timeout", type=float, default=3600.0,
                       help="Stop after this many seconds without a new checkpoint.")
@@ -125,10 +129,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   config = config_lib.load_config(args.config)
   label_map = coco.load_label_map(args.label_map)
   model = factory.build_model(config.model)
+  evaluator = evaluate_model.make_evaluator(label_map, args.ground_truth or None)
 
   def evaluate_fn(prefix: str) -> Dict[str, float]:
     checkpointing.restore_model(model, prefix)
-    result = evaluate_model.evaluate(model, config, args.file_pattern, label_map)
+    result = evaluate_model.evaluate(model, config, args.file_pattern, label_map,
+                                     evaluator=evaluator)
     return coco_metrics.scalar_metrics({**result.metrics, "per_class": result.per_class_ap})
 
   watch(args.checkpoint_dir, evaluate_fn, output_dir=args.output_dir,

@@ -2,9 +2,13 @@
 
 The glue between the input pipeline (eval parser: resize/pad, image ids,
 original sizes and scales), the model + post-processing, and the pycocotools
-evaluator. Ground truth comes from the same TFRecords, so a split can be
-evaluated without its COCO JSON. Used by the in-training callback, the
-continuous evaluator and the Evaluator component.
+evaluator. Ground truth is a COCO annotations JSON when one is given (the
+data stage writes the original annotations of the converted images:
+data.convert.ground_truth_path), as COCO's own evaluation does; without one it
+is read back from the same TFRecords (boxes as converted, at most
+input.max_instances objects per image: truncation is counted and logged).
+Used by the in-training callback, the continuous evaluator and the Evaluator
+component.
 """
 from __future__ import annotations
 
@@ -59,37 +63,63 @@ def build_detect_fn(model: tf.Module, model_config: config_lib.ModelConfig,
   return detect
 
 
+def make_evaluator(label_map: coco.LabelMap,
+                   ground_truth_path: Optional[str] = None) -> coco_metrics.COCOEvaluator:
+  """A COCOEvaluator against the annotations JSON, or accumulating from the records."""
+  category_ids = np.asarray(label_map.category_ids, np.int64)
+  if ground_truth_path:
+    return coco_metrics.COCOEvaluator.from_annotations_file(ground_truth_path, category_ids)
+  return coco_metrics.COCOEvaluator(
+      category_ids, category_names=dict(zip(label_map.category_ids, label_map.names)))
+
+
 def evaluate(model: tf.Module, config: config_lib.ExperimentConfig, file_pattern: str,
-             label_map: coco.LabelMap, max_images: Optional[int] = None) -> EvalResult:
-  """COCO metrics of `model` on the TFRecords of `file_pattern` (each image once)."""
+             label_map: coco.LabelMap, max_images: Optional[int] = None,
+             ground_truth_path: Optional[str] = None,
+             evaluator: Optional[coco_metrics.COCOEvaluator] = None) -> EvalResult:
+  """COCO metrics of `model` on the TFRecords of `file_pattern` (each image once).
+
+  `ground_truth_path`: a COCO annotations JSON holding (at least) the images
+  of the records; None = ground truth from the records. `evaluator` (from
+  `make_evaluator`, reset here) saves re-reading the JSON on repeated calls.
+  """
   if max_images is not None:
     config = dataclasses.replace(config, eval=dataclasses.replace(config.eval,
                                                                   max_images=max_images))
   dataset = input_reader.dataset_fn_from_config(config, file_pattern, is_training=False)(None)
   detect = build_detect_fn(model, config.model, config.postprocess)
   category_ids = np.asarray(label_map.category_ids, np.int64)
-  evaluator = coco_metrics.COCOEvaluator(
-      category_ids, category_names=dict(zip(label_map.category_ids, label_map.names)))
+  if evaluator is None:
+    evaluator = make_evaluator(label_map, ground_truth_path)
+  evaluator.reset()
   start = time.time()
   num_images = 0
+  truncated = 0
   for images, labels in dataset:
     detections = {k: v.numpy() for k, v in detect(images).items()}
     labels = {k: v.numpy() for k, v in labels.items()}
     valid = labels["is_valid"]
-    gt_classes = labels["gt_classes"]
-    # Padding rows (class -1) come last; num_boxes marks where they start.
-    gt_categories = np.where(gt_classes >= 0, category_ids[np.maximum(gt_classes, 0)], -1)
     to_original = lambda b: coco_metrics.boxes_to_original_pixels(  # noqa: E731
         b, labels["scale"], labels["original_size"])
-    evaluator.add_ground_truth(labels["image_id"], labels["original_size"],
-                               to_original(labels["gt_boxes"]), gt_categories,
-                               (gt_classes >= 0).sum(axis=1), is_crowd=labels["gt_is_crowd"],
-                               areas=labels.get("gt_areas"), is_valid=valid)
+    if evaluator.accumulates_ground_truth:
+      gt_classes = labels["gt_classes"]
+      # Padding rows (class -1) come last; num_boxes marks where they start.
+      gt_categories = np.where(gt_classes >= 0, category_ids[np.maximum(gt_classes, 0)], -1)
+      evaluator.add_ground_truth(labels["image_id"], labels["original_size"],
+                                 to_original(labels["gt_boxes"]), gt_categories,
+                                 (gt_classes >= 0).sum(axis=1), is_crowd=labels["gt_is_crowd"],
+                                 areas=labels.get("gt_areas"), is_valid=valid)
+      truncated += int(labels["num_truncated"][valid].sum())
     boxes = to_original(detections["boxes"])
     evaluator.update(labels["image_id"], boxes, detections["scores"], detections["classes"],
                      detections["valid_detections"], is_valid=valid)
     num_images += int(valid.sum())
   model_seconds = time.time() - start
+  if truncated:
+    logger.warning("Ground truth from the records lost %d objects beyond input.max_instances=%d: "
+                   "AP is computed without them (evaluate against the annotations JSON, "
+                   "data.convert.ground_truth_path, to score every object)", truncated,
+                   config.input.max_instances)
   start = time.time()
   result = evaluator.evaluate()
   cocoeval_seconds = time.time() - start
@@ -102,18 +132,22 @@ def evaluate(model: tf.Module, config: config_lib.ExperimentConfig, file_pattern
 
 
 def evaluate_model_dir(model_dir: str, file_pattern: str,
-                       postprocess_overrides: Optional[Mapping[str, Any]] = None) -> EvalResult:
+                       postprocess_overrides: Optional[Mapping[str, Any]] = None,
+                       ground_truth_path: Optional[str] = None) -> EvalResult:
   """Evaluates the newest checkpoint of a trained model directory."""
   model, config, label_map, _ = model_dir_lib.load(model_dir,
                                                    postprocess_overrides=postprocess_overrides)
-  return evaluate(model, config, file_pattern, label_map)
+  return evaluate(model, config, file_pattern, label_map, ground_truth_path=ground_truth_path)
 
 
 def make_eval_callback(config: config_lib.ExperimentConfig, *, file_pattern: str,
-                       label_map: coco.LabelMap) -> Callable[[tf.Module, int], Dict[str, float]]:
+                       label_map: coco.LabelMap, ground_truth_path: Optional[str] = None
+                       ) -> Callable[[tf.Module, int], Dict[str, float]]:
   """fn(model, step) -> scalar metrics, for the trainer's eval_every callback."""
+  evaluator = make_evaluator(label_map, ground_truth_path)  # the JSON is read once
+
   def eval_fn(model: tf.Module, step: int) -> Dict[str, float]:
-    result = evaluate(model, config, file_pattern, label_map)
+    result = evaluate(model, config, file_pattern, label_map, evaluator=evaluator)
     logger.info("[global_step %d] COCO AP %.4f AP50 %.4f", step, result.metrics["AP"],
                 result.metrics["AP50"])
     return coco_metrics.scalar_metrics({**result.metrics, "per_class": result.per_class_ap})

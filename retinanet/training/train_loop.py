@@ -46,7 +46,7 @@ PositivesFn = Callable[[Mapping[str, tf.Tensor]], tf.Tensor]
 EvalFn = Callable[[tf_keras.Model, int], Mapping[str, float]]
 DatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
 
-_SUMMED = ("class_loss", "box_loss", "weighted_loss", "num_positives")
+_SUMMED = ("class_loss", "box_loss", "weighted_loss", "num_positives", "truncated_objects")
 _MEANED = ("l2_regularization", "gradient_norm", "normalizer")
 
 
@@ -128,6 +128,9 @@ class TrainResult:
   eval_results: Dict[int, Dict[str, float]] = dataclasses.field(default_factory=dict)
   # Set by trainer.train on a fresh fine-tuning start.
   finetune: Optional["finetune.FinetuneReport"] = None
+  # Objects beyond input.max_instances in the training batches (cut from the
+  # carried labels["gt_*"] only: the anchor targets encode every object).
+  truncated_objects: int = 0
 
 
 def retinanet_loss_fn(*, alpha: float, gamma: float, delta: float, box_loss_weight: float,
@@ -257,6 +260,8 @@ class Trainer:
         "box_loss": tf.cast(losses["box_loss"], tf.float32),
         "weighted_loss": tf.cast(losses["total_loss"], tf.float32),
         "num_positives": local_positives,
+        "truncated_objects": (tf.cast(tf.reduce_sum(labels["num_truncated"]), tf.float32)
+                              if "num_truncated" in labels else tf.constant(0.0)),
         "l2_regularization": l2,
         "gradient_norm": grad_norm,
         "normalizer": tf.cast(normalizer, tf.float32),
@@ -477,6 +482,7 @@ class Trainer:
           steady["steps"] += steps_run
           steady["seconds"] += seconds
         sums = self._to_python(sums)
+        self._count_truncated(result, int(round(sums.get("truncated_objects", 0.0))), step)
         window["sums"] = sums if window["sums"] is None else {
             k: window["sums"][k] + sums[k] for k in sums}
         window["steps"] += steps_run
@@ -520,7 +526,20 @@ class Trainer:
                                 if steady["seconds"] > 0 else 0.0)
     logger.info("Training finished at step %d in %.1f s (%.2f imgs/s after the first execution)",
                 result.final_step, result.wall_time_seconds, result.images_per_second)
+    if result.truncated_objects:
+      logger.warning("%d objects in the training batches were beyond input.max_instances: the "
+                     "anchor targets include them, labels['gt_*'] do not",
+                     result.truncated_objects)
     return result
+
+  @staticmethod
+  def _count_truncated(result: TrainResult, count: int, step: int) -> None:
+    """Adds an execution's truncated objects to the result; warns on the first ones."""
+    if count and not result.truncated_objects:
+      logger.warning("Step %d: images with more objects than input.max_instances; their anchor "
+                     "targets still use every object (counted in TrainResult.truncated_objects)",
+                     step)
+    result.truncated_objects += count
 
   def _evaluate(self, step: int, writer: Optional[tf.summary.SummaryWriter]) -> Dict[str, float]:
     start = time.time()
