@@ -26,6 +26,12 @@ class DatasetStatistics(Artifact):
 LABEL_MAP_FILE = "label_map.json"
 STATISTICS_FILE = "statistics.json"
 
+# Custom properties of a ModelBlessing: what the Evaluator evaluated, which
+# the Pusher checks before it pushes those exact bytes.
+BLESSED_SAVED_MODEL = "saved_model_dir"
+BLESSED_DIGEST = "saved_model_digest"
+BLESSED_POSTPROCESS = "postprocess"
+
 # A Model artifact is a trained-model directory: see retinanet/model_dir.py.
 # A ModelRun holds the TensorBoard logs under <uri>/tensorboard/.
 MODEL_RUN_TENSORBOARD_DIR = "tensorboard"

@@ -1,9 +1,19 @@
-"""RetinaNetEvaluator: COCO mAP of a trained model and a blessing.
+"""RetinaNetEvaluator: COCO mAP of the served model and a blessing.
+
+The model is evaluated as it will be served: its SavedModel (the Model
+artifact's `Format-Serving/`), called through the `serve_encoded_with_id`
+signature on the split's original image bytes, scored with pycocotools
+against the data stage's ground-truth JSON. With `postprocess_overrides`
+(other NMS settings) a SavedModel with those settings is exported from the
+checkpoint into this evaluation's artifact and evaluated instead.
 
 Blessed when AP (IoU 0.50:0.95) >= `min_ap` and, if a previously blessed
 model of this pipeline exists (the `baseline_model` input, resolved from MLMD
 by LatestBlessedModelStrategy), the new AP is not worse than the baseline's AP
-on the same split by more than `max_ap_regression`.
+on the same split, with the same post-processing, by more than
+`max_ap_regression`. The blessing records exactly what was evaluated (model
+artifact id, SavedModel path and content digest, post-processing): the Pusher
+pushes those bytes and nothing else.
 """
 
 import json
@@ -16,7 +26,8 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
-from components.artifacts import examples_file_pattern, examples_ground_truth_path
+from components.artifacts import (BLESSED_DIGEST, BLESSED_POSTPROCESS, BLESSED_SAVED_MODEL,
+                                  examples_file_pattern, examples_ground_truth_path)
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +36,9 @@ PER_CLASS_FILE = "per_class_ap.json"
 DETECTIONS_FILE = "detections.json"
 SUMMARY_FILE = "summary.txt"
 HEADLINE_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "ARmax100")
+# Where a SavedModel with overridden post-processing is exported (evaluation artifact).
+EVALUATED_MODEL_DIR = "Format-Serving"
+BASELINE_EXPORT_DIR = "baseline_export"
 
 
 def decide_blessing(ap: float, min_ap: float, baseline_ap: Optional[float],
@@ -55,20 +69,29 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
     postprocess_overrides: Parameter[str] = "{}",
     code_version: Parameter[str] = "",
 ) -> None:
-  """Evaluates `model` on `split` with pycocotools and blesses it or not.
+  """Evaluates the SavedModel of `model` on `split` with pycocotools and blesses it or not.
 
-  `postprocess_overrides` (JSON, e.g. {"nms_mode": "global_soft"}) changes the
-  NMS settings for this evaluation only (re-evaluate without retraining).
+  `postprocess_overrides` (JSON, e.g. {"nms_mode": "global_soft"}) evaluates
+  (and, if blessed, lets the Pusher push) a SavedModel with other NMS settings
+  without retraining.
   """
   del code_version
   from retinanet.evaluation import coco_metrics, evaluate_model  # pylint: disable=g-import-not-at-top
+  from retinanet.serving import export, validate  # pylint: disable=g-import-not-at-top
 
   overrides = json.loads(postprocess_overrides or "{}")
   file_pattern = examples_file_pattern(examples, split)
   ground_truth = examples_ground_truth_path(examples, split)
-  result = evaluate_model.evaluate_model_dir(model.uri, file_pattern,
-                                             postprocess_overrides=overrides,
-                                             ground_truth_path=ground_truth)
+
+  def evaluate(saved_model: str, postprocess) -> Any:
+    logger.info("Evaluating the SavedModel %s (nms_mode=%s)", saved_model, postprocess.nms_mode)
+    return evaluate_model.evaluate_saved_model(saved_model, file_pattern,
+                                               ground_truth_path=ground_truth)
+
+  saved_model, postprocess = export.serving_model_for(
+      model.uri, overrides, os.path.join(evaluation.uri, EVALUATED_MODEL_DIR))
+  digest = validate.saved_model_digest(saved_model)  # of the bytes about to be evaluated
+  result = evaluate(saved_model, postprocess)
   coco_metrics.write_metrics_json(os.path.join(evaluation.uri, METRICS_FILE), result.metrics)
   coco_metrics.write_metrics_json(os.path.join(evaluation.uri, PER_CLASS_FILE),
                                   {"per_class": result.per_class_ap})
@@ -81,12 +104,14 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
   evaluation.set_int_custom_property("num_images", int(result.num_images))
   evaluation.set_string_custom_property("split", split)
   evaluation.set_string_custom_property("ground_truth", ground_truth or "records")
+  evaluation.set_string_custom_property("saved_model_dir", saved_model)
 
   baseline_ap = None
   if baseline_model is not None and baseline_model.uri != model.uri:
-    baseline = evaluate_model.evaluate_model_dir(baseline_model.uri, file_pattern,
-                                                 postprocess_overrides=overrides,
-                                                 ground_truth_path=ground_truth)
+    scratch = os.path.join(evaluation.uri, BASELINE_EXPORT_DIR)
+    baseline = evaluate(*export.serving_model_for(baseline_model.uri, overrides, scratch))
+    if tf.io.gfile.exists(scratch):
+      tf.io.gfile.rmtree(scratch)
     baseline_ap = float(baseline.metrics["AP"])
     evaluation.set_float_custom_property("baseline_AP", baseline_ap)
   decision = decide_blessing(float(result.metrics["AP"]), min_ap, baseline_ap, max_ap_regression)
@@ -98,6 +123,9 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
   blessing.set_int_custom_property("current_model_id", model.id)
   blessing.set_string_custom_property("reason", decision["reason"])
   blessing.set_float_custom_property("AP", float(result.metrics["AP"]))
+  blessing.set_string_custom_property(BLESSED_SAVED_MODEL, saved_model)
+  blessing.set_string_custom_property(BLESSED_DIGEST, digest)
+  blessing.set_string_custom_property(BLESSED_POSTPROCESS, export.postprocess_json(postprocess))
   if baseline_model is not None:
     blessing.set_string_custom_property("baseline_model", baseline_model.uri)
     blessing.set_int_custom_property("baseline_model_id", baseline_model.id)

@@ -1,14 +1,49 @@
-"""RetinaNetPusher: export a blessed model and push it to a versioned serving dir."""
+"""RetinaNetPusher: push exactly the blessed SavedModel to a versioned serving dir.
+
+The Pusher never re-exports. It pushes the bytes the Evaluator evaluated (the
+blessing records their path and content digest) after checking that
+
+  * the blessing is for this Model artifact (its MLMD id),
+  * the post-processing asked of this push equals the one that was evaluated
+    (so `--from_stage=pusher --postprocess ...` cannot push unevaluated NMS),
+  * the SavedModel's digest still equals the evaluated one,
+
+and the staged copy passes pre-push validation: it is loaded in a fresh
+process and must answer a canned batch on every signature with well-formed
+outputs (retinanet/serving/validate.py) before the version becomes visible.
+Whenever something fails, nothing is pushed and the reason is recorded on
+the PushedModel artifact (`pushed` 0, `reason`).
+"""
 
 import json
 import logging
-import os
+from typing import Optional
 
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
+from components.artifacts import BLESSED_DIGEST, BLESSED_POSTPROCESS, BLESSED_SAVED_MODEL
+
 logger = logging.getLogger(__name__)
+
+
+def push_refusal(model_id: int, blessing_model_id: Optional[int], wanted_postprocess: str,
+                 blessed_postprocess: str, blessed_digest: str, current_digest: str) -> str:
+  """Why the blessed SavedModel must not be pushed; "" when it may."""
+  if blessing_model_id != model_id:
+    return (f"the blessing is for Model artifact {blessing_model_id}, not {model_id}: "
+            "evaluate this model first (--from_stage=evaluator)")
+  if not blessed_digest:
+    return "the blessing records no SavedModel digest (an older Evaluator): rerun the Evaluator"
+  if wanted_postprocess != blessed_postprocess:
+    return (f"the push asks for post-processing {wanted_postprocess} but the blessing evaluated "
+            f"{blessed_postprocess}: rerun from the Evaluator with these --postprocess settings "
+            "(--from_stage=evaluator)")
+  if current_digest != blessed_digest:
+    return (f"the SavedModel changed after its evaluation (digest {current_digest[:12]} != "
+            f"blessed {blessed_digest[:12]}): rerun the Evaluator")
+  return ""
 
 
 @component
@@ -18,30 +53,53 @@ def RetinaNetPusher(  # pylint: disable=invalid-name
     pushed_model: OutputArtifact[standard_artifacts.PushedModel],
     serving_dir: Parameter[str],
     postprocess_overrides: Parameter[str] = "{}",
+    validation_timeout_seconds: Parameter[int] = 600,
     code_version: Parameter[str] = "",
 ) -> None:
-  """Exports `model` as a saved_model and pushes it to `<serving_dir>/<version>/`.
-
-  Does nothing but record why (custom property `reason`) when the blessing
-  says the model is not blessed.
-  """
+  """Pushes the blessed SavedModel of `model` to `<serving_dir>/<version>/` (module docstring)."""
   del code_version
-  from retinanet.serving import export, versioning  # pylint: disable=g-import-not-at-top
+  from retinanet.serving import export, validate, versioning  # pylint: disable=g-import-not-at-top
+
+  def not_pushed(reason: str, level: int = logging.ERROR) -> None:
+    logger.log(level, "Not pushing %s: %s", model.uri, reason)
+    pushed_model.set_int_custom_property("pushed", 0)
+    pushed_model.set_string_custom_property("reason", reason)
 
   if model_blessing.get_int_custom_property("blessed") != 1:
     reason = model_blessing.get_string_custom_property("reason") or "model not blessed"
-    logger.info("Not pushing %s: %s", model.uri, reason)
-    pushed_model.set_int_custom_property("pushed", 0)
-    pushed_model.set_string_custom_property("reason", f"not blessed: {reason}")
+    not_pushed(f"not blessed: {reason}", logging.INFO)
     return
 
-  overrides = json.loads(postprocess_overrides or "{}")
-  export_dir = os.path.join(pushed_model.uri, "export")
-  export.export_model_dir(model.uri, export_dir, postprocess_overrides=overrides)
-  version_dir = versioning.push_directory(export_dir, serving_dir)
-  version = int(os.path.basename(version_dir))
+  source = model_blessing.get_string_custom_property(BLESSED_SAVED_MODEL)
+  blessed_digest = model_blessing.get_string_custom_property(BLESSED_DIGEST)
+  wanted = export.postprocess_json(export.effective_postprocess(
+      model.uri, json.loads(postprocess_overrides or "{}")))
+  refusal = push_refusal(
+      model.id, model_blessing.get_int_custom_property("current_model_id"), wanted,
+      model_blessing.get_string_custom_property(BLESSED_POSTPROCESS), blessed_digest,
+      validate.saved_model_digest(source) if blessed_digest and source else "")
+  if refusal:
+    not_pushed(refusal)
+    return
+
+  def check(staged_dir: str) -> None:
+    report = validate.validate_in_fresh_process(staged_dir, validation_timeout_seconds)
+    if not report["valid"]:
+      raise validate.ValidationError(report["error"])
+    logger.info("Pre-push validation of %s passed: %s", staged_dir, report["valid_detections"])
+
+  try:
+    version_dir = versioning.push_directory(source, serving_dir, validate=check)
+  except validate.ValidationError as e:
+    not_pushed(f"pre-push validation failed: {e}")
+    pushed_model.set_string_custom_property("validation", f"failed: {e}")
+    return
+  version = int(version_dir.rstrip("/").rsplit("/", 1)[-1])
   pushed_model.set_int_custom_property("pushed", 1)
   pushed_model.set_string_custom_property("pushed_destination", version_dir)
   pushed_model.set_int_custom_property("pushed_version", version)
   pushed_model.set_string_custom_property("model_uri", model.uri)
-  logger.info("Pushed model version %d to %s", version, version_dir)
+  pushed_model.set_string_custom_property("saved_model_digest", blessed_digest)
+  pushed_model.set_string_custom_property("validation", "passed")
+  logger.info("Pushed model version %d to %s (the evaluated SavedModel %s)", version,
+              version_dir, source)

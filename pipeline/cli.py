@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
   g.add_argument("--base_metadata",
                  default=os.path.join(DEFAULT_OUTPUT_DIR, "metadata.sqlite"),
                  help="MLMD sqlite searched by --finetune_from=latest (default: %(default)s).")
+  g.add_argument("--keep_unfinished_trainings", type=int, default=2,
+                 help="Workspaces of unfinished trainings (other configs or data) kept for a "
+                      "later resume; older ones are deleted (default: %(default)s). A finished "
+                      "training always deletes its own.")
   g.add_argument("--freeze", action="append", default=[], metavar="REGEX",
                  help="Freeze variables whose name matches REGEX; repeatable "
                       "(e.g. --freeze '^backbone/').")

@@ -1,25 +1,104 @@
-"""A fingerprint of the project's code, passed to every component.
+"""Per-component code fingerprints, passed to each component as a parameter.
 
-TFX's cache key covers parameters and inputs but not a component's code, so a
-changed trainer could otherwise be served a stale cached model. Hashing the
-source of the packages the components run makes any code change a new key.
+TFX's cache key covers a component's parameters, inputs and executor spec,
+but not the code it runs: without a fingerprint, a changed trainer could be
+served a stale cached model. One hash of the whole project over-invalidates
+(editing the CLI would re-convert the data and retrain), so each component is
+keyed by exactly the project modules it can execute: its entry module and,
+transitively, every project module imported from there (`import` statements
+anywhere in a file, including the lazy ones inside functions), plus the
+`__init__.py` of each package on the way (Python runs them on import; their
+own imports are followed too). Modules outside the project (TensorFlow, TFX,
+...) are pinned by the lock file instead.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import pathlib
-from typing import Iterable
+from typing import Dict, Iterable, List, Optional, Set
 
 _REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGES = ("retinanet", "data", "components", "pipeline")
 
+# The module each pipeline component runs (its node id -> entry module).
+COMPONENT_MODULES: Dict[str, str] = {
+    "CocoExampleGen": "components.example_gen",
+    "RetinaNetTrainer": "components.trainer",
+    "RetinaNetEvaluator": "components.evaluator",
+    "RetinaNetPusher": "components.pusher",
+}
 
-def code_version(root: pathlib.Path = _REPO_ROOT, packages: Iterable[str] = PACKAGES) -> str:
-  """Returns the first 16 hex chars of a sha256 over every .py/.json file of `packages`."""
+
+def module_path(module: str, root: pathlib.Path = _REPO_ROOT) -> Optional[pathlib.Path]:
+  """The file of a project module (`a.b` -> a/b.py or a/b/__init__.py); None if not one."""
+  if module.split(".")[0] not in PACKAGES:
+    return None
+  base = root.joinpath(*module.split("."))
+  for path in (base.with_suffix(".py"), base / "__init__.py"):
+    if path.is_file():
+      return path
+  return None
+
+
+def _package_of(module: str, path: pathlib.Path) -> str:
+  return module if path.name == "__init__.py" else module.rpartition(".")[0]
+
+
+def imported_modules(module: str, root: pathlib.Path = _REPO_ROOT) -> Set[str]:
+  """Project modules that `module`'s source imports (absolute or relative), anywhere in it.
+
+  `from a.b import c` counts a.b.c when that is a module, else a.b.
+  """
+  path = module_path(module, root)
+  if path is None:
+    return set()
+  found: Set[str] = set()
+  for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    names: List[str] = []
+    if isinstance(node, ast.Import):
+      names = [alias.name for alias in node.names]
+    elif isinstance(node, ast.ImportFrom):
+      base = node.module or ""
+      if node.level:
+        package = _package_of(module, path).split(".")
+        package = package[:len(package) - node.level + 1]
+        base = ".".join(package + ([base] if base else []))
+      names = [f"{base}.{alias.name}" if module_path(f"{base}.{alias.name}", root) else base
+               for alias in node.names]
+    found.update(n for n in names if module_path(n, root) is not None)
+  return found
+
+
+def module_closure(module: str, root: pathlib.Path = _REPO_ROOT) -> List[pathlib.Path]:
+  """Every project file that importing and running `module` can execute, sorted."""
+  seen: Set[str] = set()
+  todo = [module]
+  while todo:
+    current = todo.pop()
+    if current in seen or module_path(current, root) is None:
+      continue
+    seen.add(current)
+    parts = current.split(".")
+    todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages run first
+    todo += sorted(imported_modules(current, root))
+  return sorted(module_path(m, root) for m in seen)
+
+
+def fingerprint(files: Iterable[pathlib.Path], root: pathlib.Path = _REPO_ROOT) -> str:
+  """The first 16 hex chars of a sha256 over the files' paths and bytes."""
   digest = hashlib.sha256()
-  for package in packages:
-    for path in sorted((root / package).rglob("*")):
-      if path.suffix in (".py", ".json") and "__pycache__" not in path.parts:
-        digest.update(str(path.relative_to(root)).encode())
-        digest.update(path.read_bytes())
+  for path in sorted(files):
+    digest.update(str(path.relative_to(root)).encode())
+    digest.update(path.read_bytes())
   return digest.hexdigest()[:16]
+
+
+def component_code_version(module: str, root: pathlib.Path = _REPO_ROOT) -> str:
+  """The fingerprint of everything `module` can execute in the project."""
+  return fingerprint(module_closure(module, root), root)
+
+
+def component_code_versions(root: pathlib.Path = _REPO_ROOT) -> Dict[str, str]:
+  """{node id: code fingerprint} for the pipeline's components."""
+  return {node: component_code_version(module, root) for node, module in COMPONENT_MODULES.items()}

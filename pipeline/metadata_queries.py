@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -135,3 +135,74 @@ def latest_pushed_model(store: metadata_store.MetadataStore, pipeline_name: Opti
     in_pipeline = {a.id for cid in ids for a in store.get_artifacts_by_context(cid)}
     pushed = [a for a in pushed if a.id in in_pipeline]
   return max(pushed, key=lambda a: a.id) if pushed else None
+
+
+# ------------------------------------------------------------ runs and nodes
+
+PIPELINE_RUN_CONTEXT = "pipeline_run"
+NODE_CONTEXT = "node"
+DONE_STATES = (COMPLETE, CACHED)
+
+
+def _context_names(store: metadata_store.MetadataStore, execution_id: int,
+                   type_name: str) -> List[str]:
+  type_ids = {t.id for t in store.get_context_types() if t.name == type_name}
+  return [c.name for c in store.get_contexts_by_execution(execution_id) if c.type_id in type_ids]
+
+
+def node_of(store: metadata_store.MetadataStore, execution_id: int) -> str:
+  """The node id of an execution (its `node` context is named `<pipeline>.<node id>`)."""
+  names = _context_names(store, execution_id, NODE_CONTEXT)
+  return names[0].split(".", 1)[-1] if names else "?"
+
+
+def node_executions(store: metadata_store.MetadataStore, pipeline_name: str,
+                    node_id: str) -> list:
+  """Every execution of one node of one pipeline, oldest first."""
+  context = store.get_context_by_type_and_name(NODE_CONTEXT, f"{pipeline_name}.{node_id}")
+  if context is None:
+    return []
+  return sorted(store.get_executions_by_context(context.id), key=lambda e: e.id)
+
+
+def runs_with_outputs(store: metadata_store.MetadataStore, pipeline_name: str,
+                      node_ids: Sequence[str]) -> List[str]:
+  """Run ids (newest first) in which every node of `node_ids` completed or was cached,
+  i.e. the runs whose artifacts a partial run starting after them can take."""
+  run_sets = []
+  for node_id in node_ids:
+    runs = set()
+    for execution in node_executions(store, pipeline_name, node_id):
+      if execution.last_known_state in DONE_STATES:
+        runs.update(_context_names(store, execution.id, PIPELINE_RUN_CONTEXT))
+    run_sets.append(runs)
+  common = set.intersection(*run_sets) if run_sets else set()
+  contexts = [store.get_context_by_type_and_name(PIPELINE_RUN_CONTEXT, name) for name in common]
+  return [c.name for c in sorted(contexts, key=lambda c: (c.create_time_since_epoch, c.id),
+                                 reverse=True)]
+
+
+@dataclasses.dataclass
+class NodeRun:
+  """One node's execution in a pipeline run: state and outputs (type name -> artifacts)."""
+  node: str
+  state: str
+  outputs: Dict[str, List[ArtifactInfo]]
+
+
+def run_executions(store: metadata_store.MetadataStore, run_id: str) -> Dict[str, NodeRun]:
+  """{node id: NodeRun} of the executions recorded in one pipeline run (empty if none)."""
+  context = store.get_context_by_type_and_name(PIPELINE_RUN_CONTEXT, run_id)
+  if context is None:
+    return {}
+  lineage = Lineage(store)
+  out: Dict[str, NodeRun] = {}
+  for execution in sorted(store.get_executions_by_context(context.id), key=lambda e: e.id):
+    info = lineage.execution_info(execution)
+    outputs: Dict[str, List[ArtifactInfo]] = {}
+    for artifacts in info.outputs.values():
+      for artifact in artifacts:
+        outputs.setdefault(artifact.type, []).append(artifact)
+    out[node_of(store, execution.id)] = NodeRun(node_of(store, execution.id), info.state,
+                                                outputs)
+  return out

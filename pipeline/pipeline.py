@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import List, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence
 
 from tfx import v1 as tfx
 from ml_metadata.proto import metadata_store_pb2
@@ -27,6 +27,11 @@ BASELINE_RESOLVER = "LatestBlessedModelResolver"
 EVALUATOR = "RetinaNetEvaluator"
 PUSHER = "RetinaNetPusher"
 STAGES = (DATA, TRAINER, EVALUATOR, PUSHER)
+
+
+def resume_dir(pipeline_root: str) -> str:
+  """Where unfinished trainings live until a rerun resumes them (trainer executor)."""
+  return f"{pipeline_root.rstrip('/')}/{TRAINER}/resume"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,17 +65,20 @@ def create_pipeline(
     postprocess_overrides: Optional[dict] = None,
     beam_pipeline_args: Sequence[str] = (),
     enable_cache: bool = True,
-    code_version: str = "",
+    keep_unfinished_trainings: int = 2,
+    code_versions: Optional[Mapping[str, str]] = None,
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
 ) -> tfx.dsl.Pipeline:
   """Returns the RetinaNet pipeline.
 
   `base_model_uri` (a Model artifact dir or pushed model dir with a
   `checkpoint/` folder) makes it a fine-tuning pipeline: the model is imported
-  into MLMD and the Trainer starts from it. `code_version` is passed to every
-  component so cached results are invalidated when the code changes.
+  into MLMD and the Trainer starts from it. `code_versions` ({node id: code
+  fingerprint}, pipeline/code_version.py) is passed to each component so that a
+  cached result is invalidated exactly when the code that component runs changes.
   """
   config_lib.validate(config)
+  versions = dict(code_versions or {})
   overrides_json = json.dumps(postprocess_overrides or {}, sort_keys=True)
   components: List[tfx.dsl.components.base.base_node.BaseNode] = []
 
@@ -80,7 +88,7 @@ def create_pipeline(
       val_annotations=dataset.val_annotations,
       val_images=dataset.val_images,
       num_shards=num_shards,
-      code_version=code_version).with_id(DATA)
+      code_version=versions.get(DATA, "")).with_id(DATA)
   components.append(example_gen)
 
   base_model = None
@@ -98,7 +106,9 @@ def create_pipeline(
       config_json=config_lib.config_to_json(config),
       strategy=strategy,
       freeze_patterns=freeze_patterns,
-      code_version=code_version).with_id(TRAINER)
+      code_version=versions.get(TRAINER, ""),
+      resume_dir=resume_dir(pipeline_root),
+      keep_unfinished_trainings=keep_unfinished_trainings).with_id(TRAINER)
   components.append(trainer)
 
   baseline = tfx.dsl.Resolver(
@@ -115,7 +125,7 @@ def create_pipeline(
       min_ap=thresholds.min_ap,
       max_ap_regression=thresholds.max_ap_regression,
       postprocess_overrides=overrides_json,
-      code_version=code_version).with_id(EVALUATOR)
+      code_version=versions.get(EVALUATOR, "")).with_id(EVALUATOR)
   components.append(evaluator)
 
   pusher = RetinaNetPusher(
@@ -123,7 +133,7 @@ def create_pipeline(
       model_blessing=evaluator.outputs["blessing"],
       serving_dir=serving_dir,
       postprocess_overrides=overrides_json,
-      code_version=code_version).with_id(PUSHER)
+      code_version=versions.get(PUSHER, "")).with_id(PUSHER)
   components.append(pusher)
 
   return tfx.dsl.Pipeline(

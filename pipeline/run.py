@@ -9,7 +9,7 @@ from typing import List, Optional
 
 from pipeline import cli, datasets
 from pipeline import pipeline as pipeline_lib
-from pipeline.code_version import code_version
+from pipeline.code_version import component_code_versions
 
 logger = logging.getLogger("run_pipeline")
 
@@ -142,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
       postprocess_overrides=postprocess,
       beam_pipeline_args=cli.beam_args(args),
       enable_cache=not args.no_cache,
-      code_version=code_version(),
+      keep_unfinished_trainings=args.keep_unfinished_trainings,
+      code_versions=component_code_versions(),
       metadata_connection_config=(local_runner.metadata_config(metadata_path) if local else None))
 
   if not local:
@@ -162,12 +163,70 @@ def run(args: argparse.Namespace) -> int:
 
   from_nodes = [STAGE_NODES[args.from_stage]] if args.from_stage else None
   to_nodes = [STAGE_NODES[args.to_stage]] if args.to_stage else None
+  base_run_id = (plan_partial_run(metadata_path, args.pipeline_name, args.from_stage,
+                                  rerun_hint=_rerun_hint(args))
+                 if args.from_stage else None)
   logger.info("Pipeline %s: artifacts under %s, MLMD at %s", args.pipeline_name, pipeline_root,
               metadata_path)
-  local_runner.run_local(pipeline, from_nodes=from_nodes, to_nodes=to_nodes)
-  print_summary(metadata_path, args.pipeline_name, pipeline_root, serving_dir,
-                time.time() - start)
+  run_id = local_runner.new_run_id()
+  error = None
+  try:
+    local_runner.run_local(pipeline, run_id=run_id, from_nodes=from_nodes, to_nodes=to_nodes,
+                           base_run_id=base_run_id)
+  except Exception as e:  # the summary says which stage failed; the error propagates
+    error = f"{type(e).__name__}: {e}"
+    raise
+  finally:
+    print_summary(metadata_path, args.pipeline_name, run_id, pipeline_root, time.time() - start,
+                  error)
   return 0
+
+
+# Partial runs: the nodes whose outputs a run starting at a stage takes from an earlier run.
+UPSTREAM_OUTPUTS = {
+    "data": (),
+    "trainer": (pipeline_lib.DATA,),
+    "evaluator": (pipeline_lib.DATA, pipeline_lib.TRAINER),
+    "pusher": (pipeline_lib.TRAINER, pipeline_lib.EVALUATOR),
+}
+PREVIOUS_STAGE = {"trainer": "data", "evaluator": "trainer", "pusher": "evaluator"}
+
+
+def _rerun_hint(args: argparse.Namespace) -> str:
+  stage = PREVIOUS_STAGE.get(args.from_stage or "", "")
+  return (f"rerun with the same flags but --to_stage={stage} instead of "
+          f"--from_stage={args.from_stage} (or with neither, for a full run)")
+
+
+def plan_partial_run(metadata_path: str, pipeline_name: str, from_stage: str,
+                     rerun_hint: str = "") -> Optional[str]:
+  """The id of the latest run that produced what `--from_stage` needs (TFX takes the skipped
+  stages' artifacts from one earlier run), or a ValueError naming what is missing and
+  how to produce it, before any work starts."""
+  from pipeline import metadata_queries as mq  # pylint: disable=g-import-not-at-top
+  needed = UPSTREAM_OUTPUTS[from_stage]
+  if not needed:
+    return None
+  if not os.path.exists(metadata_path):
+    runs, done = [], {}
+  else:
+    store = mq.open_store(metadata_path)
+    runs = mq.runs_with_outputs(store, pipeline_name, needed)
+    done = {node: any(e.last_known_state in mq.DONE_STATES
+                      for e in mq.node_executions(store, pipeline_name, node))
+            for node in needed}
+    del store  # no connection stays open while the runner writes
+  if runs:
+    logger.info("--from_stage=%s takes %s outputs from run %s", from_stage, ", ".join(needed),
+                runs[0])
+    return runs[0]
+  missing = [node for node in needed if not done.get(node)] or list(needed)
+  raise ValueError(
+      f"--from_stage={from_stage} needs the outputs of {' and '.join(needed)} from one earlier "
+      f"run of pipeline '{pipeline_name}' (TFX takes the skipped stages' artifacts from a single "
+      f"run), but no run recorded in {metadata_path} has them"
+      f"{' (never completed: ' + ', '.join(missing) + ')' if missing else ''}. "
+      f"Produce them first: {rerun_hint}")
 
 
 def _check_postprocess_overrides(config, overrides: dict) -> None:
@@ -175,10 +234,11 @@ def _check_postprocess_overrides(config, overrides: dict) -> None:
   config_lib.apply_overrides(config, [f"postprocess.{k}={v}" for k, v in overrides.items()])
 
 
-def print_summary(metadata_path: str, pipeline_name: str, pipeline_root: str,
-                  serving_dir: str, seconds: float) -> None:
-  """Prints where the outputs are: pushed model, AP, time, MLMD path."""
+def print_summary(metadata_path: str, pipeline_name: str, run_id: str, pipeline_root: str,
+                  seconds: float, error: Optional[str] = None) -> None:
+  """Prints this run's stages, AP, blessing and push, read from MLMD."""
   from pipeline import summary  # pylint: disable=g-import-not-at-top
   print("\n".join(summary.summary_lines(
-      pipeline_name=pipeline_name, pipeline_root=pipeline_root, serving_dir=serving_dir,
-      metadata_path=metadata_path, seconds=seconds, evaluator_id=pipeline_lib.EVALUATOR)))
+      pipeline_name=pipeline_name, run_id=run_id, stages=pipeline_lib.STAGES,
+      evaluator=pipeline_lib.EVALUATOR, pusher=pipeline_lib.PUSHER, pipeline_root=pipeline_root,
+      metadata_path=metadata_path, seconds=seconds, error=error)))

@@ -1,45 +1,65 @@
-"""The end-of-run summary of `run_pipeline.py`: AP, blessing, pushed model, paths.
+"""The end-of-run summary of `run_pipeline.py`: this run's stages, AP, blessing, push.
 
-It reads the run's output files (the Evaluator's metrics.json and BLESSED /
-NOT_BLESSED marker, the serving directory) rather than MLMD: while the
-LocalDagRunner process that wrote a new sqlite store is alive, other
-connections to that store did not yet see the run's artifacts (observed on
-fresh stores), whereas the files are complete as soon as each stage ends.
+Everything is read from MLMD through this run's `pipeline_run` context (the
+run id the local runner chose), so a data-only run shows no AP, and a stage
+that was cached, skipped (partial run) or failed says so. When nothing was
+pushed, the Pusher's recorded reason is printed.
 """
 from __future__ import annotations
 
-import glob
-import json
-import os
-from typing import List, Optional
+from typing import List, Mapping, Optional, Sequence
+
+from pipeline import metadata_queries as mq
+
+STATE_WORDS = {"COMPLETE": "ran", "CACHED": "cached (reused)", "FAILED": "FAILED",
+               "RUNNING": "did not finish", "NEW": "did not start", "CANCELED": "canceled"}
 
 
-def _newest(pattern: str) -> Optional[str]:
-  paths = glob.glob(pattern)
-  return max(paths, key=os.path.getmtime) if paths else None
+def stage_line(node: str, run: Optional[mq.NodeRun]) -> str:
+  word = "not run in this run" if run is None else STATE_WORDS.get(run.state, run.state.lower())
+  return f"  {node:<20} {word}"
 
 
-def summary_lines(*, pipeline_name: str, pipeline_root: str, serving_dir: str,
-                  metadata_path: str, seconds: float, evaluator_id: str) -> List[str]:
-  """Lines of the summary; the newest evaluation and blessing under `pipeline_root`."""
-  from retinanet.serving import versioning  # pylint: disable=g-import-not-at-top
-  lines = ["", "=" * 72, f"Pipeline '{pipeline_name}' finished in {seconds / 60:.1f} min"]
-  metrics_path = _newest(os.path.join(pipeline_root, evaluator_id, "evaluation", "*",
-                                      "metrics.json"))
-  if metrics_path:
-    with open(metrics_path) as f:
-      m = json.load(f)
-    lines.append(f"  COCO AP@[.5:.95] = {m['AP']:.3f}   AP50 = {m['AP50']:.3f}   "
-                 f"AP75 = {m['AP75']:.3f}   ({metrics_path})")
-  marker = _newest(os.path.join(pipeline_root, evaluator_id, "blessing", "*", "*BLESSED"))
-  if marker:
-    with open(marker) as f:
-      reason = f.read().strip()
-    blessed = os.path.basename(marker) == "BLESSED"
-    lines.append(f"  Blessed: {'yes' if blessed else 'no'} ({reason})")
-  latest = versioning.latest_version_dir(serving_dir)
-  if latest:
-    lines.append(f"  Pushed model (latest version): {latest}")
+def result_lines(runs: Mapping[str, mq.NodeRun], evaluator: str, pusher: str) -> List[str]:
+  """AP / blessing / push lines from the Evaluator's and Pusher's outputs in this run."""
+  lines = []
+  evaluation = runs.get(evaluator)
+  if evaluation is not None:
+    [metrics] = evaluation.outputs.get("ModelEvaluation", [None])
+    if metrics is not None and "AP" in metrics.properties:
+      p = metrics.properties
+      lines.append(f"  COCO AP@[.5:.95] = {p['AP']:.3f}   AP50 = {p['AP50']:.3f}   "
+                   f"AP75 = {p['AP75']:.3f}   ({metrics.uri}/metrics.json)")
+    [blessing] = evaluation.outputs.get("ModelBlessing", [None])
+    if blessing is not None:
+      blessed = blessing.properties.get("blessed") == 1
+      lines.append(f"  Blessed: {'yes' if blessed else 'no'} "
+                   f"({blessing.properties.get('reason', '')})")
+  push = runs.get(pusher)
+  if push is not None:
+    [pushed] = push.outputs.get("PushedModel", [None])
+    if pushed is not None and pushed.properties.get("pushed") == 1:
+      lines.append(f"  Pushed model: {pushed.properties['pushed_destination']}")
+    elif pushed is not None:
+      lines.append(f"  Not pushed: {pushed.properties.get('reason', 'no reason recorded')}")
+  if not lines:
+    lines.append("  No model was evaluated or pushed in this run.")
+  return lines
+
+
+def summary_lines(*, pipeline_name: str, run_id: str, stages: Sequence[str], evaluator: str,
+                  pusher: str, pipeline_root: str, metadata_path: str, seconds: float,
+                  error: Optional[str] = None) -> List[str]:
+  """Lines of the summary of run `run_id` (read from the MLMD store at `metadata_path`)."""
+  store = mq.open_store(metadata_path)
+  runs = mq.run_executions(store, run_id)
+  verb = "failed" if error else "finished"
+  lines = ["", "=" * 72, f"Pipeline '{pipeline_name}' run {run_id} {verb} in "
+           f"{seconds / 60:.1f} min"]
+  if error:
+    lines.append(f"  Error: {error}")
+  lines += [stage_line(node, runs.get(node)) for node in stages]
+  lines += result_lines(runs, evaluator, pusher)
   lines += [f"  Artifacts: {pipeline_root}", f"  MLMD: {metadata_path}",
             f"  Lineage: python -m pipeline.lineage --metadata {metadata_path}", "=" * 72]
   return lines

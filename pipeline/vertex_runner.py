@@ -4,7 +4,7 @@ Compilation is offline (KubeflowV2DagRunner writes JSON); submission needs
 google-cloud-aiplatform, credentials and a container image built from the
 repository's Dockerfile (`docker build -t <image> .`). Rerunning a stage on
 Vertex is done by Vertex caching: unchanged steps (same inputs, parameters and
-code_version) are served from cache when `enable_caching` is on.
+the code fingerprint of the component) are served from cache when `enable_caching` is on.
 """
 from __future__ import annotations
 

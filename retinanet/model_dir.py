@@ -4,6 +4,12 @@ Layout (one definition for the trainer, evaluator, exporter and fine-tuning):
     <dir>/checkpoint/      tf.train checkpoints (model, optimizer, EMA, ...)
     <dir>/config.json      the ExperimentConfig it was trained with
     <dir>/label_map.json   contiguous class index <-> original category id and name
+    <dir>/saved_model.pb, variables/   the served SavedModel (exports, pushed versions)
+
+The Trainer's Model artifact follows TFX's serving-model layout: all of the
+above lives in `<artifact uri>/Format-Serving/` (what TFX's Pusher, TFMA and
+InfraValidator read), so the artifact is what is served and can be fine-tuned
+from. `resolve` maps either form to the directory holding the files.
 """
 from __future__ import annotations
 
@@ -19,18 +25,37 @@ from retinanet import config as config_lib
 CHECKPOINT_DIR = "checkpoint"
 CONFIG_FILE = "config.json"
 LABEL_MAP_FILE = "label_map.json"
+SAVED_MODEL_FILE = "saved_model.pb"
+# tfx.types.standard_artifacts.Model's serving sub-directory (tfx.utils.path_utils).
+SERVING_MODEL_DIR = "Format-Serving"
+
+
+def serving_model_dir(artifact_uri: str) -> str:
+  """`<Model artifact uri>/Format-Serving`: where the Trainer writes the model."""
+  return os.path.join(artifact_uri, SERVING_MODEL_DIR)
+
+
+def resolve(model_dir: str) -> str:
+  """The directory holding config.json: `model_dir/Format-Serving` when that exists
+  (a Model artifact), else `model_dir` itself (an export or pushed version)."""
+  serving = serving_model_dir(model_dir)
+  return serving if tf.io.gfile.exists(os.path.join(serving, CONFIG_FILE)) else model_dir
 
 
 def checkpoint_dir(model_dir: str) -> str:
-  return os.path.join(model_dir, CHECKPOINT_DIR)
+  return os.path.join(resolve(model_dir), CHECKPOINT_DIR)
 
 
 def config_path(model_dir: str) -> str:
-  return os.path.join(model_dir, CONFIG_FILE)
+  return os.path.join(resolve(model_dir), CONFIG_FILE)
 
 
 def label_map_path(model_dir: str) -> str:
-  return os.path.join(model_dir, LABEL_MAP_FILE)
+  return os.path.join(resolve(model_dir), LABEL_MAP_FILE)
+
+
+def has_saved_model(model_dir: str) -> bool:
+  return tf.io.gfile.exists(os.path.join(resolve(model_dir), SAVED_MODEL_FILE))
 
 
 def apply_postprocess_overrides(config: config_lib.ExperimentConfig,

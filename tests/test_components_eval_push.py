@@ -1,7 +1,9 @@
 """Evaluator and Pusher components without an orchestrator (test_call).
 
-The Evaluator blesses against the threshold and the baseline; the Pusher
-refuses an unblessed model (recording why) and versions a blessed one.
+The Evaluator evaluates the Model artifact's SavedModel and blesses against
+the threshold, recording what it evaluated; the Pusher pushes exactly those
+bytes (same digest), refuses an unblessed model, a blessing of another model
+or of other post-processing, and a SavedModel that fails pre-push validation.
 """
 import json
 import os
@@ -18,7 +20,8 @@ from components.pusher import RetinaNetPusher
 from data import coco, sample_data
 from retinanet import config as config_lib
 from retinanet import configs, factory
-from retinanet.serving import versioning
+from retinanet import model_dir as model_dir_lib
+from retinanet.serving import export, validate, versioning
 from retinanet.training import checkpointing
 
 
@@ -47,14 +50,17 @@ def inputs(tmp_path_factory):
   config = config_lib.apply_overrides(configs.load_named_config("sample/tiny"),
                                       ["model.input_size=[64, 64]", "model.fpn.num_channels=16",
                                        "model.head.num_channels=16"])
-  model_artifact = _artifact(standard_artifacts.Model, root / "model", artifact_id=17)
+  # What the Trainer does: a trained workspace, exported into the Model artifact.
+  workspace = str(root / "workspace")
   model = factory.build_model(config.model)
   manager = tf.train.CheckpointManager(checkpointing.make_checkpoint(model=model),
-                                       os.path.join(model_artifact.uri, "checkpoint"), 1)
+                                       model_dir_lib.checkpoint_dir(workspace), 1)
   manager.save(checkpoint_number=1)
-  config_lib.save_config(config, os.path.join(model_artifact.uri, "config.json"))
+  config_lib.save_config(config, model_dir_lib.config_path(workspace))
   tf.io.gfile.copy(os.path.join(label_map.uri, "label_map.json"),
-                   os.path.join(model_artifact.uri, "label_map.json"))
+                   model_dir_lib.label_map_path(workspace))
+  model_artifact = _artifact(standard_artifacts.Model, root / "model", artifact_id=17)
+  export.export_model_dir(workspace, model_dir_lib.serving_model_dir(model_artifact.uri))
   return examples, model_artifact
 
 
@@ -69,6 +75,14 @@ def _evaluate(inputs, tmp_path, **params):
 
 def test_evaluator_writes_metrics_and_blesses(inputs, tmp_path):
   evaluation, blessing = _evaluate(inputs, tmp_path, min_ap=0.0)
+  # It evaluated the Model artifact's SavedModel, against the data stage's ground truth.
+  served = model_dir_lib.serving_model_dir(inputs[1].uri)
+  assert blessing.get_string_custom_property("saved_model_dir") == served
+  assert blessing.get_string_custom_property("saved_model_digest") == \
+      validate.saved_model_digest(served)
+  assert json.loads(blessing.get_string_custom_property("postprocess"))["nms_mode"] == "combined"
+  assert evaluation.get_string_custom_property("ground_truth").endswith(
+      "ground_truth/instances_val.json")
   metrics = json.load(open(tmp_path / "evaluation" / "metrics.json"))
   assert len(metrics) == 12
   assert evaluation.get_float_custom_property("AP") == pytest.approx(metrics["AP"])
@@ -81,6 +95,19 @@ def test_evaluator_writes_metrics_and_blesses(inputs, tmp_path):
   assert os.path.exists(tmp_path / "blessing" / "BLESSED")
 
 
+def test_evaluator_with_other_post_processing_evaluates_a_new_export(inputs, tmp_path):
+  _, blessing = _evaluate(inputs, tmp_path, min_ap=0.0,
+                          postprocess_overrides='{"nms_mode": "per_class_soft"}')
+  evaluated = str(tmp_path / "evaluation" / "Format-Serving")
+  assert blessing.get_string_custom_property("saved_model_dir") == evaluated
+  assert json.load(open(os.path.join(evaluated, "config.json")))["postprocess"]["nms_mode"] == \
+      "per_class_soft"
+  assert json.loads(blessing.get_string_custom_property("postprocess"))["nms_mode"] == \
+      "per_class_soft"
+  assert blessing.get_string_custom_property("saved_model_digest") == \
+      validate.saved_model_digest(evaluated)
+
+
 def test_evaluator_refuses_below_threshold(inputs, tmp_path):
   _, blessing = _evaluate(inputs, tmp_path, min_ap=0.99)
   assert blessing.get_int_custom_property("blessed") == 0
@@ -88,27 +115,79 @@ def test_evaluator_refuses_below_threshold(inputs, tmp_path):
   assert os.path.exists(tmp_path / "blessing" / "NOT_BLESSED")
 
 
-def _push(inputs, tmp_path, blessed):
-  _, model = inputs
-  blessing = _artifact(standard_artifacts.ModelBlessing, tmp_path / f"blessing{blessed}")
-  blessing.set_int_custom_property("blessed", blessed)
-  blessing.set_string_custom_property("reason", "AP 0.1 is below the threshold 0.3")
-  pushed = _artifact(standard_artifacts.PushedModel, tmp_path / f"pushed{blessed}")
-  RetinaNetPusher.test_call(model=model, model_blessing=blessing, pushed_model=pushed,
-                            serving_dir=str(tmp_path / "serving"))
+@pytest.fixture(scope="module")
+def evaluated(inputs, tmp_path_factory):
+  """The blessing of the model's SavedModel (min_ap 0)."""
+  _, blessing = _evaluate(inputs, tmp_path_factory.mktemp("evaluated"), min_ap=0.0)
+  return blessing
+
+
+def _push(inputs, tmp_path, blessing, postprocess_overrides="{}", model=None):
+  pushed = _artifact(standard_artifacts.PushedModel, tmp_path / "pushed")
+  RetinaNetPusher.test_call(model=model or inputs[1], model_blessing=blessing,
+                            pushed_model=pushed, serving_dir=str(tmp_path / "serving"),
+                            postprocess_overrides=postprocess_overrides)
   return pushed
 
 
-def test_pusher_refuses_an_unblessed_model(inputs, tmp_path):
-  pushed = _push(inputs, tmp_path, blessed=0)
+def _not_pushed(pushed, tmp_path, reason):
   assert pushed.get_int_custom_property("pushed") == 0
-  assert "below the threshold" in pushed.get_string_custom_property("reason")
+  assert reason in pushed.get_string_custom_property("reason")
   assert versioning.list_versions(str(tmp_path / "serving")) == []
 
 
-def test_pusher_versions_a_blessed_model(inputs, tmp_path):
-  first = _push(inputs, tmp_path, blessed=1)
+def test_pusher_refuses_an_unblessed_model(inputs, tmp_path):
+  blessing = _artifact(standard_artifacts.ModelBlessing, tmp_path / "blessing")
+  blessing.set_int_custom_property("blessed", 0)
+  blessing.set_string_custom_property("reason", "AP 0.1 is below the threshold 0.3")
+  _not_pushed(_push(inputs, tmp_path, blessing), tmp_path, "below the threshold")
+
+
+def test_pusher_refuses_post_processing_that_was_not_evaluated(inputs, evaluated, tmp_path):
+  pushed = _push(inputs, tmp_path, evaluated, postprocess_overrides='{"nms_mode": "global_soft"}')
+  _not_pushed(pushed, tmp_path, "rerun from the Evaluator with these --postprocess settings")
+  # Overrides equal to the evaluated settings are the same push.
+  same = _push(inputs, tmp_path / "same", evaluated,
+               postprocess_overrides='{"nms_mode": "combined"}')
+  assert same.get_int_custom_property("pushed") == 1
+
+
+def test_pusher_refuses_a_blessing_of_another_model(inputs, evaluated, tmp_path):
+  other = _artifact(standard_artifacts.Model, inputs[1].uri, artifact_id=18)
+  _not_pushed(_push(inputs, tmp_path, evaluated, model=other), tmp_path,
+              "the blessing is for Model artifact 17, not 18")
+
+
+def test_pusher_does_not_push_a_model_that_fails_validation(inputs, tmp_path):
+  broken = str(tmp_path / "broken")
+  tf.io.gfile.makedirs(broken)
+  served = model_dir_lib.serving_model_dir(inputs[1].uri)
+  for name in ("label_map.json", "config.json"):
+    tf.io.gfile.copy(os.path.join(served, name), os.path.join(broken, name))
+  with open(os.path.join(broken, "saved_model.pb"), "wb") as f:
+    f.write(b"not a SavedModel")
+  blessing = _artifact(standard_artifacts.ModelBlessing, tmp_path / "blessing")
+  blessing.set_int_custom_property("blessed", 1)
+  blessing.set_int_custom_property("current_model_id", 17)
+  blessing.set_string_custom_property("saved_model_dir", broken)
+  blessing.set_string_custom_property("saved_model_digest", validate.saved_model_digest(broken))
+  blessing.set_string_custom_property("postprocess", export.postprocess_json(
+      export.effective_postprocess(inputs[1].uri)))
+  pushed = _push(inputs, tmp_path, blessing)
+  _not_pushed(pushed, tmp_path, "pre-push validation failed")
+  assert pushed.get_string_custom_property("validation").startswith("failed")
+  assert versioning.list_versions(str(tmp_path / "serving")) == []
+  assert not [n for n in os.listdir(tmp_path / "serving") if n.startswith(".tmp-")]
+
+
+def test_pusher_pushes_the_evaluated_bytes(inputs, evaluated, tmp_path):
+  first = _push(inputs, tmp_path, evaluated)
+  assert first.get_int_custom_property("pushed") == 1
+  assert first.get_string_custom_property("validation") == "passed"
   version_dir = first.get_string_custom_property("pushed_destination")
+  evaluated_digest = evaluated.get_string_custom_property("saved_model_digest")
+  assert validate.saved_model_digest(version_dir) == evaluated_digest
+  assert first.get_string_custom_property("saved_model_digest") == evaluated_digest
   assert os.path.exists(os.path.join(version_dir, "saved_model.pb"))
   assert os.path.isdir(os.path.join(version_dir, "checkpoint"))   # fine-tuning can start here
   assert coco.load_label_map(os.path.join(version_dir, "label_map.json")).num_classes == 5

@@ -14,7 +14,8 @@ def _pipeline(**kwargs):
   config = config_lib.apply_overrides(config_lib.ExperimentConfig(),
                                       ["model.num_classes=5", "train.total_steps=1000"])
   args = dict(pipeline_name="test", pipeline_root="gs://b/root", dataset=DATASET, config=config,
-              serving_dir="gs://b/serving", code_version="abc123")
+              serving_dir="gs://b/serving",
+              code_versions={node: f"v-{node}" for node in pipeline_lib.STAGES})
   args.update(kwargs)
   return pipeline_lib.create_pipeline(**args)
 
@@ -37,9 +38,9 @@ def test_components_and_wiring():
   assert evaluator.inputs["examples"].producer_component_id == data.id
   assert pusher.inputs["model"].producer_component_id == trainer.id
   assert pusher.inputs["model_blessing"].producer_component_id == evaluator.id
-  # Every component carries the code version, so code changes invalidate the cache.
+  # Every component carries its own code version: a change invalidates only its users.
   for component in (data, trainer, evaluator, pusher):
-    assert component.exec_properties["code_version"] == "abc123"
+    assert component.exec_properties["code_version"] == f"v-{component.id}"
   config = json.loads(trainer.exec_properties["config_json"])
   assert config["model"]["num_classes"] == 5
 

@@ -58,3 +58,25 @@ def test_copy_tree_copies_saved_model_last(tmp_path, monkeypatch):
                                                      real_copy(s, d, overwrite=overwrite)))
   versioning._copy_tree(export_dir, str(tmp_path / "copy"))
   assert order[-1] == "saved_model.pb" and "variables.index" in order
+
+
+def test_validation_runs_on_the_staged_copy_before_the_version_appears(tmp_path):
+  export_dir = _fake_export(tmp_path)
+  base = str(tmp_path / "serving")
+  seen = []
+
+  def check(staged):
+    seen.append(staged)
+    assert os.path.basename(staged) == ".tmp-5" and not versioning.list_versions(base)
+    assert open(os.path.join(staged, "saved_model.pb"), "rb").read() == b"pb"
+
+  versioning.push_directory(export_dir, base, version=5, validate=check)
+  assert seen and versioning.list_versions(base) == [5]
+
+  def reject(staged):
+    raise RuntimeError("does not answer")
+
+  with pytest.raises(RuntimeError, match="does not answer"):
+    versioning.push_directory(export_dir, base, version=6, validate=reject)
+  assert versioning.list_versions(base) == [5]
+  assert sorted(os.listdir(base)) == ["5"]   # the rejected copy is gone

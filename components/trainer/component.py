@@ -15,8 +15,10 @@ from components.trainer.spec import TrainerSpec
 class RetinaNetTrainer(base_component.BaseComponent):
   """Trains RetinaNet on the Examples of CocoExampleGen.
 
-  Outputs `model` (checkpoint + config.json + label_map.json: everything the
-  Evaluator and Pusher need) and `model_run` (TensorBoard logs).
+  Outputs `model` (in `Format-Serving/`: the SavedModel that is evaluated and
+  pushed, config.json, label_map.json and the final checkpoint for fine-tuning)
+  and `model_run` (TensorBoard logs). An unfinished training of the same
+  config and data is resumed from `resume_dir` (see executor.py).
   """
   SPEC_CLASS = TrainerSpec
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
@@ -32,7 +34,9 @@ class RetinaNetTrainer(base_component.BaseComponent):
                tpu_zone: str = "",
                gcp_project: str = "",
                freeze_patterns: Sequence[str] = (),
-               code_version: str = ""):
+               code_version: str = "",
+               resume_dir: str = "",
+               keep_unfinished_trainings: int = 2):
     spec = TrainerSpec(
         examples=examples,
         label_map=label_map,
@@ -44,6 +48,8 @@ class RetinaNetTrainer(base_component.BaseComponent):
         gcp_project=gcp_project,
         freeze_patterns=json.dumps(list(freeze_patterns)),
         code_version=code_version,
+        resume_dir=resume_dir,
+        keep_unfinished_trainings=keep_unfinished_trainings,
         model=types.Channel(type=standard_artifacts.Model),
         model_run=types.Channel(type=standard_artifacts.ModelRun),
     )

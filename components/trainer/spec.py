@@ -19,6 +19,10 @@ class TrainerSpec(ComponentSpec):
       # Variable-name regexes to freeze (fine-tuning), JSON list.
       "freeze_patterns": ExecutionParameter(type=str, optional=True),
       "code_version": ExecutionParameter(type=str, optional=True),
+      # Root of the resume workspaces (executor docstring); "" = train in the output URI.
+      "resume_dir": ExecutionParameter(type=str, optional=True),
+      # Workspaces of unfinished trainings (other configs or data) kept for a later resume.
+      "keep_unfinished_trainings": ExecutionParameter(type=int, optional=True),
   }
   INPUTS = {
       "examples": ChannelParameter(type=standard_artifacts.Examples),

@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 import numpy as np
 import tensorflow as tf
 
-from data import coco
+from data import coco, example_codec, schema
 from retinanet import config as config_lib
 from retinanet import factory
 from retinanet import model_dir as model_dir_lib
@@ -120,6 +120,11 @@ def evaluate(model: tf.Module, config: config_lib.ExperimentConfig, file_pattern
                    "AP is computed without them (evaluate against the annotations JSON, "
                    "data.convert.ground_truth_path, to score every object)", truncated,
                    config.input.max_instances)
+  return _score(evaluator, num_images, model_seconds)
+
+
+def _score(evaluator: coco_metrics.COCOEvaluator, num_images: int,
+           model_seconds: float) -> EvalResult:
   start = time.time()
   result = evaluator.evaluate()
   cocoeval_seconds = time.time() - start
@@ -129,6 +134,63 @@ def evaluate(model: tf.Module, config: config_lib.ExperimentConfig, file_pattern
               cocoeval_seconds)
   return EvalResult(metrics, result["per_class"], evaluator.detections, result["summary"],
                     num_images, model_seconds, cocoeval_seconds)
+
+
+_RECORD_KEYS = (schema.ENCODED, schema.IMAGE_ID, schema.HEIGHT, schema.WIDTH, schema.YMIN,
+                schema.XMIN, schema.YMAX, schema.XMAX, schema.CATEGORY_ID, schema.IS_CROWD,
+                schema.AREA)
+
+
+def _encoded_records(file_pattern: str, batch_size: int, max_images: int) -> tf.data.Dataset:
+  """Batches of the raw records: encoded bytes, image ids and the stored ground truth."""
+  spec = {key: example_codec.FEATURE_SPEC[key] for key in _RECORD_KEYS}
+  files = input_reader.list_files(file_pattern)
+  dataset = tf.data.TFRecordDataset(files, compression_type=input_reader.infer_compression(files))
+  if max_images > 0:
+    dataset = dataset.take(max_images)
+
+  def parse(serialized):
+    parsed = tf.io.parse_single_example(serialized, spec)
+    parsed = {k: tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v
+              for k, v in parsed.items()}
+    parsed["num_objects"] = tf.size(parsed[schema.YMIN])
+    return parsed
+
+  return dataset.map(parse).padded_batch(batch_size).prefetch(2)
+
+
+def evaluate_saved_model(export_dir: str, file_pattern: str, *,
+                         ground_truth_path: Optional[str] = None, batch_size: int = 8,
+                         max_images: int = 0) -> EvalResult:
+  """COCO metrics of an exported SavedModel, called through its `serve_encoded_with_id`
+  signature: the production pre- and post-processing, on the records' original bytes.
+
+  Ground truth: `ground_truth_path` (the data stage's annotations JSON), or the
+  boxes stored in the records (every object; nothing is truncated here).
+  """
+  from retinanet.serving import export  # pylint: disable=g-import-not-at-top
+  label_map = export.load_label_map(export_dir)
+  serve = tf.saved_model.load(export_dir).signatures[export.SERVE_ENCODED_WITH_ID]
+  evaluator = make_evaluator(label_map, ground_truth_path)
+  start = time.time()
+  num_images = 0
+  for batch in _encoded_records(file_pattern, batch_size, max_images):
+    out = {k: v.numpy() for k, v in serve(encoded_images=batch[schema.ENCODED],
+                                          image_id=batch[schema.IMAGE_ID]).items()}
+    ids = batch[schema.IMAGE_ID].numpy()
+    if evaluator.accumulates_ground_truth:
+      sizes = np.stack([batch[schema.HEIGHT].numpy(), batch[schema.WIDTH].numpy()], axis=-1)
+      normalized = np.stack([batch[k].numpy() for k in (schema.YMIN, schema.XMIN, schema.YMAX,
+                                                         schema.XMAX)], axis=-1)
+      evaluator.add_ground_truth(ids, sizes, normalized * np.tile(sizes, 2)[:, None, :],
+                                 batch[schema.CATEGORY_ID].numpy(),
+                                 batch["num_objects"].numpy(),
+                                 is_crowd=batch[schema.IS_CROWD].numpy(),
+                                 areas=batch[schema.AREA].numpy())
+    evaluator.update(ids, out["boxes"], out["scores"], out["class_ids"],
+                     out["valid_detections"])
+    num_images += len(ids)
+  return _score(evaluator, num_images, time.time() - start)
 
 
 def evaluate_model_dir(model_dir: str, file_pattern: str,

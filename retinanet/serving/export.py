@@ -319,6 +319,33 @@ def load_label_map(export_dir: str) -> coco.LabelMap:
 apply_postprocess_overrides = model_dir_lib.apply_postprocess_overrides
 
 
+def postprocess_json(postprocess_config: PostprocessConfig) -> str:
+  """Canonical JSON of post-processing settings (what a blessing records and a push checks)."""
+  return json.dumps(dataclasses.asdict(postprocess_config), sort_keys=True)
+
+
+def effective_postprocess(model_dir: str,
+                          overrides: Optional[Mapping[str, Any]] = None) -> PostprocessConfig:
+  """The model's post-processing settings with `overrides` applied."""
+  config = config_lib.load_config(model_dir_lib.config_path(model_dir))
+  return apply_postprocess_overrides(config, overrides).postprocess
+
+
+def serving_model_for(model_dir: str, overrides: Optional[Mapping[str, Any]],
+                      export_dir: str) -> Tuple[str, PostprocessConfig]:
+  """(SavedModel dir, its post-processing) of a model with `overrides` applied.
+
+  The model's own SavedModel when the overrides change nothing (and it has
+  one); otherwise a new export from its checkpoint into `export_dir`.
+  """
+  config = config_lib.load_config(model_dir_lib.config_path(model_dir))
+  wanted = apply_postprocess_overrides(config, overrides).postprocess
+  if wanted == config.postprocess and model_dir_lib.has_saved_model(model_dir):
+    return model_dir_lib.resolve(model_dir), wanted
+  export_model_dir(model_dir, export_dir, postprocess_overrides=overrides)
+  return export_dir, wanted
+
+
 def export_model_dir(model_dir: str, export_dir: str, *,
                      postprocess_overrides: Optional[Mapping[str, Any]] = None,
                      use_ema: bool = True) -> str:

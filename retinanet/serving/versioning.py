@@ -2,17 +2,19 @@
 
 TF Serving's layout is `<base>/<version>/saved_model.pb` with integer
 versions; it loads the highest version and ignores other names. A push first
-writes into `<base>/.tmp-<version>` (ignored by TF Serving), then moves it to
-`<base>/<version>`: a rename on local disks (atomic), a copy on object stores
-(gs://) in which `saved_model.pb` is copied last, so a poller never sees a
-version that has a `saved_model.pb` but not its variables.
+writes into `<base>/.tmp-<version>` (ignored by TF Serving), optionally
+validates that copy (`validate`, e.g. loading it in a fresh process), then
+moves it to `<base>/<version>`: a rename on local disks (atomic), a copy on
+object stores (gs://) in which `saved_model.pb` is copied last, so a poller
+never sees a version that has a `saved_model.pb` but not its variables. A
+copy that fails validation is deleted and never becomes a version.
 """
 from __future__ import annotations
 
 import logging
 import os
 import time
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import tensorflow as tf
 
@@ -62,8 +64,13 @@ def _copy_tree(src: str, dst: str, last: str = SAVED_MODEL_PB) -> None:
     tf.io.gfile.copy(*pair, overwrite=True)
 
 
-def push_directory(export_dir: str, base_dir: str, version: Optional[int] = None) -> str:
-  """Publishes `export_dir` as a new version under `base_dir`; returns the version dir."""
+def push_directory(export_dir: str, base_dir: str, version: Optional[int] = None,
+                   validate: Optional[Callable[[str], None]] = None) -> str:
+  """Publishes `export_dir` as a new version under `base_dir`; returns the version dir.
+
+  `validate(staged_dir)` runs on the staged copy before it becomes visible; if
+  it raises, the copy is deleted and the exception propagates (nothing pushed).
+  """
   version = version if version is not None else next_version(base_dir)
   final_dir = os.path.join(base_dir, str(version))
   if tf.io.gfile.exists(final_dir):
@@ -72,10 +79,17 @@ def push_directory(export_dir: str, base_dir: str, version: Optional[int] = None
   staging = os.path.join(base_dir, f".tmp-{version}")
   if tf.io.gfile.exists(staging):
     tf.io.gfile.rmtree(staging)
+  _copy_tree(export_dir, staging)
+  if validate is not None:
+    try:
+      validate(staging)
+    except Exception:
+      tf.io.gfile.rmtree(staging)
+      raise
   if base_dir.startswith("gs://"):
-    _copy_tree(export_dir, final_dir)
+    _copy_tree(staging, final_dir)
+    tf.io.gfile.rmtree(staging)
   else:
-    _copy_tree(export_dir, staging)
     tf.io.gfile.rename(staging, final_dir)
   logger.info("Pushed %s to %s", export_dir, final_dir)
   return final_dir
