@@ -14,9 +14,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import reprlib
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import tensorflow as tf
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict = 3, 60, 60, 6, 4
+
+
+def _show(value: Any) -> str:
+  """A short repr for error messages: bounded depth and length, whatever the input."""
+  return _REPR.repr(value)
 
 
 class CocoFormatError(ValueError):
@@ -30,9 +40,13 @@ class LabelMapEntry:
   name: str
 
 
+INT64_RANGE = (-2**63, 2**63 - 1)
+
+
 def is_int(value: Any) -> bool:
-  """A JSON integer (bool is not)."""
-  return isinstance(value, int) and not isinstance(value, bool)
+  """A JSON integer that fits an int64 (what an Example stores; bool is not one)."""
+  return (isinstance(value, int) and not isinstance(value, bool) and
+          INT64_RANGE[0] <= value <= INT64_RANGE[1])
 
 
 
@@ -57,7 +71,7 @@ class LabelMap:
           f"label map: {len(self.category_ids)} category ids but {len(self.names)} names")
     for i, cid in enumerate(self.category_ids):
       if not is_int(cid):
-        raise CocoFormatError(f"label map: category id {cid!r} of index {i} is not an integer")
+        raise CocoFormatError(f"label map: category id {_show(cid)} of index {i} is not an integer")
       if i and cid <= self.category_ids[i - 1]:
         raise CocoFormatError(
             f"label map: category ids must be strictly increasing; index {i} has {cid} after "
@@ -65,11 +79,11 @@ class LabelMap:
     seen: Dict[str, int] = {}
     for i, name in enumerate(self.names):
       if not isinstance(name, str) or not name:
-        raise CocoFormatError(f"label map: index {i} has an empty or non-string name {name!r}")
+        raise CocoFormatError(f"label map: index {i} has an empty or non-string name {_show(name)}")
       if name in seen:
         raise CocoFormatError(
-            f"label map: name {name!r} is used by category ids {self.category_ids[seen[name]]} "
-            f"and {self.category_ids[i]}; names must be unique")
+            f"label map: name {_show(name)} is used by category ids "
+            f"{self.category_ids[seen[name]]} and {self.category_ids[i]}; names must be unique")
       seen[name] = i
     object.__setattr__(self, "_index_by_id", {c: i for i, c in enumerate(self.category_ids)})
     object.__setattr__(self, "_index_by_name", seen)
@@ -84,13 +98,13 @@ class LabelMap:
       if not isinstance(cat, Mapping):
         raise CocoFormatError(f"{where} is not an object")
       if not is_int(cat.get("id")):
-        raise CocoFormatError(f"{where} needs an integer \"id\", got {cat.get('id')!r}")
+        raise CocoFormatError(f"{where} needs an integer \"id\", got {_show(cat.get('id'))}")
       if not isinstance(cat.get("name"), str) or not cat["name"]:
-        raise CocoFormatError(f"{where} (id {cat['id']}) needs a non-empty string \"name\"")
+        raise CocoFormatError(f"{where} (id {_show(cat['id'])}) needs a non-empty string \"name\"")
       if cat["id"] in by_id:
         raise CocoFormatError(
-            f"{where}: category id {cat['id']} appears twice ({by_id[cat['id']]!r} and "
-            f"{cat['name']!r})")
+            f"{where}: category id {_show(cat['id'])} appears twice ({_show(by_id[cat['id']])} and "
+            f"{_show(cat['name'])})")
       by_id[cat["id"]] = cat["name"]
     if not by_id:
       raise CocoFormatError(f"{source}: \"categories\" is empty; at least one class is needed")
@@ -123,7 +137,7 @@ class LabelMap:
     try:
       return self._index_by_name[name]  # type: ignore[attr-defined]
     except KeyError:
-      raise KeyError(f"class name {name!r} is not in the label map (names: {list(self.names)})"
+      raise KeyError(f"class name {_show(name)} is not in the label map (names: {list(self.names)})"
                      ) from None
 
   def category_id_of(self, index: int) -> int:
@@ -136,7 +150,7 @@ class LabelMap:
 
   def _check_index(self, index: int) -> None:
     if not is_int(index) or not 0 <= index < self.num_classes:
-      raise IndexError(f"class index {index!r} is outside 0..{self.num_classes - 1}")
+      raise IndexError(f"class index {_show(index)} is outside 0..{self.num_classes - 1}")
 
   def to_json(self) -> str:
     """JSON text: a list of {"index", "category_id", "name"} in index order."""
@@ -158,10 +172,10 @@ class LabelMap:
     for i, row in enumerate(rows):
       if not isinstance(row, dict) or set(row) != {"index", "category_id", "name"}:
         raise CocoFormatError(f"{source}: entry {i} must have exactly the keys index, "
-                              f"category_id, name; got {row!r}")
+                              f"category_id, name; got {_show(row)}")
       if row["index"] != i:
-        raise CocoFormatError(f"{source}: entry {i} has index {row['index']!r}; indices must be "
-                              "0..N-1 in order")
+        raise CocoFormatError(f"{source}: entry {i} has index {_show(row['index'])}; "
+                              "indices must be 0..N-1 in order")
       ids.append(row["category_id"])
       names.append(row["name"])
     try:
@@ -198,14 +212,16 @@ def _validate_image(i: int, image: Any, source: str, for_evaluation: bool) -> No
   if not isinstance(image, dict):
     raise CocoFormatError(f"{where} is not an object")
   if not is_int(image.get("id")):
-    raise CocoFormatError(f"{where} needs an integer \"id\", got {image.get('id')!r}")
+    raise CocoFormatError(f"{where} needs an integer \"id\", got {_show(image.get('id'))}")
   name = image.get("file_name")
   if not for_evaluation and (not isinstance(name, str) or not name):
-    raise CocoFormatError(f"{where} (id {image['id']}) needs a non-empty string \"file_name\"")
+    raise CocoFormatError(
+        f"{where} (id {_show(image['id'])}) needs a non-empty string \"file_name\"")
   for key in ("width", "height"):
     if key in image and not (is_int(image[key]) and image[key] > 0):
       raise CocoFormatError(
-          f"{where} (id {image['id']}): \"{key}\" must be a positive integer, got {image[key]!r}")
+          f"{where} (id {_show(image['id'])}): \"{key}\" must be a positive integer, "
+          f"got {_show(image[key])}")
 
 
 def _validate_annotation(i: int, ann: Any, source: str, for_evaluation: bool) -> None:
@@ -213,7 +229,7 @@ def _validate_annotation(i: int, ann: Any, source: str, for_evaluation: bool) ->
   if not isinstance(ann, dict):
     raise CocoFormatError(f"{where} is not an object")
   if "id" in ann:
-    where += f" (id {ann['id']})"
+    where += f" (id {_show(ann['id'])})"
   if for_evaluation:
     for key in ("id", "area", "iscrowd"):
       if key not in ann:
@@ -225,17 +241,17 @@ def _validate_annotation(i: int, ann: Any, source: str, for_evaluation: bool) ->
     if key not in ann:
       raise CocoFormatError(f"{where} has no \"{key}\"")
     if not is_int(ann[key]):
-      raise CocoFormatError(f"{where}: \"{key}\" must be an integer, got {ann[key]!r}")
+      raise CocoFormatError(f"{where}: \"{key}\" must be an integer, got {_show(ann[key])}")
   if "bbox" not in ann:
     raise CocoFormatError(f"{where} has no \"bbox\" (expected [x, y, width, height] in pixels)")
   box = ann["bbox"]
   if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
     raise CocoFormatError(
-        f"{where}: \"bbox\" must be 4 numbers [x, y, width, height], got {box!r}")
+        f"{where}: \"bbox\" must be 4 numbers [x, y, width, height], got {_show(box)}")
   if "area" in ann and not _is_number(ann["area"]):
-    raise CocoFormatError(f"{where}: \"area\" must be a number, got {ann['area']!r}")
+    raise CocoFormatError(f"{where}: \"area\" must be a number, got {_show(ann['area'])}")
   if "iscrowd" in ann and ann["iscrowd"] not in (0, 1):
-    raise CocoFormatError(f"{where}: \"iscrowd\" must be 0 or 1, got {ann['iscrowd']!r}")
+    raise CocoFormatError(f"{where}: \"iscrowd\" must be 0 or 1, got {_show(ann['iscrowd'])}")
 
 
 def _check_references(data: Mapping[str, Any], source: str) -> None:
@@ -243,12 +259,12 @@ def _check_references(data: Mapping[str, Any], source: str) -> None:
   image_ids = set()
   for i, image in enumerate(data["images"]):
     if image["id"] in image_ids:
-      raise CocoFormatError(f"{source}: images[{i}] repeats image id {image['id']}")
+      raise CocoFormatError(f"{source}: images[{i}] repeats image id {_show(image['id'])}")
     image_ids.add(image["id"])
   category_ids = {category["id"] for category in data["categories"]}
   annotation_ids = set()
   for i, ann in enumerate(data["annotations"]):
-    where = f"{source}: annotation {i} (id {ann['id']})"
+    where = f"{source}: annotation {i} (id {_show(ann['id'])})"
     if ann["id"] in annotation_ids:
       raise CocoFormatError(f"{where}: annotation ids must be unique integers >= 1 "
                             "(pycocotools indexes annotations by id)")
@@ -320,8 +336,134 @@ def check_categories_consistent(label_map: LabelMap, categories: Sequence[Mappin
       known = label_map.name_of(label_map.index_of(cat["id"]))
       if known != cat["name"]:
         raise CocoFormatError(
-            f"{source}: category id {cat['id']} is named {cat['name']!r} but the label map "
-            f"names it {known!r}; the splits must share one category list")
+            f"{source}: category id {_show(cat['id'])} is named {_show(cat['name'])} but the "
+            f"label map names it {_show(known)}; the splits must share one category list")
     else:
       missing.append(cat["id"])
   return missing
+
+
+# ------------------------------------------------------------------ streaming
+
+# Annotation keys never built while streaming: polygons are most of a COCO file.
+STREAM_SKIPPED_KEYS = ("segmentation",)
+_TOP_LEVEL_LISTS = ("images", "annotations", "categories")
+SLIM_IMAGE_KEYS = ("id", "file_name", "width", "height")
+SLIM_ANNOTATION_KEYS = ("id", "image_id", "category_id", "bbox", "area", "iscrowd")
+
+
+@dataclasses.dataclass
+class SlimCoco:
+  """A validated instances file without what conversion does not use (segmentation,
+  licenses, info, extra keys): memory is bounded by these records, not the raw JSON."""
+  source: str
+  images: List[Dict[str, Any]]
+  annotations: List[Dict[str, Any]]
+  categories: List[Dict[str, Any]]
+
+
+def _json_error(source: str, error: Exception) -> "CocoFormatError":
+  """One line naming the file, from ijson's (possibly bytes, multi-line) message."""
+  message = error.args[0] if error.args else str(error)
+  if isinstance(message, bytes):
+    message = message.decode("utf-8", "replace")
+  return CocoFormatError(f"{source}: invalid JSON ({str(message).strip().splitlines()[0]})")
+
+
+def _slim(record: Mapping[str, Any], keys: Sequence[str]) -> Dict[str, Any]:
+  return {k: record[k] for k in keys if k in record}
+
+
+def _stream_items(f, source: str):
+  """Yields (top-level key, index, item) for the items of images / annotations / categories,
+  building each item from ijson events and never building STREAM_SKIPPED_KEYS values of
+  annotations. Raises CocoFormatError for a top level that is not an object of lists."""
+  import ijson  # pylint: disable=g-import-not-at-top
+  from ijson.common import ObjectBuilder  # pylint: disable=g-import-not-at-top
+  events = ijson.parse(f, use_float=True)
+  try:
+    first = next(events, None)
+    if first is None or first[1] != "start_map":
+      raise CocoFormatError(f"{source}: the top level must be a JSON object")
+    key, item_prefix, index, builder, skipped = None, "", -1, None, ()
+    for prefix, event, value in events:
+      if prefix == "":
+        if event == "map_key":
+          key = value
+          item_prefix = f"{key}.item"
+          skipped = tuple(f"{item_prefix}.{k}" for k in STREAM_SKIPPED_KEYS
+                          if key == "annotations")
+        continue
+      if key not in _TOP_LEVEL_LISTS:
+        continue
+      if prefix == key:
+        if event not in ("start_array", "end_array"):
+          raise CocoFormatError(f"{source}: \"{key}\" must be a list, got a JSON "
+                                f"{event.replace('start_', '')}")
+        if event == "start_array":
+          index = -1
+          yield key, None, None  # the list exists (possibly empty)
+        continue
+      if skipped and (prefix.startswith(skipped) or
+                      (prefix == item_prefix and event == "map_key" and
+                       f"{item_prefix}.{value}" in skipped)):
+        continue
+      if builder is None:
+        index += 1
+        if event not in ("start_map", "start_array"):
+          yield key, index, value  # a scalar item: the validator names it
+          continue
+        builder = ObjectBuilder()
+      builder.event(event, value)
+      if prefix == item_prefix and event in ("end_map", "end_array"):
+        yield key, index, builder.value
+        builder = None
+  except ijson.JSONError as e:
+    raise _json_error(source, e) from e
+  except UnicodeDecodeError as e:
+    raise CocoFormatError(f"{source}: not UTF-8 text ({e})") from e
+
+
+def read_coco_slim(path: str) -> SlimCoco:
+  """Streams, validates and slims an instances file in one pass (ijson; local or gs://).
+
+  The same checks as `validate_coco` (errors name the file, the record and the
+  field), with the memory of the slim records only.
+  """
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f"COCO annotations file {path} does not exist")
+  slim = SlimCoco(path, [], [], [])
+  present = set()
+  with tf.io.gfile.GFile(path, "rb") as f:
+    for key, index, item in _stream_items(f, path):
+      if index is None:
+        present.add(key)
+      elif key == "images":
+        _validate_image(index, item, path, for_evaluation=False)
+        slim.images.append(_slim(item, SLIM_IMAGE_KEYS))
+      elif key == "annotations":
+        _validate_annotation(index, item, path, for_evaluation=False)
+        slim.annotations.append(_slim(item, SLIM_ANNOTATION_KEYS))
+      else:
+        slim.categories.append(item)
+  for key in _TOP_LEVEL_LISTS:
+    if key not in present:
+      raise CocoFormatError(
+          f"{path}: missing the top-level \"{key}\" key (a COCO instances file needs "
+          "\"images\", \"annotations\" and \"categories\")")
+  LabelMap.from_categories(slim.categories, path)
+  return slim
+
+
+def read_categories(path: str) -> List[Dict[str, Any]]:
+  """The "categories" of an instances file, streamed without building anything else."""
+  import ijson  # pylint: disable=g-import-not-at-top
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f"COCO annotations file {path} does not exist")
+  with tf.io.gfile.GFile(path, "rb") as f:
+    try:
+      categories = list(ijson.items(f, "categories.item", use_float=True))
+    except ijson.JSONError as e:
+      raise _json_error(path, e) from e
+  LabelMap.from_categories(categories, path)
+  return categories

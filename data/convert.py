@@ -17,15 +17,16 @@ not in the label map, or whose box is not finite, cannot be scored and are
 left out (counted as unknown_category / degenerate_box). Each shard writer
 writes the part of its images; one step merges the parts in shard order.
 
-Pipeline per split: read the COCO JSON in one worker (slim per-image records:
-no segmentation, no pixels) -> assign each image to shard
-`md5(image id) % num_shards` -> GroupByKey(shard) -> one DoFn per shard sorts
-its records by image id, reads the images' bytes (tf.io.gfile for gs:// and
-other URLs; a few threads read ahead) and streams the Examples into the shard
-file in that order. Image bytes therefore never cross a stage boundary: memory
-is bounded by one shard's metadata plus a few images, whatever the dataset
-size, and the same input gives byte-identical shards (no order depends on
-bundle, thread or worker scheduling).
+Per split: the annotation file is read ONCE, streamed (ijson: segmentation
+polygons are never built, so memory is bounded by the slim per-image records,
+not by the raw JSON), validated record by record, grouped by image and written
+as one small JSON-lines input file per shard (`md5(image id) % num_shards`).
+The Beam job then runs one DoFn per shard: it reads its input file, reads the
+images' bytes in image-id order (tf.io.gfile for gs:// and other URLs; a few
+threads read ahead) and streams the Examples into the shard file. Image bytes
+never cross a stage boundary: memory is one shard's metadata plus a few images,
+and the same input gives byte-identical shards (no order depends on bundle,
+thread or worker scheduling).
 
 Label map: built from the categories of the split named `label_map_split`
 ("train") and reused for every other split; an annotation whose category id
@@ -115,7 +116,6 @@ DEFAULT_DIRECT_ARGS = ("--direct_running_mode=in_memory",)
 READ_THREADS = 4
 PROGRESS_EVERY_IMAGES = 1000
 PROGRESS_EVERY_SECONDS = 60.0
-_STATS_TAG = "stats"
 _METRICS_NAMESPACE = "coco_to_tfrecords"
 _SPLIT_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
@@ -177,54 +177,49 @@ def sum_counters(counters: Iterable[Mapping[str, int]]) -> Dict[str, int]:
   return dict(total)
 
 
-def _slim_image(image: Mapping[str, Any]) -> Dict[str, Any]:
-  return {k: image[k] for k in ("id", "file_name", "width", "height") if k in image}
+def _records_path(output_dir: str, split: str, shard: int, num_shards: int) -> str:
+  """The slim input records of one shard (JSON lines, written by `write_shard_inputs`)."""
+  return os.path.join(output_dir, f".records-{split}", f"part-{shard:05d}-of-{num_shards:05d}.jsonl")
 
 
-def _slim_annotation(ann: Mapping[str, Any]) -> Dict[str, Any]:
-  return {k: ann[k] for k in ("id", "category_id", "bbox", "area", "iscrowd") if k in ann}
+def write_shard_inputs(slim: coco.SlimCoco, split: str, output_dir: str,
+                       num_shards: int) -> Dict[str, int]:
+  """Groups a split's slim records by image and writes one JSON-lines file per shard.
 
-
-class ReadCocoImagesFn(beam.DoFn):
-  """COCO JSON path -> (shard, (image record, its annotations)) per image.
-
-  Also emits (shard, None) once per shard, so that every shard file is
-  written even when no image hashes to it, and one counter dict (tag
-  "stats") with the JSON-level outcomes: duplicate image ids, annotations
-  of image ids that are not in "images".
+  Each line is `[image record, [its annotation records]]`, sorted by image id,
+  so a shard writer reads only its own images. Returns the JSON-level counters
+  (images_in, annotations_in, duplicate image ids, annotations of unknown image
+  ids), each case logged once.
   """
-
-  def __init__(self, split: str, num_shards: int):
-    self._split = split
-    self._num_shards = num_shards
-
-  def process(self, annotations_path: str):
-    data = coco.read_coco_json(annotations_path)
-    counters: Dict[str, int] = collections.Counter(
-        images_in=len(data["images"]), annotations_in=len(data["annotations"]))
-    images: Dict[int, Dict[str, Any]] = {}
-    for image in data["images"]:
-      if image["id"] in images:
-        counters[_SKIP + codec.DUPLICATE_IMAGE_ID] += 1
-        log.warning("[%s] skip image %s (%s): duplicate_image_id, image id already used by %s",
-                    self._split, image["id"], image["file_name"],
-                    images[image["id"]]["file_name"])
-        continue
-      images[image["id"]] = _slim_image(image)
-    by_image: Dict[int, List[Dict[str, Any]]] = collections.defaultdict(list)
-    for ann in data["annotations"]:
-      if ann["image_id"] not in images:
-        counters[_DROP + codec.MISSING_IMAGE_ID] += 1
-        log.warning("[%s] drop annotation %s: missing_image_id, image id %s is not in %s",
-                    self._split, ann.get("id", "?"), ann["image_id"], annotations_path)
-        continue
-      by_image[ann["image_id"]].append(_slim_annotation(ann))
-    del data
-    yield beam.pvalue.TaggedOutput(_STATS_TAG, dict(counters))
-    for shard in range(self._num_shards):
-      yield shard, None
-    for image_id, image in images.items():
-      yield shard_of(image_id, self._num_shards), (image, by_image.pop(image_id, []))
+  counters: Dict[str, int] = collections.Counter(
+      images_in=len(slim.images), annotations_in=len(slim.annotations))
+  images: Dict[int, Dict[str, Any]] = {}
+  for image in slim.images:
+    if image["id"] in images:
+      counters[_SKIP + codec.DUPLICATE_IMAGE_ID] += 1
+      log.warning("[%s] skip image %s (%s): duplicate_image_id, image id already used by %s",
+                  split, image["id"], image["file_name"], images[image["id"]]["file_name"])
+      continue
+    images[image["id"]] = image
+  by_image: Dict[int, List[Dict[str, Any]]] = collections.defaultdict(list)
+  for ann in slim.annotations:
+    if ann["image_id"] not in images:
+      counters[_DROP + codec.MISSING_IMAGE_ID] += 1
+      log.warning("[%s] drop annotation %s: missing_image_id, image id %s is not in %s",
+                  split, ann.get("id", "?"), ann["image_id"], slim.source)
+      continue
+    by_image[ann["image_id"]].append({k: v for k, v in ann.items() if k != "image_id"})
+  per_shard: List[List[int]] = [[] for _ in range(num_shards)]
+  for image_id in sorted(images):
+    per_shard[shard_of(image_id, num_shards)].append(image_id)
+  for shard, image_ids in enumerate(per_shard):
+    path = _records_path(output_dir, split, shard, num_shards)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, "w") as f:
+      f.write("")  # creates the file even for a shard without images
+      for image_id in image_ids:
+        f.write(json.dumps([images[image_id], by_image.get(image_id, [])]) + "\n")
+  return dict(counters)
 
 
 def read_image_bytes(path: str) -> bytes:
@@ -277,9 +272,10 @@ class WriteShardFn(beam.DoFn):
         _METRICS_NAMESPACE, f"{split}/images_skipped")
     self._boxes_written = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, f"{split}/boxes_written")
 
-  def process(self, element: Tuple[int, Iterable[Optional[Tuple[Dict, List[Dict]]]]]):
-    shard, items = element
-    records = sorted((r for r in items if r is not None), key=lambda r: r[0]["id"])
+  def process(self, shard: int):
+    with tf.io.gfile.GFile(_records_path(self._output_dir, self._split, shard,
+                                         self._num_shards), "r") as f:
+      records = [json.loads(line) for line in f]
     counters: Dict[str, int] = collections.Counter(shards_written=1)
     path = os.path.join(self._output_split_dir, shard_name(shard, self._num_shards))
     partial = path + ".incomplete"
@@ -481,14 +477,16 @@ def write_stats_json(summaries: List[Dict[str, Any]], path: str, label_map_file:
 
 
 class CocoToTFRecords(beam.PTransform):
-  """One split: pipeline root -> shard files; outputs the split summary dict.
+  """One split: shard input records -> shard files; outputs the split summary dict.
 
-  The output PCollection holds exactly one element, the split's section of
-  conversion_stats.json (see `summarize_split`).
+  The shards' input records are written beforehand by `write_shard_inputs`
+  (whose counters are `input_counters`). The output PCollection holds exactly
+  one element, the split's section of conversion_stats.json (`summarize_split`).
   """
 
   def __init__(self, *, split: str, annotations_path: str, image_dir: str,
                output_dir: str, label_map: LabelMap, num_shards: int,
+               input_counters: Mapping[str, int],
                compression_level: int = GZIP_LEVEL, read_threads: int = READ_THREADS):
     super().__init__()
     if num_shards < 1:
@@ -499,21 +497,21 @@ class CocoToTFRecords(beam.PTransform):
     self._output_dir = output_dir
     self._label_map = label_map
     self._num_shards = num_shards
+    self._input_counters = dict(input_counters)
     self._compression_level = compression_level
     self._read_threads = read_threads
 
   def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-    read = (pbegin
-            | "AnnotationsPath" >> beam.Create([self._annotations_path])
-            | "ReadCocoJson" >> beam.ParDo(ReadCocoImagesFn(self._split, self._num_shards))
-            .with_outputs(_STATS_TAG, main="records"))
-    shard_counters = (read.records
-                      | "GroupByShard" >> beam.GroupByKey()
+    shard_counters = (pbegin
+                      | "Shards" >> beam.Create(list(range(self._num_shards)))
+                      | "Distribute" >> beam.Reshuffle()
                       | "WriteShards" >> beam.ParDo(WriteShardFn(
                           self._split, self._image_dir, self._output_dir,
                           self._num_shards, self._label_map, self._compression_level,
                           self._read_threads)))
-    return ((read[_STATS_TAG], shard_counters)
+    input_counters = (pbegin
+                      | "InputCounters" >> beam.Create([self._input_counters]))
+    return ((input_counters, shard_counters)
             | "AllCounters" >> beam.Flatten()
             | "SumCounters" >> beam.CombineGlobally(sum_counters)
             | "MergeGroundTruth" >> beam.Map(merge_ground_truth, self._output_dir, self._split,
@@ -521,6 +519,20 @@ class CocoToTFRecords(beam.PTransform):
                                              self._annotations_path)
             | "Summarize" >> beam.Map(summarize_split, self._split, self._label_map,
                                       self._num_shards, self._annotations_path, self._image_dir))
+
+
+def convert_split_in_process(*, split: str, annotations_path: str, image_dir: str,
+                             output_dir: str, label_map: LabelMap, num_shards: int,
+                             input_counters: Mapping[str, int],
+                             compression_level: int = GZIP_LEVEL) -> Dict[str, Any]:
+  """CocoToTFRecords' steps as a plain loop in this process; returns the split summary."""
+  writer = WriteShardFn(split, image_dir, output_dir, num_shards, label_map, compression_level)
+  counters = [dict(input_counters)]
+  for shard in range(num_shards):
+    counters += list(writer.process(shard))
+  merged = merge_ground_truth(sum_counters(counters), output_dir, split, num_shards, label_map,
+                              annotations_path)
+  return summarize_split(merged, split, label_map, num_shards, annotations_path, image_dir)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -579,34 +591,55 @@ def _check_output_dir(path: str) -> None:
                           "directory (shards of an earlier run would be mixed in)")
 
 
-def _preflight(splits: Mapping[str, Tuple[str, str]], label_map: Optional[LabelMap],
-               label_map_split: str, num_shards: Optional[int], target_shard_bytes: int
-               ) -> Tuple[LabelMap, Dict[str, int]]:
-  """Validates every JSON before any work; returns the label map and shard counts."""
+def _preflight(splits: Mapping[str, Tuple[str, str]], output_dir: str,
+               label_map: Optional[LabelMap], label_map_split: str, num_shards: Optional[int],
+               target_shard_bytes: int) -> Tuple[LabelMap, Dict[str, int], Dict[str, Dict]]:
+  """Reads each annotation file once (streamed, validated, slimmed), builds or checks the
+  label map, sizes the shards and writes the shards' input records.
+
+  Returns (label map, {split: num shards}, {split: JSON-level counters}). Any
+  invalid file stops everything before the Beam job starts, naming the file
+  and the record; the records already written are removed.
+  """
   if label_map is None and label_map_split not in splits:
     raise ValueError(f"label_map_split={label_map_split!r} is not one of the splits "
                      f"{sorted(splits)}; pass label_map= or name the split to build it from")
   order = sorted(splits, key=lambda s: s != label_map_split)
   shards: Dict[str, int] = {}
-  for split in order:
-    annotations_path, image_dir = splits[split]
-    data = coco.read_coco_json(annotations_path)
-    if label_map is None:
-      label_map = coco.label_map_from_coco(data, annotations_path)
-      log.info("label map from %s (%s): %d classes", split, annotations_path,
-               label_map.num_classes)
-    else:
-      unknown = coco.check_categories_consistent(label_map, data["categories"], annotations_path)
-      if unknown:
-        log.warning("[%s] category ids %s of %s are not in the label map; their annotations "
-                    "will be dropped as unknown_category", split, unknown, annotations_path)
-    shards[split] = num_shards or estimate_num_shards(data["images"], image_dir,
-                                                      target_shard_bytes)
-    log.info("[%s] %d images, %d annotations -> %d shard(s)", split, len(data["images"]),
-             len(data["annotations"]), shards[split])
-    del data
+  counters: Dict[str, Dict] = {}
+  try:
+    for split in order:
+      annotations_path, image_dir = splits[split]
+      start = time.monotonic()
+      slim = coco.read_coco_slim(annotations_path)
+      if label_map is None:
+        label_map = LabelMap.from_categories(slim.categories, annotations_path)
+        log.info("label map from %s (%s): %d classes", split, annotations_path,
+                 label_map.num_classes)
+      else:
+        unknown = coco.check_categories_consistent(label_map, slim.categories, annotations_path)
+        if unknown:
+          log.warning("[%s] category ids %s of %s are not in the label map; their annotations "
+                      "will be dropped as unknown_category", split, unknown, annotations_path)
+      shards[split] = num_shards or estimate_num_shards(slim.images, image_dir,
+                                                        target_shard_bytes)
+      counters[split] = write_shard_inputs(slim, split, output_dir, shards[split])
+      log.info("[%s] %d images, %d annotations read from %s in %.1f s -> %d shard(s)", split,
+               len(slim.images), len(slim.annotations), annotations_path,
+               time.monotonic() - start, shards[split])
+      del slim
+  except Exception:
+    _remove_shard_inputs(output_dir, list(shards))
+    raise
   assert label_map is not None
-  return label_map, shards
+  return label_map, shards, counters
+
+
+def _remove_shard_inputs(output_dir: str, split_names: Sequence[str]) -> None:
+  for split in split_names:
+    path = os.path.dirname(_records_path(output_dir, split, 0, 1))
+    if tf.io.gfile.exists(path):
+      tf.io.gfile.rmtree(path)
 
 
 def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
@@ -616,7 +649,8 @@ def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
                  label_map: Optional[LabelMap] = None,
                  label_map_split: str = "train",
                  target_shard_bytes: int = DEFAULT_TARGET_SHARD_BYTES,
-                 compression_level: int = GZIP_LEVEL) -> ConversionResult:
+                 compression_level: int = GZIP_LEVEL,
+                 in_process: bool = False) -> ConversionResult:
   """Converts COCO splits {name: (annotations_json, image_dir)} to TFRecords.
 
   Builds the label map from `label_map_split` unless `label_map` is given,
@@ -626,7 +660,9 @@ def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
   and returns the paths and the parsed conversion_stats.json.
   `num_shards` applies to every split; None estimates it per split for
   ~target_shard_bytes per shard. `compression_level` is the deflate level of
-  the gzip shards (0-9; see GZIP_LEVEL).
+  the gzip shards (0-9; see GZIP_LEVEL). `in_process` runs the same steps as
+  a plain loop in this process instead of a Beam job (the same output; for
+  tests and as the single-process reference of benchmarks).
   """
   if not splits:
     raise ValueError("splits is empty: give at least one {name: (annotations_json, image_dir)}")
@@ -640,31 +676,43 @@ def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
   if not 0 <= compression_level <= 9:
     raise ValueError(f"compression_level must be 0..9, got {compression_level}")
   label_map_source = label_map_split if label_map is None else "given"
-  label_map, shards = _preflight(splits, label_map, label_map_split, num_shards,
-                                 target_shard_bytes)
   split_dirs = {s: split_dir(output_dir, s) for s in splits}
   for path in split_dirs.values():
     _check_output_dir(path)
+  label_map, shards, input_counters = _preflight(splits, output_dir, label_map, label_map_split,
+                                                 num_shards, target_shard_bytes)
+  for path in split_dirs.values():
     tf.io.gfile.makedirs(path)
   label_map_path = os.path.join(output_dir, LABEL_MAP_FILE)
   stats_path = os.path.join(output_dir, STATS_FILE)
   coco.save_label_map(label_map, label_map_path)
 
-  pipeline = beam_pipeline or beam.Pipeline(
-      options=PipelineOptions(pipeline_args_with_defaults(beam_pipeline_args)))
-  summaries = [
-      pipeline | f"Convert[{split}]" >> CocoToTFRecords(
+  start = time.monotonic()
+  try:
+    if in_process:
+      write_stats_json([convert_split_in_process(
           split=split, annotations_path=splits[split][0], image_dir=splits[split][1],
           output_dir=output_dir, label_map=label_map, num_shards=shards[split],
-          compression_level=compression_level)
-      for split in sorted(splits)]
-  _ = (summaries
-       | "AllSplits" >> beam.Flatten()
-       | "ToList" >> beam.combiners.ToList()
-       | "WriteStats" >> beam.Map(write_stats_json, stats_path, LABEL_MAP_FILE,
-                                  label_map_source))
-  start = time.monotonic()
-  pipeline.run().wait_until_finish()
+          input_counters=input_counters[split], compression_level=compression_level)
+                        for split in sorted(splits)], stats_path, LABEL_MAP_FILE,
+                       label_map_source)
+    else:
+      pipeline = beam_pipeline or beam.Pipeline(
+          options=PipelineOptions(pipeline_args_with_defaults(beam_pipeline_args)))
+      summaries = [
+          pipeline | f"Convert[{split}]" >> CocoToTFRecords(
+              split=split, annotations_path=splits[split][0], image_dir=splits[split][1],
+              output_dir=output_dir, label_map=label_map, num_shards=shards[split],
+              input_counters=input_counters[split], compression_level=compression_level)
+          for split in sorted(splits)]
+      _ = (summaries
+           | "AllSplits" >> beam.Flatten()
+           | "ToList" >> beam.combiners.ToList()
+           | "WriteStats" >> beam.Map(write_stats_json, stats_path, LABEL_MAP_FILE,
+                                      label_map_source))
+      pipeline.run().wait_until_finish()
+  finally:
+    _remove_shard_inputs(output_dir, list(splits))
   with tf.io.gfile.GFile(stats_path, "r") as f:
     stats = json.load(f)
   for split, s in stats["splits"].items():

@@ -21,6 +21,7 @@ import collections
 import dataclasses
 import io
 import math
+import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -33,9 +34,12 @@ from data.coco import LabelMap
 # Image-level skip reasons (the image is not written).
 MISSING_IMAGE = "missing_image"
 CORRUPT_IMAGE = "corrupt_image"
+# A valid header but pixel data the training decoder (tf.io.decode_image) rejects.
+UNDECODABLE_IMAGE = "undecodable_image"
 UNSUPPORTED_FORMAT = "unsupported_format"
 DUPLICATE_IMAGE_ID = "duplicate_image_id"
-IMAGE_SKIP_REASONS = (MISSING_IMAGE, CORRUPT_IMAGE, UNSUPPORTED_FORMAT, DUPLICATE_IMAGE_ID)
+IMAGE_SKIP_REASONS = (MISSING_IMAGE, CORRUPT_IMAGE, UNDECODABLE_IMAGE, UNSUPPORTED_FORMAT,
+                      DUPLICATE_IMAGE_ID)
 
 # Annotation-level drop reasons (the annotation gives no box).
 DEGENERATE_BOX = "degenerate_box"
@@ -101,6 +105,25 @@ def read_image_header(data: bytes, where: str = "image") -> Tuple[str, int, int]
   if end not in data[-_END_MARKER_WINDOW:]:
     raise ImageSkipped(CORRUPT_IMAGE, f"{where}: truncated {fmt} (no end marker)")
   return fmt, height, width
+
+
+def check_decodes(data: bytes, height: int, width: int, where: str = "image") -> None:
+  """Decodes the pixels with the decoder training uses (tf.io.decode_image, 3 channels).
+
+  Raises ImageSkipped("undecodable_image") when decoding fails or gives another
+  size than the header: such a record would otherwise stop training at its
+  first read. Costs one full decode per image (BENCHMARKS.md, Data stage).
+  """
+  try:
+    shape = tf.io.decode_image(data, channels=3, expand_animations=False).shape
+  except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
+    message = re.sub(r"\{\{function_node[^}]*\}\}\s*", "", str(e)).strip()
+    message = message.splitlines()[0] if message else type(e).__name__
+    raise ImageSkipped(UNDECODABLE_IMAGE, f"{where}: the header is valid but the pixel data "
+                       f"does not decode ({message})") from e
+  if tuple(shape[:2]) != (height, width):
+    raise ImageSkipped(UNDECODABLE_IMAGE, f"{where}: decodes to {shape[1]}x{shape[0]} but the "
+                       f"header says {width}x{height}")
 
 
 @dataclasses.dataclass
@@ -180,14 +203,18 @@ def build_objects(annotations: Sequence[Mapping[str, Any]], height: int, width: 
 
 def build_example(image_bytes: bytes, image: Mapping[str, Any],
                   annotations: Sequence[Mapping[str, Any]], label_map: LabelMap,
-                  where: str = "") -> Tuple[tf.train.Example, BoxReport]:
+                  where: str = "", decode_check: bool = True
+                  ) -> Tuple[tf.train.Example, BoxReport]:
   """The Example of one image and what happened to its annotations.
 
   `image` is the COCO image record ("id", "file_name"); `annotations` are its
   COCO annotation records (already validated by data.coco). Raises
-  ImageSkipped when the bytes are not a complete JPEG/PNG.
+  ImageSkipped when the bytes are not a complete JPEG/PNG or, with
+  `decode_check`, do not decode (`check_decodes`).
   """
   fmt, height, width = read_image_header(image_bytes, where or image["file_name"])
+  if decode_check:
+    check_decodes(image_bytes, height, width, where or image["file_name"])
   rows, report = build_objects(annotations, height, width, label_map)
   example = tf.train.Example()
   feature = example.features.feature  # Filled in place: the image bytes are copied once.

@@ -65,7 +65,9 @@ def match_num_classes(config, train_annotations: str, explicit: bool):
   """
   from data import coco  # pylint: disable=g-import-not-at-top
   from retinanet import config as config_lib  # pylint: disable=g-import-not-at-top
-  label_map = coco.label_map_from_coco(coco.read_coco_json(train_annotations), train_annotations)
+  # Streams the categories only: a COCO-size file is never loaded here.
+  label_map = coco.LabelMap.from_categories(coco.read_categories(train_annotations),
+                                            train_annotations)
   if config.model.num_classes == label_map.num_classes:
     return config
   if explicit:

@@ -83,6 +83,12 @@ def bad(clean, tmp_path_factory):
   with open(os.path.join(image_dir, "truncated.img"), "wb") as f:
     f.write(raw[:len(raw) // 2])
   add_image(902, "truncated.img", 1)
+  # A valid header and end marker around pixel data that does not decode.
+  scrambled = bytearray(raw)
+  scrambled[len(raw) // 2:len(raw) // 2 + 16] = b"\xff\x42" * 8  # an unsupported marker
+  with open(os.path.join(image_dir, "scrambled.jpg"), "wb") as f:
+    f.write(bytes(scrambled))
+  add_image(906, "scrambled.jpg", 2)
   Image.new("RGB", (SIZE[1], SIZE[0]), (9, 9, 9)).save(os.path.join(image_dir, "old.bmp"))
   add_image(903, "old.bmp", 3)
   shutil.copy(some_file, os.path.join(image_dir, "negative.bin"))
@@ -136,14 +142,15 @@ def _clean_counts(clean, split):
 def test_each_bad_input_has_its_documented_outcome(clean, bad_result):
   c = _clean_counts(clean, "train")
   s = bad_result.stats["splits"]["train"]
-  # 6 new records (900-905) + 1 duplicate; the clean annotations + 7 + 6 new ones.
-  assert s["images_in"] == c["images"] + 7
-  assert s["images_skipped"] == {"missing_image": 1, "corrupt_image": 2,
+  # 7 new records (900-906) + 1 duplicate; the clean annotations + 9 + 6 new ones.
+  assert s["images_in"] == c["images"] + 8
+  assert s["images_skipped"] == {"missing_image": 1, "corrupt_image": 2, "undecodable_image": 1,
                                  "unsupported_format": 1, "duplicate_image_id": 1}
   assert s["images_written"] == c["images"] + 2  # 904 (negative) and 905
-  assert s["annotations_in"] == c["annotations"] + 7 + 6
+  assert s["annotations_in"] == c["annotations"] + 9 + 6
   assert s["annotations_dropped"] == {"degenerate_box": 2, "unknown_category": 1,
-                                      "missing_image_id": 1, "image_skipped": 2 + 1 + 1 + 3}
+                                      "missing_image_id": 1,
+                                      "image_skipped": 2 + 1 + 1 + 3 + 2}
   assert s["boxes_written"] == c["annotations"] + 2
   assert s["boxes_clipped"] == 1
   assert s["crowd_boxes"] == c["crowd"] + 1
@@ -407,16 +414,19 @@ def test_ordered_map_keeps_input_order_and_bounds_in_flight_work():
 
 def test_one_reader_thread_writes_the_same_bytes(bad, tmp_path):
   """The read-ahead threads change nothing in the output."""
-  label_map = coco.label_map_from_coco(coco.read_coco_json(bad["train"][0]))
+  slim = coco.read_coco_slim(bad["train"][0])
+  label_map = coco.LabelMap.from_categories(slim.categories)
   outs = {}
   for threads in (1, 4):
     root = tmp_path / f"t{threads}"
     out = root / "Split-train"
     out.mkdir(parents=True)
+    counters = convert.write_shard_inputs(slim, "train", str(root), 2)
     with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"] + IN_MEMORY)) as p:
       _ = p | convert.CocoToTFRecords(
           split="train", annotations_path=bad["train"][0], image_dir=bad["train"][1],
-          output_dir=str(root), label_map=label_map, num_shards=2, read_threads=threads)
+          output_dir=str(root), label_map=label_map, num_shards=2, input_counters=counters,
+          read_threads=threads)
     outs[threads] = {n: (out / n).read_bytes() for n in sorted(os.listdir(out))}
   assert list(outs[1]) == [convert.shard_name(i, 2) for i in range(2)]
   assert outs[1] == outs[4]
