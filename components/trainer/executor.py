@@ -143,6 +143,7 @@ class Executor(base_executor.BaseExecutor):
     model.set_string_custom_property("training_fingerprint", fingerprint)
     model.set_string_custom_property("resumed_from", resumed_from or "")
     model.set_int_custom_property("truncated_objects", int(result.truncated_objects))
+    model.set_int_custom_property("skipped_records", int(result.skipped_records))
     model.set_int_custom_property("final_step", int(result.final_step))
     # A training killed after its last step resumes with no step left to run (no losses).
     model.set_float_custom_property("final_total_loss",

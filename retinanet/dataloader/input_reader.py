@@ -94,7 +94,7 @@ def build_dataset(file_pattern: FilePatterns, *, parser: ParserFn, is_training: 
                   deterministic: bool = False, seed: int = 0,
                   compression_type: str = _AUTO,
                   pad_last_batch: Optional[bool] = None,
-                  max_records: int = 0) -> tf.data.Dataset:
+                  max_records: int = 0, skip_undecodable: bool = True) -> tf.data.Dataset:
   """Batched dataset of `parser` outputs read from TFRecord files.
 
   Args:
@@ -114,6 +114,9 @@ def build_dataset(file_pattern: FilePatterns, *, parser: ParserFn, is_training: 
       `parser.padding_element()` rows; default True for eval, not allowed for
       training.
     max_records: read at most this many records per pipeline (0 = all).
+    skip_undecodable: training only: a record that fails to decode becomes the
+      parser's `placeholder_element()` (counted by the trainer as skipped)
+      instead of an error that ends the run.
   """
   if global_batch_size < 1:
     raise ValueError(f"build_dataset: global_batch_size={global_batch_size} must be >= 1")
@@ -173,8 +176,23 @@ def build_dataset(file_pattern: FilePatterns, *, parser: ParserFn, is_training: 
     seed_tensor = _element_seed(base_seed, pipeline_id, index)
     return parser(decoder.decode_example(serialized), seed_tensor)
 
-  dataset = dataset.enumerate().map(decode_and_parse, num_parallel_calls=tf.data.AUTOTUNE,
-                                    deterministic=deterministic or not is_training)
+  if is_training and skip_undecodable:
+    # A record that fails to decode (a corrupt image that reached the TFRecords) is
+    # replaced by the parser's placeholder, which the trainer counts, instead of
+    # stopping a long run. Each record is parsed inside its own one-element
+    # dataset so that ignore_errors() can drop exactly it.
+    placeholder = tf.data.Dataset.from_tensors(parser.placeholder_element())
+
+    def decode_or_placeholder(index: tf.Tensor, serialized: tf.Tensor) -> tf.data.Dataset:
+      parsed = tf.data.Dataset.from_tensors((index, serialized)).map(decode_and_parse)
+      return parsed.ignore_errors().concatenate(placeholder).take(1)
+
+    dataset = dataset.enumerate().interleave(
+        decode_or_placeholder, cycle_length=tf.data.AUTOTUNE, block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+  else:
+    dataset = dataset.enumerate().map(decode_and_parse, num_parallel_calls=tf.data.AUTOTUNE,
+                                      deterministic=deterministic or not is_training)
   dataset = dataset.batch(batch_size, drop_remainder=is_training)
   if pad_last_batch:
     padding = parser.padding_element()

@@ -18,6 +18,9 @@ Train element: image float32 [H, W, 3] and labels
   gt_is_crowd   bool [max_instances] (False padding)
   num_truncated int32 []     objects beyond max_instances (dropped from gt_*, never
                              from the targets, which encode every object)
+  skipped       int32 []     0; 1 for `TrainParser.placeholder_element()`, which stands
+                             in for a record that failed to decode (every anchor
+                             IGNORED: it adds nothing to the loss)
   image_id      int64 []
 
 Eval element: image float32 [H, W, 3] and labels
@@ -137,7 +140,24 @@ class TrainParser:
         tf.cast(tf.equal(targets["match_state"], matcher.POSITIVE), tf.float32))
     labels.update(_ground_truth(boxes, classes, is_crowd, self._max_instances))
     labels["image_id"] = decoded[decoder.IMAGE_ID]
+    labels["skipped"] = tf.constant(0, tf.int32)
     return image, labels
+
+  def placeholder_element(self) -> Element:
+    """What replaces a record that cannot be decoded: a zero image whose anchors are all
+    IGNORED (no loss, no gradient from it), `skipped` 1 so the trainer counts it."""
+    num_anchors = int(self._anchors.shape[0])
+    labels = {
+        "class_targets": tf.zeros([num_anchors], tf.int32),
+        "box_targets": tf.zeros([num_anchors, 4], tf.float32),
+        "match_state": tf.fill([num_anchors], tf.constant(matcher.IGNORED, tf.int32)),
+        "num_positives": tf.constant(0.0),
+    }
+    labels.update(_ground_truth(tf.zeros([0, 4], tf.float32), tf.zeros([0], tf.int32),
+                                tf.zeros([0], tf.bool), self._max_instances))
+    labels["image_id"] = tf.constant(-1, tf.int64)
+    labels["skipped"] = tf.constant(1, tf.int32)
+    return tf.zeros(self._output_size + (3,), tf.float32), labels
 
 
 class EvalParser:

@@ -46,7 +46,8 @@ PositivesFn = Callable[[Mapping[str, tf.Tensor]], tf.Tensor]
 EvalFn = Callable[[tf_keras.Model, int], Mapping[str, float]]
 DatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
 
-_SUMMED = ("class_loss", "box_loss", "weighted_loss", "num_positives", "truncated_objects")
+_SUMMED = ("class_loss", "box_loss", "weighted_loss", "num_positives", "truncated_objects",
+           "skipped_records")
 _MEANED = ("l2_regularization", "gradient_norm", "normalizer")
 
 
@@ -131,6 +132,8 @@ class TrainResult:
   # Objects beyond input.max_instances in the training batches (cut from the
   # carried labels["gt_*"] only: the anchor targets encode every object).
   truncated_objects: int = 0
+  # Training records that failed to decode and were skipped (placeholders).
+  skipped_records: int = 0
 
 
 def retinanet_loss_fn(*, alpha: float, gamma: float, delta: float, box_loss_weight: float,
@@ -262,6 +265,8 @@ class Trainer:
         "num_positives": local_positives,
         "truncated_objects": (tf.cast(tf.reduce_sum(labels["num_truncated"]), tf.float32)
                               if "num_truncated" in labels else tf.constant(0.0)),
+        "skipped_records": (tf.cast(tf.reduce_sum(labels["skipped"]), tf.float32)
+                            if "skipped" in labels else tf.constant(0.0)),
         "l2_regularization": l2,
         "gradient_norm": grad_norm,
         "normalizer": tf.cast(normalizer, tf.float32),
@@ -483,6 +488,7 @@ class Trainer:
           steady["seconds"] += seconds
         sums = self._to_python(sums)
         self._count_truncated(result, int(round(sums.get("truncated_objects", 0.0))), step)
+        self._count_skipped(result, int(round(sums.get("skipped_records", 0.0))), step)
         window["sums"] = sums if window["sums"] is None else {
             k: window["sums"][k] + sums[k] for k in sums}
         window["steps"] += steps_run
@@ -526,11 +532,23 @@ class Trainer:
                                 if steady["seconds"] > 0 else 0.0)
     logger.info("Training finished at step %d in %.1f s (%.2f imgs/s after the first execution)",
                 result.final_step, result.wall_time_seconds, result.images_per_second)
+    if result.skipped_records:
+      logger.warning("%d training records failed to decode and were skipped",
+                     result.skipped_records)
     if result.truncated_objects:
       logger.warning("%d objects in the training batches were beyond input.max_instances: the "
                      "anchor targets include them, labels['gt_*'] do not",
                      result.truncated_objects)
     return result
+
+  @staticmethod
+  def _count_skipped(result: TrainResult, count: int, step: int) -> None:
+    """Adds an execution's undecodable records to the result, one warning per execution."""
+    if count:
+      logger.warning("Step %d: skipped %d training record(s) that failed to decode (%d so far); "
+                     "check the data stage's undecodable_image statistics", step, count,
+                     result.skipped_records + count)
+    result.skipped_records += count
 
   @staticmethod
   def _count_truncated(result: TrainResult, count: int, step: int) -> None:
