@@ -108,6 +108,21 @@ def decay_boundaries(total_steps: int) -> tuple:
   return (round(total_steps * 2 / 3), round(total_steps * 8 / 9))
 
 
+def set_long_run(t: config_lib.TrainConfig, batch: int, total_steps: int, precision: str,
+                 strategy: str) -> None:
+  """The train section of a COCO run: executions of STEPS_PER_EXECUTION steps, a
+  checkpoint about every CHECKPOINT_EVERY_IMAGES images, NaN-restore."""
+  t.global_batch_size = batch
+  t.total_steps = total_steps
+  t.steps_per_execution = STEPS_PER_EXECUTION
+  t.log_every = STEPS_PER_EXECUTION
+  t.checkpoint_every = max(1, CHECKPOINT_EVERY_IMAGES // batch // STEPS_PER_EXECUTION) * \
+      STEPS_PER_EXECUTION
+  t.mixed_precision = precision
+  t.strategy = strategy
+  t.nan_policy = "restore"  # a long run survives a rare loss spike
+
+
 def coco_config(depth: int, schedule: str, hardware: Hardware) -> config_lib.ExperimentConfig:
   fine_tuning = schedule in FINE_TUNING_SCHEDULES
   batch = hardware.global_batch_size
@@ -138,16 +153,7 @@ def coco_config(depth: int, schedule: str, hardware: Hardware) -> config_lib.Exp
   o.warmup_steps = WARMUP_STEPS
   o.boundaries = decay_boundaries(total)
   o.decay_rates = (0.1, 0.01)
-  t = c.train
-  t.global_batch_size = batch
-  t.total_steps = total
-  t.steps_per_execution = STEPS_PER_EXECUTION
-  t.log_every = STEPS_PER_EXECUTION
-  t.checkpoint_every = max(1, CHECKPOINT_EVERY_IMAGES // batch // STEPS_PER_EXECUTION) * \
-      STEPS_PER_EXECUTION
-  t.mixed_precision = hardware.mixed_precision
-  t.strategy = hardware.strategy
-  t.nan_policy = "restore"  # a long run survives a rare loss spike
+  set_long_run(c.train, batch, total, hardware.mixed_precision, hardware.strategy)
   c.eval.batch_size = EVAL_IMAGES_PER_REPLICA * hardware.replicas
   config_lib.validate(c)
   return c
@@ -188,16 +194,7 @@ def coco_v2_recipe_config() -> config_lib.ExperimentConfig:
   o.schedule = "piecewise"
   o.boundaries = (first, second)
   o.decay_rates = (0.1, 0.01)
-  t = c.train
-  t.global_batch_size = batch
-  t.total_steps = total
-  t.steps_per_execution = STEPS_PER_EXECUTION
-  t.log_every = STEPS_PER_EXECUTION
-  t.checkpoint_every = max(1, CHECKPOINT_EVERY_IMAGES // batch // STEPS_PER_EXECUTION) * \
-      STEPS_PER_EXECUTION
-  t.mixed_precision = "mixed_float16"
-  t.strategy = "mirrored"
-  t.nan_policy = "restore"
+  set_long_run(c.train, batch, total, "mixed_float16", "mirrored")
   c.eval.batch_size = EVAL_IMAGES_PER_REPLICA * 8
   config_lib.validate(c)
   return c
