@@ -230,6 +230,8 @@ def _validate_annotation(i: int, ann: Any, source: str, for_evaluation: bool) ->
     raise CocoFormatError(f"{where} is not an object")
   if "id" in ann:
     where += f" (id {_show(ann['id'])})"
+    if not is_int(ann["id"]):
+      raise CocoFormatError(f"{where}: \"id\" must be an integer")
   if for_evaluation:
     for key in ("id", "area", "iscrowd"):
       if key not in ann:

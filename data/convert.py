@@ -106,12 +106,16 @@ GZIP_LEVEL = 0
 # in_memory was fastest or tied at every size (~0.1-0.6 s fixed cost);
 # multi_threading x2 was no faster (the per-image work holds the GIL);
 # multi_processing x2 starts two interpreters that import Beam and TF (6-30 s)
-# and doubles the memory, and its marginal rate was not reliably higher on 2
-# shared cores. On a machine with many free cores, pass
-# --direct_running_mode=multi_processing --direct_num_workers=0 (one worker
-# per core) for large datasets, or use Dataflow.
+# and doubles the memory. Since every image is fully decoded at conversion
+# (~4-8 ms of CPU for a 640x480 JPEG), the per-image work dominates from a few
+# thousand images on, and the shard writers parallelize across processes:
+# above MULTI_PROCESSING_MIN_BYTES of annotation JSON (COCO: ~3.8 KB per image,
+# so ~5,000 images) local runs use one worker process per core
+# (BENCHMARKS.md "## Data stage at COCO scale"). Dataflow for more.
 LOCAL_RUNNER = "FnApiRunner"
 DEFAULT_DIRECT_ARGS = ("--direct_running_mode=in_memory",)
+MULTI_PROCESSING_MIN_BYTES = 20 * 2**20
+LARGE_DATA_DIRECT_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
 # Threads per shard writer that read and encode images ahead of the writer.
 READ_THREADS = 4
 PROGRESS_EVERY_IMAGES = 1000
@@ -568,21 +572,36 @@ def estimate_num_shards(images: Sequence[Mapping[str, Any]], image_dir: str,
   return max(1, math.ceil(total / target_shard_bytes))
 
 
-def pipeline_args_with_defaults(beam_pipeline_args: Optional[Sequence[str]]) -> List[str]:
+def pipeline_args_with_defaults(beam_pipeline_args: Optional[Sequence[str]],
+                                annotation_bytes: int = 0) -> List[str]:
   """Beam args with local defaults filled in.
 
   No --runner: adds --runner=FnApiRunner and, unless a --direct_running_mode
-  is given, DEFAULT_DIRECT_ARGS. An explicit runner (DataflowRunner,
-  DirectRunner, ...) passes through unchanged.
+  is given, the mode for the data size: LARGE_DATA_DIRECT_ARGS (a worker
+  process per core) when the annotation files hold at least
+  MULTI_PROCESSING_MIN_BYTES, else DEFAULT_DIRECT_ARGS. An explicit runner
+  (DataflowRunner, DirectRunner, ...) passes through unchanged.
   """
   args = list(beam_pipeline_args or [])
   if any(a == "--runner" or a.startswith("--runner=") for a in args):
     return args
   args.append(f"--runner={LOCAL_RUNNER}")
   if not any(a.startswith("--direct_running_mode") for a in args):
-    args += [a for a in DEFAULT_DIRECT_ARGS
-             if not any(b.startswith(a.split("=")[0]) for b in args)]
+    defaults = (LARGE_DATA_DIRECT_ARGS if annotation_bytes >= MULTI_PROCESSING_MIN_BYTES
+                else DEFAULT_DIRECT_ARGS)
+    args += [a for a in defaults if not any(b.startswith(a.split("=")[0]) for b in args)]
   return args
+
+
+def annotation_bytes(paths: Sequence[str]) -> int:
+  """The summed size of annotation files (a stat each; missing or remote-unknown count 0)."""
+  total = 0
+  for path in paths:
+    try:
+      total += tf.io.gfile.stat(path).length
+    except tf.errors.NotFoundError:
+      pass
+  return total
 
 
 def _check_output_dir(path: str) -> None:
@@ -697,8 +716,9 @@ def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
                         for split in sorted(splits)], stats_path, LABEL_MAP_FILE,
                        label_map_source)
     else:
-      pipeline = beam_pipeline or beam.Pipeline(
-          options=PipelineOptions(pipeline_args_with_defaults(beam_pipeline_args)))
+      pipeline = beam_pipeline or beam.Pipeline(options=PipelineOptions(
+          pipeline_args_with_defaults(beam_pipeline_args,
+                                      annotation_bytes([a for a, _ in splits.values()]))))
       summaries = [
           pipeline | f"Convert[{split}]" >> CocoToTFRecords(
               split=split, annotations_path=splits[split][0], image_dir=splits[split][1],

@@ -125,8 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
 
   g = p.add_argument_group("Beam / Dataflow (data stage)")
   g.add_argument("--direct_mode", choices=("in_memory", "multi_processing"), default=None,
-                 help="DirectRunner running mode (default: chosen by measurement, see "
-                      "BENCHMARKS.md).")
+                 help="DirectRunner running mode (default: in_memory for small data, "
+                      "multi_processing with a worker per core above 20 MB of annotation "
+                      "JSON; see BENCHMARKS.md).")
   g.add_argument("--dataflow", action="store_true",
                  help="Run the Beam data stage on Dataflow (needs --gcp_project, --gcp_region, "
                       "--gcs_root).")
@@ -163,8 +164,9 @@ def parse_key_values(items: Sequence[str], flag: str) -> dict:
   return result
 
 
-def beam_args(args: argparse.Namespace) -> List[str]:
-  """Beam pipeline args: DirectRunner locally, Dataflow with --dataflow."""
+def beam_args(args: argparse.Namespace, annotation_files: Sequence[str] = ()) -> List[str]:
+  """Beam pipeline args: DirectRunner locally (its mode by the annotation files' size when
+  --direct_mode is not given), Dataflow with --dataflow."""
   from data import convert  # pylint: disable=g-import-not-at-top
   if args.dataflow:
     missing = [f for f, v in (("--gcp_project", args.gcp_project), ("--gcs_root", args.gcs_root))
@@ -181,8 +183,11 @@ def beam_args(args: argparse.Namespace) -> List[str]:
         f"--setup_file={os.path.join(REPO_ROOT, 'setup.py')}",
     ]
   else:
-    mode = [f"--direct_running_mode={args.direct_mode}", "--direct_num_workers=2"]
-    result = convert.pipeline_args_with_defaults(mode if args.direct_mode else [])
+    mode = [f"--direct_running_mode={args.direct_mode}"]
+    if args.direct_mode == "multi_processing":
+      mode.append("--direct_num_workers=0")  # a worker process per core
+    result = convert.pipeline_args_with_defaults(
+        mode if args.direct_mode else [], convert.annotation_bytes(annotation_files))
     # Naming an SDK image stops TFX from building an ephemeral sdist of itself
     # for every Beam run (~1.5 s, ~49 MB under /tmp); the DirectRunner never uses it.
     result.append("--sdk_container_image=unused-by-direct-runner")

@@ -142,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
       base_model_uri=resolve_base_model(args),
       freeze_patterns=args.freeze,
       postprocess_overrides=postprocess,
-      beam_pipeline_args=cli.beam_args(args),
+      beam_pipeline_args=cli.beam_args(
+          args, [dataset.train_annotations, dataset.val_annotations] if local else []),
       enable_cache=not args.no_cache,
       keep_unfinished_trainings=args.keep_unfinished_trainings,
       code_versions=component_code_versions(),

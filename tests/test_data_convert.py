@@ -378,6 +378,20 @@ def test_pipeline_args_defaults():
       "--runner", "DirectRunner"]
   assert convert.pipeline_args_with_defaults(["--direct_num_workers=4"]) == [
       "--direct_num_workers=4", "--runner=FnApiRunner"] + defaults
+  # Large data: a worker process per core, unless a mode is given.
+  large = convert.MULTI_PROCESSING_MIN_BYTES
+  assert convert.pipeline_args_with_defaults(None, large) == [
+      "--runner=FnApiRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=0"]
+  assert convert.pipeline_args_with_defaults(None, large - 1) == [
+      "--runner=FnApiRunner"] + defaults
+  assert convert.pipeline_args_with_defaults(IN_MEMORY, large) == IN_MEMORY + [
+      "--runner=FnApiRunner"]
+
+
+def test_annotation_bytes_sums_file_sizes(clean, tmp_path):
+  paths = [clean.annotation_files["train"], clean.annotation_files["val"]]
+  assert convert.annotation_bytes(paths + [str(tmp_path / "missing.json")]) == sum(
+      os.path.getsize(p) for p in paths)
 
 
 def test_cli_converts(clean, tmp_path):

@@ -16,14 +16,15 @@ import pytest
 
 from data import sample_data
 from pipeline import cli, lineage, metadata_queries
+from retinanet import model_dir as model_dir_lib
 from pipeline import pipeline as pipeline_lib
 
 pytestmark = pytest.mark.slow
 
 # Floors set from measurement with margin (README "Results on the sample data"):
-# the main job measured MAIN_JOB_AP, the fine-tuning run FINETUNE_AP.
-SAMPLE_AP_FLOOR = 0.55
-FINETUNE_AP_FLOOR = 0.40
+# the main job measured 0.599-0.603 (seed 0, AVX2), the fine-tuning run 0.661.
+SAMPLE_AP_FLOOR = 0.50
+FINETUNE_AP_FLOOR = 0.50
 # Fine-tuning budget: 150 steps of sample/tiny (batch 16) on 3 new classes.
 FINETUNE = ["--set", "train.total_steps=150", "--set", "optimizer.warmup_steps=20",
             "--set", "optimizer.boundaries=[100, 133]", "--direct_mode=in_memory"]
@@ -150,7 +151,7 @@ def test_finetuning_pipeline_on_other_categories(main_run):
   props = metadata_queries.custom_properties(model)
   assert props["num_classes"] == 3
   assert props["finetune_restored"] > 0 and props["finetune_reinitialized"] > 0
-  label_map = json.load(open(os.path.join(model.uri, "label_map.json")))
+  label_map = json.load(open(model_dir_lib.label_map_path(model.uri)))
   assert [e["category_id"] for e in label_map] == [101, 205, 333]
   pushed_ft = metadata_queries.latest_pushed_model(store)
   destination = metadata_queries.custom_properties(pushed_ft)["pushed_destination"]

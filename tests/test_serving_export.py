@@ -224,7 +224,8 @@ def test_serve_encoded_handles_mixed_sizes_and_passes_image_ids(exported):
   same = run(loaded, "serve_images_with_id", images=tf.constant(images[0][None]),
              image_id=tf.constant([9], tf.int64))
   assert same["image_id"].tolist() == [9]
-  np.testing.assert_allclose(same["boxes"][0], outputs["boxes"][0], atol=1e-4)
+  # Two preprocessing paths (encoded vs uint8) agree to float32 rounding of pixel boxes.
+  np.testing.assert_allclose(same["boxes"][0], outputs["boxes"][0], atol=1e-3)
 
 
 def test_category_ids_map_class_ids_and_padding_is_marked(exported):
