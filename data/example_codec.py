@@ -107,21 +107,33 @@ def read_image_header(data: bytes, where: str = "image") -> Tuple[str, int, int]
   return fmt, height, width
 
 
-def check_decodes(data: bytes, height: int, width: int, where: str = "image") -> None:
-  """Decodes the pixels with the decoder training uses (tf.io.decode_image, 3 channels).
+# JPEGs are checked at 1/8 scale: libjpeg still entropy-decodes every block (where
+# corrupt data is detected) but skips most of the inverse DCT and colour work.
+JPEG_CHECK_RATIO = 8
 
-  Raises ImageSkipped("undecodable_image") when decoding fails or gives another
-  size than the header: such a record would otherwise stop training at its
-  first read. Costs one full decode per image (BENCHMARKS.md, Data stage).
+
+def check_decodes(data: bytes, height: int, width: int, where: str = "image",
+                  fmt: str = "jpeg") -> None:
+  """Raises ImageSkipped("undecodable_image") unless the pixel data decodes.
+
+  Uses TensorFlow's decoders, the ones training uses (JPEG at 1/JPEG_CHECK_RATIO
+  scale: the same entropy decoding, a fraction of the cost; PNG fully, its zlib
+  stream and CRCs), and checks the decoded size against the header. Such a
+  record would otherwise stop training at its first read.
   """
   try:
-    shape = tf.io.decode_image(data, channels=3, expand_animations=False).shape
+    if fmt == "jpeg":
+      shape = tf.io.decode_jpeg(data, channels=3, ratio=JPEG_CHECK_RATIO).shape
+      expected = (-(-height // JPEG_CHECK_RATIO), -(-width // JPEG_CHECK_RATIO))
+    else:
+      shape = tf.io.decode_image(data, channels=3, expand_animations=False).shape
+      expected = (height, width)
   except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
     message = re.sub(r"\{\{function_node[^}]*\}\}\s*", "", str(e)).strip()
     message = message.splitlines()[0] if message else type(e).__name__
     raise ImageSkipped(UNDECODABLE_IMAGE, f"{where}: the header is valid but the pixel data "
                        f"does not decode ({message})") from e
-  if tuple(shape[:2]) != (height, width):
+  if tuple(shape[:2]) != expected:
     raise ImageSkipped(UNDECODABLE_IMAGE, f"{where}: decodes to {shape[1]}x{shape[0]} but the "
                        f"header says {width}x{height}")
 
@@ -214,7 +226,7 @@ def build_example(image_bytes: bytes, image: Mapping[str, Any],
   """
   fmt, height, width = read_image_header(image_bytes, where or image["file_name"])
   if decode_check:
-    check_decodes(image_bytes, height, width, where or image["file_name"])
+    check_decodes(image_bytes, height, width, where or image["file_name"], fmt)
   rows, report = build_objects(annotations, height, width, label_map)
   example = tf.train.Example()
   feature = example.features.feature  # Filled in place: the image bytes are copied once.

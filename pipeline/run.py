@@ -223,12 +223,13 @@ def plan_partial_run(metadata_path: str, pipeline_name: str, from_stage: str,
     logger.info("--from_stage=%s takes %s outputs from run %s", from_stage, ", ".join(needed),
                 runs[0])
     return runs[0]
-  missing = [node for node in needed if not done.get(node)] or list(needed)
+  missing = [node for node in needed if not done.get(node)]
+  detail = (f"never completed: {', '.join(missing)}" if missing
+            else "they never completed in the same run")
   raise ValueError(
       f"--from_stage={from_stage} needs the outputs of {' and '.join(needed)} from one earlier "
       f"run of pipeline '{pipeline_name}' (TFX takes the skipped stages' artifacts from a single "
-      f"run), but no run recorded in {metadata_path} has them"
-      f"{' (never completed: ' + ', '.join(missing) + ')' if missing else ''}. "
+      f"run), but no run recorded in {metadata_path} has them ({detail}). "
       f"Produce them first: {rerun_hint}")
 
 
