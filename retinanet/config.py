@@ -238,6 +238,24 @@ class EvalConfig:
   max_images: int = 0
 
 
+ANCHOR_FIT_POLICIES = ("log", "fail", "adopt")
+
+
+@dataclasses.dataclass
+class AnchorFitConfig:
+  """What the Trainer does with the dataset statistics stage's anchor coverage.
+
+  Coverage is the fraction of non-crowd training boxes whose best anchor reaches
+  model.matcher.positive_iou (retinanet/ops/anchor_fit.py). Below `min_coverage`:
+  "log" warns and trains as configured, "fail" stops before training, "adopt"
+  trains with the suggested anchor size and aspect ratios. The Trainer writes
+  what it did into `decision`, saved with the model's config.
+  """
+  policy: str = "log"
+  min_coverage: float = 0.9
+  decision: str = ""
+
+
 @dataclasses.dataclass
 class ExperimentConfig:
   name: str = "retinanet"
@@ -248,6 +266,7 @@ class ExperimentConfig:
   train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
   postprocess: PostprocessConfig = dataclasses.field(default_factory=PostprocessConfig)
   eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+  anchor_fit: AnchorFitConfig = dataclasses.field(default_factory=AnchorFitConfig)
 
 
 T = TypeVar("T")
@@ -399,6 +418,8 @@ def validate(config: ExperimentConfig) -> None:
          "model.matcher needs 0 < negative_iou <= positive_iou <= 1")
   _check(all(v > 0 for v in m.box_variances), "model.box_variances must be positive")
   _check(0.0 < m.matcher.crowd_ioa <= 1.0, "model.matcher.crowd_ioa must be in (0, 1]")
+  _check_choice(config.anchor_fit.policy, ANCHOR_FIT_POLICIES, "anchor_fit.policy")
+  _check(0.0 <= config.anchor_fit.min_coverage <= 1.0, "anchor_fit.min_coverage must be in [0, 1]")
   for section, norms in (("model.fpn", m.fpn), ("model.head", m.head)):
     _check(not (norms.use_batch_norm and norms.use_group_norm),
            f"{section}: use_batch_norm and use_group_norm are exclusive; pick one")
