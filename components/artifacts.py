@@ -23,6 +23,12 @@ class DatasetStatistics(Artifact):
   TYPE_NAME = "components.DatasetStatistics"
 
 
+class BoxStatistics(Artifact):
+  """The dataset statistics stage's `report.json`, its plots and tensorflow-transform graphs:
+  box sizes at the model input scale, anchor coverage and suggestion, drift anomalies."""
+  TYPE_NAME = "components.BoxStatistics"
+
+
 LABEL_MAP_FILE = "label_map.json"
 STATISTICS_FILE = "statistics.json"
 

@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUTPUT_DIR = os.path.join(REPO_ROOT, "runs", "local")
-STAGE_NAMES = ("data", "trainer", "evaluator", "pusher")
+STAGE_NAMES = ("data", "statistics", "trainer", "evaluator", "pusher")
 
 EXAMPLES = """\
 examples:
@@ -45,7 +45,8 @@ examples:
 def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
       prog="run_pipeline.py",
-      description="Runs the RetinaNet TFX pipeline: data -> trainer -> evaluator -> pusher.",
+      description="Runs the RetinaNet TFX pipeline: data -> statistics -> trainer -> evaluator -> "
+                  "pusher.",
       epilog=EXAMPLES,
       formatter_class=argparse.RawDescriptionHelpFormatter)
   g = p.add_argument_group("runner")

@@ -24,6 +24,7 @@ PACKAGES = ("retinanet", "data", "components", "pipeline")
 # The module each pipeline component runs (its node id -> entry module).
 COMPONENT_MODULES: Dict[str, str] = {
     "CocoExampleGen": "components.example_gen",
+    "BoxStatisticsGen": "components.box_statistics",
     "RetinaNetTrainer": "components.trainer",
     "RetinaNetEvaluator": "components.evaluator",
     "RetinaNetPusher": "components.pusher",

@@ -4,7 +4,8 @@
 
 For the pushed model (the latest by default) it walks back through the
 executions that produced it: Pusher <- Evaluator (AP, blessing) <- Trainer
-(config, training run) <- CocoExampleGen (data artifact and its statistics).
+(config, training run) <- BoxStatisticsGen (anchor coverage) <- CocoExampleGen (data
+artifact and its statistics).
 """
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from pipeline import metadata_queries
 _SHOWN = {
     "Examples": ("train_examples", "val_examples", "train_shards", "val_shards", "num_classes"),
     "DatasetStatistics": None,  # all (but TFX's own bookkeeping, below)
+    "BoxStatistics": None,
     "LabelMap": ("num_classes",),
     "Model": ("final_step", "final_total_loss", "train_images_per_second", "strategy",
-              "num_classes"),
+              "num_classes", "anchor_fit_decision"),
     "ModelRun": ("wall_time_seconds",),
     "ModelEvaluation": ("AP", "AP50", "AP75", "num_images", "split", "baseline_AP"),
     "ModelBlessing": ("blessed", "reason", "AP"),

@@ -1,4 +1,4 @@
-"""`create_pipeline`: declares the graph data -> trainer -> evaluator -> pusher.
+"""`create_pipeline`: declares the graph data -> statistics -> trainer -> evaluator -> pusher.
 
 Pure: it builds and returns a `tfx.dsl.Pipeline` and touches no files. Runners
 (`pipeline/local_runner.py`, `pipeline/vertex_runner.py`) own paths, the
@@ -13,6 +13,7 @@ from typing import List, Mapping, Optional, Sequence
 from tfx import v1 as tfx
 from ml_metadata.proto import metadata_store_pb2
 
+from components.box_statistics import BoxStatisticsGen
 from components.evaluator import RetinaNetEvaluator
 from components.example_gen import CocoExampleGen
 from components.pusher import RetinaNetPusher
@@ -21,12 +22,13 @@ from retinanet import config as config_lib
 
 # Node ids, used by partial runs (`--from_stage/--to_stage`) and lineage.
 DATA = "CocoExampleGen"
+STATISTICS = "BoxStatisticsGen"
 TRAINER = "RetinaNetTrainer"
 BASE_MODEL = "BaseModelImporter"
 BASELINE_RESOLVER = "LatestBlessedModelResolver"
 EVALUATOR = "RetinaNetEvaluator"
 PUSHER = "RetinaNetPusher"
-STAGES = (DATA, TRAINER, EVALUATOR, PUSHER)
+STAGES = (DATA, STATISTICS, TRAINER, EVALUATOR, PUSHER)
 
 
 def resume_dir(pipeline_root: str) -> str:
@@ -90,6 +92,14 @@ def create_pipeline(
       num_shards=num_shards,
       code_version=versions.get(DATA, "")).with_id(DATA)
   components.append(example_gen)
+  config_json = config_lib.config_to_json(config)
+
+  statistics = BoxStatisticsGen(
+      examples=example_gen.outputs["examples"],
+      label_map=example_gen.outputs["label_map"],
+      config_json=config_json,
+      code_version=versions.get(STATISTICS, "")).with_id(STATISTICS)
+  components.append(statistics)
 
   base_model = None
   if base_model_uri:
@@ -103,7 +113,8 @@ def create_pipeline(
       examples=example_gen.outputs["examples"],
       label_map=example_gen.outputs["label_map"],
       base_model=base_model,
-      config_json=config_lib.config_to_json(config),
+      box_statistics=statistics.outputs["statistics"],
+      config_json=config_json,
       strategy=strategy,
       freeze_patterns=freeze_patterns,
       code_version=versions.get(TRAINER, ""),

@@ -15,6 +15,7 @@ logger = logging.getLogger("run_pipeline")
 
 STAGE_NODES = {
     "data": pipeline_lib.DATA,
+    "statistics": pipeline_lib.STATISTICS,
     "trainer": pipeline_lib.TRAINER,
     "evaluator": pipeline_lib.EVALUATOR,
     "pusher": pipeline_lib.PUSHER,
@@ -188,11 +189,12 @@ def run(args: argparse.Namespace) -> int:
 # Partial runs: the nodes whose outputs a run starting at a stage takes from an earlier run.
 UPSTREAM_OUTPUTS = {
     "data": (),
-    "trainer": (pipeline_lib.DATA,),
+    "statistics": (pipeline_lib.DATA,),
+    "trainer": (pipeline_lib.DATA, pipeline_lib.STATISTICS),
     "evaluator": (pipeline_lib.DATA, pipeline_lib.TRAINER),
     "pusher": (pipeline_lib.TRAINER, pipeline_lib.EVALUATOR),
 }
-PREVIOUS_STAGE = {"trainer": "data", "evaluator": "trainer", "pusher": "evaluator"}
+PREVIOUS_STAGE = {"statistics": "data", "trainer": "statistics", "evaluator": "trainer", "pusher": "evaluator"}
 
 
 def _rerun_hint(args: argparse.Namespace) -> str:
@@ -245,4 +247,5 @@ def print_summary(metadata_path: str, pipeline_name: str, run_id: str, pipeline_
   print("\n".join(summary.summary_lines(
       pipeline_name=pipeline_name, run_id=run_id, stages=pipeline_lib.STAGES,
       evaluator=pipeline_lib.EVALUATOR, pusher=pipeline_lib.PUSHER, pipeline_root=pipeline_root,
+      statistics=pipeline_lib.STATISTICS,
       metadata_path=metadata_path, seconds=seconds, error=error)))

@@ -20,6 +20,25 @@ def stage_line(node: str, run: Optional[mq.NodeRun]) -> str:
   return f"  {node:<20} {word}"
 
 
+def coverage_lines(runs: Mapping[str, mq.NodeRun], statistics: str) -> List[str]:
+  """The anchor coverage line of the statistics stage's output in this run (if it ran)."""
+  run = runs.get(statistics)
+  # components.artifacts.BoxStatistics.TYPE_NAME (not imported: it would load TFX here).
+  [stats] = (run.outputs.get("components.BoxStatistics", [None]) if run is not None else [None])
+  if stats is None or "coverage" not in stats.properties:
+    return []
+  p = stats.properties
+  line = (f"  Anchor coverage: {p['coverage']:.1%} of {p.get('train_boxes', '?')} train boxes "
+          f"reach a positive anchor (floor {p['min_coverage']:.0%})")
+  if p.get("coverage_ok") == 0 and "suggested_anchor_size" in p:
+    line += (f"; suggested anchor_size={p['suggested_anchor_size']:g} aspect_ratios="
+             f"{p['suggested_aspect_ratios']} reaches {p['suggested_coverage']:.1%}")
+  lines = [line]
+  if p.get("num_anomalies"):
+    lines.append(f"  Train/val anomalies: {p['num_anomalies']} ({stats.uri}/report.json)")
+  return lines
+
+
 def result_lines(runs: Mapping[str, mq.NodeRun], evaluator: str, pusher: str) -> List[str]:
   """AP / blessing / push lines from the Evaluator's and Pusher's outputs in this run."""
   lines = []
@@ -49,7 +68,7 @@ def result_lines(runs: Mapping[str, mq.NodeRun], evaluator: str, pusher: str) ->
 
 def summary_lines(*, pipeline_name: str, run_id: str, stages: Sequence[str], evaluator: str,
                   pusher: str, pipeline_root: str, metadata_path: str, seconds: float,
-                  error: Optional[str] = None) -> List[str]:
+                  error: Optional[str] = None, statistics: str = "") -> List[str]:
   """Lines of the summary of run `run_id` (read from the MLMD store at `metadata_path`)."""
   store = mq.open_store(metadata_path)
   runs = mq.run_executions(store, run_id)
@@ -59,6 +78,7 @@ def summary_lines(*, pipeline_name: str, run_id: str, stages: Sequence[str], eva
   if error:
     lines.append(f"  Error: {error}")
   lines += [stage_line(node, runs.get(node)) for node in stages]
+  lines += coverage_lines(runs, statistics) if statistics else []
   lines += result_lines(runs, evaluator, pusher)
   lines += [f"  Artifacts: {pipeline_root}", f"  MLMD: {metadata_path}",
             f"  Lineage: python -m pipeline.lineage --metadata {metadata_path}", "=" * 72]

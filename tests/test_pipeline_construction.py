@@ -23,23 +23,28 @@ def _pipeline(**kwargs):
 def test_components_and_wiring():
   p = _pipeline()
   ids = [c.id for c in p.components]
-  assert len(ids) == 5
-  assert set(ids) == {pipeline_lib.DATA, pipeline_lib.TRAINER, pipeline_lib.BASELINE_RESOLVER,
-                      pipeline_lib.EVALUATOR, pipeline_lib.PUSHER}
-  # Topological order: data before trainer before evaluator before pusher.
+  assert len(ids) == 6
+  assert set(ids) == {pipeline_lib.DATA, pipeline_lib.STATISTICS, pipeline_lib.TRAINER,
+                      pipeline_lib.BASELINE_RESOLVER, pipeline_lib.EVALUATOR, pipeline_lib.PUSHER}
+  # Topological order: data, statistics, trainer, evaluator, pusher.
   order = [i for i in ids if i in pipeline_lib.STAGES]
   assert order == list(pipeline_lib.STAGES)
   by_id = {c.id: c for c in p.components}
   data, trainer = by_id[pipeline_lib.DATA], by_id[pipeline_lib.TRAINER]
+  statistics = by_id[pipeline_lib.STATISTICS]
   evaluator, pusher = by_id[pipeline_lib.EVALUATOR], by_id[pipeline_lib.PUSHER]
   assert trainer.inputs["examples"].producer_component_id == data.id
   assert trainer.inputs["label_map"].producer_component_id == data.id
+  assert statistics.inputs["examples"].producer_component_id == data.id
+  assert trainer.inputs["box_statistics"].producer_component_id == statistics.id
+  # The statistics are measured against the very config the Trainer trains.
+  assert statistics.exec_properties["config_json"] == trainer.exec_properties["config_json"]
   assert evaluator.inputs["model"].producer_component_id == trainer.id
   assert evaluator.inputs["examples"].producer_component_id == data.id
   assert pusher.inputs["model"].producer_component_id == trainer.id
   assert pusher.inputs["model_blessing"].producer_component_id == evaluator.id
   # Every component carries its own code version: a change invalidates only its users.
-  for component in (data, trainer, evaluator, pusher):
+  for component in (data, statistics, trainer, evaluator, pusher):
     assert component.exec_properties["code_version"] == f"v-{component.id}"
   config = json.loads(trainer.exec_properties["config_json"])
   assert config["model"]["num_classes"] == 5

@@ -2,7 +2,7 @@
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.artifacts import LabelMap
+from components.artifacts import BoxStatistics, LabelMap
 
 
 class TrainerSpec(ComponentSpec):
@@ -30,6 +30,8 @@ class TrainerSpec(ComponentSpec):
       # A trained or pushed model to fine-tune from (class head re-initialized
       # when its class count differs).
       "base_model": ChannelParameter(type=standard_artifacts.Model, optional=True),
+      # BoxStatisticsGen's report: anchor coverage, acted on per config.anchor_fit.
+      "box_statistics": ChannelParameter(type=BoxStatistics, optional=True),
   }
   OUTPUTS = {
       "model": ChannelParameter(type=standard_artifacts.Model),
