@@ -27,7 +27,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import apache_beam as beam
@@ -227,7 +226,7 @@ def analyze_examples(*, file_patterns: Mapping[str, str], spec: AnalysisSpec, ou
 
   record_schema = schema_utils.schema_from_feature_spec(FEATURE_SPEC)
   tf.io.gfile.makedirs(output_dir)
-  temp_dir = os.path.join(output_dir, "tmp") if "://" in output_dir else tempfile.mkdtemp()
+  temp_dir = os.path.join(output_dir, "tft_tmp")  # analyzer intermediates, removed after
   pipeline = beam_pipeline if beam_pipeline is not None else beam.Pipeline()
   with tft_beam.Context(temp_dir=temp_dir, force_tf_compat_v1=False):
     with pipeline as p:
@@ -245,6 +244,8 @@ def analyze_examples(*, file_patterns: Mapping[str, str], spec: AnalysisSpec, ou
                | "SampleBoxes" >> beam.FlatMap(_sample_rows, spec)
                | "Sample" >> beam.combiners.Sample.FixedSizeGlobally(sample_size)
                | "WriteSample" >> beam.Map(_write_json, sample_path(output_dir)))
+  if tf.io.gfile.exists(temp_dir):
+    tf.io.gfile.rmtree(temp_dir)
 
 
 # --- The report: per-split summaries, anchor coverage, drift anomalies, suggestion. ---

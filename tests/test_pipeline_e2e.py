@@ -91,6 +91,14 @@ def test_full_run_records_every_stage(main_run):
   assert f"Pushed model: {destination}" in main_run["printed"]
   assert "COCO AP@[.5:.95] = " in main_run["printed"]
   assert f"MLMD: {main_run['metadata']}" in main_run["printed"]
+  # The sample data fits the sample config's anchors: the statistics stage says so.
+  [stats] = store.get_artifacts_by_type("components.BoxStatistics")
+  coverage = metadata_queries.custom_properties(stats)["coverage"]
+  assert coverage >= 0.9 and metadata_queries.custom_properties(stats)["coverage_ok"] == 1
+  assert f"Anchor coverage: {coverage:.1%}" in main_run["printed"]
+  [model] = store.get_artifacts_by_type("Model")
+  assert metadata_queries.custom_properties(model)["anchor_fit_decision"].startswith(
+      f"coverage {coverage:.1%} >= floor 90%")
   [evaluation] = store.get_artifacts_by_type("ModelEvaluation")
   metrics = json.load(open(os.path.join(evaluation.uri, "metrics.json")))
   assert set(metrics) >= {"AP", "AP50", "AP75", "APs", "APm", "APl", "ARmax1", "ARmax10",
@@ -125,6 +133,7 @@ def test_lineage_lists_every_stage(main_run):
   for node in pipeline_lib.STAGES:
     assert f"<- {node}" in text
   assert "AP=" in text and "train_images_in=" in text and "config: sample/tiny" in text
+  assert "BoxStatistics" in text and "coverage=" in text and "anchor_fit_decision=" in text
   assert lineage.main(["--metadata", main_run["metadata"]]) == 0
 
 
