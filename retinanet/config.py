@@ -236,9 +236,12 @@ class EvalConfig:
   batch_size: int = 8
   # Evaluate at most this many images; 0 = the whole split.
   max_images: int = 0
+  # COCOeval implementation: "faster_coco_eval" (C++, same numbers) or "pycocotools".
+  coco_backend: str = "faster_coco_eval"
 
 
 ANCHOR_FIT_POLICIES = ("log", "fail", "adopt")
+COCO_BACKENDS = ("faster_coco_eval", "pycocotools")  # retinanet/evaluation/coco_metrics.py
 
 
 @dataclasses.dataclass
@@ -419,6 +422,7 @@ def validate(config: ExperimentConfig) -> None:
   _check(all(v > 0 for v in m.box_variances), "model.box_variances must be positive")
   _check(0.0 < m.matcher.crowd_ioa <= 1.0, "model.matcher.crowd_ioa must be in (0, 1]")
   _check_choice(config.anchor_fit.policy, ANCHOR_FIT_POLICIES, "anchor_fit.policy")
+  _check_choice(config.eval.coco_backend, COCO_BACKENDS, "eval.coco_backend")
   _check(0.0 <= config.anchor_fit.min_coverage <= 1.0, "anchor_fit.min_coverage must be in [0, 1]")
   for section, norms in (("model.fpn", m.fpn), ("model.head", m.head)):
     _check(not (norms.use_batch_norm and norms.use_group_norm),

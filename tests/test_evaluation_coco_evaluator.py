@@ -110,24 +110,28 @@ def _evaluate_in_two_batches(evaluator, varied):
   return evaluator.evaluate()
 
 
-def test_equals_pycocotools_called_directly(tmp_path, varied):
+@pytest.mark.parametrize("backend", cm.BACKENDS)
+def test_equals_pycocotools_called_directly(tmp_path, varied, backend):
   gt_path = _write_json(tmp_path, "gt.json", varied["dataset"])
-  evaluator = cm.COCOEvaluator.from_annotations_file(gt_path, CATEGORY_IDS)
+  evaluator = cm.COCOEvaluator.from_annotations_file(gt_path, CATEGORY_IDS, backend=backend)
   result = _evaluate_in_two_batches(evaluator, varied)
   results_path = str(tmp_path / "detections.json")
   cm.write_detections_json(results_path, result["detections"])
   reference = _direct_cocoeval(gt_path, results_path)
   ours = np.array([result[name] for name in cm.COCO_METRIC_NAMES])
-  np.testing.assert_array_equal(ours, reference.stats)
+  # pycocotools exactly; faster_coco_eval sums in another order (float rounding, ~1e-16).
+  np.testing.assert_allclose(ours, reference.stats, rtol=0, atol=0 if backend == "pycocotools"
+                             else 1e-12)
   assert 0.1 < result["AP"] < 0.9  # a case where every part of the curve matters
   assert result["num_images"] == 6
   assert result["num_detections"] == sum(len(d) for d in varied["per_image"])
 
 
-def test_per_class_ap_equals_cocoeval_restricted_to_that_category(tmp_path, varied):
+@pytest.mark.parametrize("backend", cm.BACKENDS)
+def test_per_class_ap_equals_cocoeval_restricted_to_that_category(tmp_path, varied, backend):
   gt_path = _write_json(tmp_path, "gt.json", varied["dataset"])
-  result = _evaluate_in_two_batches(cm.COCOEvaluator.from_annotations_file(gt_path, CATEGORY_IDS),
-                                    varied)
+  result = _evaluate_in_two_batches(
+      cm.COCOEvaluator.from_annotations_file(gt_path, CATEGORY_IDS, backend=backend), varied)
   results_path = str(tmp_path / "detections.json")
   cm.write_detections_json(results_path, result["detections"])
   by_id = {entry["category_id"]: entry for entry in result["per_class"]}
@@ -404,3 +408,67 @@ def test_label_map_of_the_data_stage_plugs_in():
   assert result["detections"][0]["category_id"] == 90
   assert {e["name"]: e["AP"] for e in result["per_class"]} == {
       "person": None, "train": None, "orange": None, "brush": ONE}
+
+
+def _coco_like(seed, num_images=150, num_classes=12):
+  """COCO-like random data with every awkward case: crowd regions, images without ground
+  truth, images without detections, classes with no ground truth but with detections,
+  near-duplicate and spurious detections, scores with ties."""
+  rng = np.random.default_rng(seed)
+  categories = [{"id": 3 * c + 2, "name": f"class{c}"} for c in range(num_classes)]
+  gt_classes = [c["id"] for c in categories[:-2]]  # the last two have detections only
+  images, annotations, detections = [], [], []
+  for image_id in range(1, num_images + 1):
+    h, w = int(rng.integers(100, 640)), int(rng.integers(100, 640))
+    images.append((image_id, h, w))
+    empty, undetected = image_id % 10 == 0, image_id % 7 == 0
+    for _ in range(0 if empty else int(rng.integers(1, 12))):
+      bw, bh = rng.uniform(2, w / 2), rng.uniform(2, h / 2)
+      x, y = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
+      cat = int(rng.choice(gt_classes))
+      annotations.append(_ann(len(annotations) + 1, image_id, cat, (x, y, bw, bh),
+                              iscrowd=int(rng.uniform() < 0.05)))
+      if not undetected and rng.uniform() < 0.8:
+        j = rng.normal(0, 0.1, 4) * [bw, bh, bw, bh]
+        detections.append({"image_id": image_id, "category_id": cat,
+                           "bbox": [x + j[0], y + j[1], max(bw + j[2], 1), max(bh + j[3], 1)],
+                           "score": float(np.round(rng.uniform(), 2))})
+    for _ in range(0 if undetected else int(rng.integers(0, 20))):
+      bw, bh = rng.uniform(2, w / 2), rng.uniform(2, h / 2)
+      detections.append({"image_id": image_id,
+                         "category_id": int(rng.choice([c["id"] for c in categories])),
+                         "bbox": [rng.uniform(0, w - bw), rng.uniform(0, h - bh), bw, bh],
+                         "score": float(np.round(rng.uniform(), 2))})
+  return _dataset(images, annotations, categories), detections
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_faster_coco_eval_equals_pycocotools(seed):
+  """The default backend against the reference: all 12 numbers and per-class AP to 1e-12."""
+  dataset, detections = _coco_like(seed)
+  ids = [image["id"] for image in dataset["images"]]
+  fast = cm.evaluate_coco(dataset, detections, ids, backend="faster_coco_eval")
+  reference = cm.evaluate_coco(dataset, detections, ids, backend="pycocotools")
+  for name in cm.COCO_METRIC_NAMES:
+    assert fast[name] == pytest.approx(reference[name], abs=1e-12), name
+  assert 0.05 < reference["AP"] < 0.9
+  assert [e["category_id"] for e in fast["per_class"]] == [
+      e["category_id"] for e in reference["per_class"]]
+  for ours, theirs in zip(fast["per_class"], reference["per_class"]):
+    if theirs["AP"] is None:  # the classes with detections but no ground truth
+      assert ours["AP"] is None
+    else:
+      assert ours["AP"] == pytest.approx(theirs["AP"], abs=1e-12)
+  assert sum(e["AP"] is None for e in reference["per_class"]) == 2
+  # A subset of the images (some without detections) is evaluated the same way too.
+  subset = ids[::3]
+  subset_detections = [d for d in detections if d["image_id"] in set(subset)]
+  a = cm.evaluate_coco(dataset, subset_detections, subset, backend="faster_coco_eval")
+  b = cm.evaluate_coco(dataset, subset_detections, subset, backend="pycocotools")
+  assert [a[n] for n in cm.COCO_METRIC_NAMES] == pytest.approx(
+      [b[n] for n in cm.COCO_METRIC_NAMES], abs=1e-12)
+
+
+def test_unknown_backend_is_named():
+  with pytest.raises(ValueError, match="unknown COCO evaluation backend 'cocoapi'"):
+    cm.COCOEvaluator(CATEGORY_IDS, backend="cocoapi")

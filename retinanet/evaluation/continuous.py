@@ -129,7 +129,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   config = config_lib.load_config(args.config)
   label_map = coco.load_label_map(args.label_map)
   model = factory.build_model(config.model)
-  evaluator = evaluate_model.make_evaluator(label_map, args.ground_truth or None)
+  evaluator = evaluate_model.make_evaluator(label_map, args.ground_truth or None,
+                                            config.eval.coco_backend)
 
   def evaluate_fn(prefix: str) -> Dict[str, float]:
     checkpointing.restore_model(model, prefix)

@@ -63,14 +63,16 @@ def build_detect_fn(model: tf.Module, model_config: config_lib.ModelConfig,
   return detect
 
 
-def make_evaluator(label_map: coco.LabelMap,
-                   ground_truth_path: Optional[str] = None) -> coco_metrics.COCOEvaluator:
+def make_evaluator(label_map: coco.LabelMap, ground_truth_path: Optional[str] = None,
+                   backend: str = coco_metrics.DEFAULT_BACKEND) -> coco_metrics.COCOEvaluator:
   """A COCOEvaluator against the annotations JSON, or accumulating from the records."""
   category_ids = np.asarray(label_map.category_ids, np.int64)
   if ground_truth_path:
-    return coco_metrics.COCOEvaluator.from_annotations_file(ground_truth_path, category_ids)
+    return coco_metrics.COCOEvaluator.from_annotations_file(ground_truth_path, category_ids,
+                                                            backend=backend)
   return coco_metrics.COCOEvaluator(
-      category_ids, category_names=dict(zip(label_map.category_ids, label_map.names)))
+      category_ids, category_names=dict(zip(label_map.category_ids, label_map.names)),
+      backend=backend)
 
 
 def evaluate(model: tf.Module, config: config_lib.ExperimentConfig, file_pattern: str,
@@ -90,7 +92,7 @@ def evaluate(model: tf.Module, config: config_lib.ExperimentConfig, file_pattern
   detect = build_detect_fn(model, config.model, config.postprocess)
   category_ids = np.asarray(label_map.category_ids, np.int64)
   if evaluator is None:
-    evaluator = make_evaluator(label_map, ground_truth_path)
+    evaluator = make_evaluator(label_map, ground_truth_path, config.eval.coco_backend)
   evaluator.reset()
   start = time.time()
   num_images = 0
@@ -170,8 +172,11 @@ def evaluate_saved_model(export_dir: str, file_pattern: str, *,
   """
   from retinanet.serving import export  # pylint: disable=g-import-not-at-top
   label_map = export.load_label_map(export_dir)
+  config_file = model_dir_lib.config_path(export_dir)  # written beside the SavedModel
+  backend = (config_lib.load_config(config_file).eval.coco_backend
+             if tf.io.gfile.exists(config_file) else coco_metrics.DEFAULT_BACKEND)
   serve = tf.saved_model.load(export_dir).signatures[export.SERVE_ENCODED_WITH_ID]
-  evaluator = make_evaluator(label_map, ground_truth_path)
+  evaluator = make_evaluator(label_map, ground_truth_path, backend)
   start = time.time()
   num_images = 0
   for batch in _encoded_records(file_pattern, batch_size, max_images):
@@ -206,7 +211,8 @@ def make_eval_callback(config: config_lib.ExperimentConfig, *, file_pattern: str
                        label_map: coco.LabelMap, ground_truth_path: Optional[str] = None
                        ) -> Callable[[tf.Module, int], Dict[str, float]]:
   """fn(model, step) -> scalar metrics, for the trainer's eval_every callback."""
-  evaluator = make_evaluator(label_map, ground_truth_path)  # the JSON is read once
+  evaluator = make_evaluator(label_map, ground_truth_path,  # the JSON is read once
+                             config.eval.coco_backend)
 
   def eval_fn(model: tf.Module, step: int) -> Dict[str, float]:
     result = evaluate(model, config, file_pattern, label_map, evaluator=evaluator)
