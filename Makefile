@@ -2,7 +2,6 @@
 PY := .venv/bin/python
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
-export PYTHONWARNINGS := ignore::FutureWarning
 
 .PHONY: env run test test-fast test-slow bench
 

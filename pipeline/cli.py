@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
   g.add_argument("--output_dir", default=DEFAULT_OUTPUT_DIR,
                  help="Local runs: root of pipeline artifacts, MLMD sqlite, sample data and "
                       "serving dir (default: %(default)s).")
+  g.add_argument("--verbose", action="store_true",
+                 help="Show everything the libraries print (TensorFlow's native logs, absl, Beam, "
+                      "warnings) instead of the filtered console (pipeline/console.py).")
   g.add_argument("--pipeline_name", default="retinanet",
                  help="Pipeline name; MLMD contexts and caching are per name "
                       "(default: %(default)s). Use another name for a fine-tuning pipeline.")
@@ -199,8 +202,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args = build_parser().parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname).1s %(name)s] %(message)s",
                       datefmt="%H:%M:%S")
-  for noisy in ("absl", "apache_beam", "tensorflow", "ml_metadata"):
-    logging.getLogger(noisy).setLevel(logging.WARNING)
+  if not args.verbose:
+    for noisy in ("absl", "apache_beam", "tensorflow", "ml_metadata"):
+      logging.getLogger(noisy).setLevel(logging.WARNING)
+    from pipeline import console  # pylint: disable=g-import-not-at-top
+    console.quiet_python_noise()
   from pipeline import run  # pylint: disable=g-import-not-at-top
   try:
     return run.run(args)

@@ -45,7 +45,17 @@ def _command(output_dir, dataset_flags, *extra):
 
 
 def _env():
-  return dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+  """The environment of a user's shell: no warning filters of the test runner's own."""
+  env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
+  for name in ("PYTHONWARNINGS", "TF_CPP_MIN_LOG_LEVEL"):
+    env.pop(name, None)
+  return env
+
+
+# Library noise the console must not show (pipeline/console.py), checked on a whole run.
+CONSOLE_NOISE = ("Unable to register cuDNN factory", "Unable to register cuBLAS factory",
+                 "TF-TRT Warning", "non-supported Python version", "FutureWarning",
+                 "ArtifactQuery.property_predicate is not supported", "base run context")
 
 
 def _checkpoint_steps(resume_root):
@@ -78,6 +88,7 @@ def test_sigkilled_training_resumes_and_a_changed_config_starts_fresh(tmp_path, 
   assert re.search(rf"Restored checkpoint \S+ckpt-{killed_at} at step {killed_at}", log), log
   assert f"[global_step {TOTAL_STEPS}/{TOTAL_STEPS}]" in log
   assert "Blessed: yes" in log and "Pushed model:" in log
+  assert [noise for noise in CONSOLE_NOISE if noise in log] == []
   store = metadata_queries.open_store(os.path.join(output_dir, "metadata.sqlite"))
   [model] = store.get_artifacts_by_type("Model")
   props = metadata_queries.custom_properties(model)

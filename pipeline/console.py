@@ -1,0 +1,100 @@
+"""A quiet console for `run_pipeline.py`: known library noise is dropped at its source.
+
+Three sources, each filtered by exact, known patterns, so that real errors and
+warnings still show (`--verbose` turns every filter off):
+  - native stderr: TensorFlow's CUDA-plugin registration errors and its CPU/GPU
+    notices, printed by C++ before Python logging exists. `filter_native_stderr`
+    routes file descriptor 2 through a thread that drops matching lines (child
+    processes such as Beam workers inherit the filter);
+  - Python warnings: google-api-core's FutureWarning about Python 3.10, repeated
+    by every Google client it loads, and aiplatform's about google-cloud-storage 2
+    (which TFX 1.16 pins);
+  - absl log records that TFX repeats for every resolver query or partial run.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import re
+import sys
+import threading
+import warnings
+from typing import Sequence
+
+NATIVE_NOISE = (
+    r"Unable to register (cuDNN|cuFFT|cuBLAS) factory: Attempting to register factory",
+    r"TF-TRT Warning: Could not find TensorRT",
+    r"Could not find cuda drivers on your machine, GPU will not be used",
+    r"This TensorFlow binary is optimized to use available CPU instructions",
+    r"To enable the following instructions: .* in other operations, rebuild TensorFlow",
+    r"oneDNN custom operations are on\. You may see slightly different numerical results",
+)
+PYTHON_WARNING_NOISE = (
+    # (message regex, category)
+    (r"You are using a non-supported Python version", FutureWarning),
+    (r"Support for google-cloud-storage < 3\.0\.0 will be removed", FutureWarning),
+)
+ABSL_NOISE = (
+    "ArtifactQuery.property_predicate is not supported",
+    # TFX's partial-run bookkeeping (the new run has no context yet), several lines long.
+    "base run context None or new pipeline run context id",
+)
+
+
+class DropMessages(logging.Filter):
+  """Drops log records whose message starts with one of `prefixes`."""
+
+  def __init__(self, prefixes: Sequence[str]):
+    super().__init__()
+    self._prefixes = tuple(prefixes)
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(self._prefixes)
+
+
+def quiet_python_noise() -> None:
+  """Python-level filters: the known warnings and absl records (safe in-process, e.g. tests)."""
+  for message, category in PYTHON_WARNING_NOISE:
+    warnings.filterwarnings("ignore", message=message, category=category)
+  absl = logging.getLogger("absl")
+  if not any(isinstance(f, DropMessages) for f in absl.filters):
+    absl.addFilter(DropMessages(ABSL_NOISE))
+
+
+def filter_native_stderr(patterns: Sequence[str] = NATIVE_NOISE) -> None:
+  """Routes file descriptor 2 through a thread that drops lines matching `patterns`.
+
+  Call once, before TensorFlow is imported. Every other line is copied to the
+  original stderr unchanged; at exit the pipe is drained before the process ends.
+  """
+  regex = re.compile("|".join(f"(?:{p})" for p in patterns))
+  original = os.dup(2)
+  read_fd, write_fd = os.pipe()
+  sys.stderr.flush()
+  os.dup2(write_fd, 2)
+  os.close(write_fd)
+
+  def pump() -> None:
+    pending = b""
+    while True:
+      chunk = os.read(read_fd, 65536)
+      if not chunk:
+        break
+      pending += chunk
+      *lines, pending = pending.split(b"\n")
+      for line in lines:
+        if not regex.search(line.decode("utf-8", "replace")):
+          os.write(original, line + b"\n")
+    if pending and not regex.search(pending.decode("utf-8", "replace")):
+      os.write(original, pending)
+
+  thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
+  thread.start()
+
+  def restore() -> None:
+    sys.stderr.flush()
+    os.dup2(original, 2)  # this process stops writing into the pipe
+    thread.join(timeout=2.0)  # children that still hold it may keep it open
+
+  atexit.register(restore)
