@@ -122,6 +122,9 @@ class NormConfig:
 class ModelConfig:
   num_classes: int = 80
   input_size: Tuple[int, int] = (640, 640)
+  # Padding of strided convs and the stem's max pool: "symmetric" (PyTorch/Detectron) or
+  # "same" (TensorFlow SAME, as Model Garden trains; needed to import its weights exactly).
+  padding: str = "symmetric"
   backbone: BackboneConfig = dataclasses.field(default_factory=BackboneConfig)
   fpn: FpnConfig = dataclasses.field(default_factory=FpnConfig)
   head: HeadConfig = dataclasses.field(default_factory=HeadConfig)
@@ -241,6 +244,7 @@ class EvalConfig:
 
 
 ANCHOR_FIT_POLICIES = ("log", "fail", "adopt")
+PADDINGS = ("symmetric", "same")  # retinanet/modeling/resnet.py
 COCO_BACKENDS = ("faster_coco_eval", "pycocotools")  # retinanet/evaluation/coco_metrics.py
 
 
@@ -422,6 +426,7 @@ def validate(config: ExperimentConfig) -> None:
   _check(all(v > 0 for v in m.box_variances), "model.box_variances must be positive")
   _check(0.0 < m.matcher.crowd_ioa <= 1.0, "model.matcher.crowd_ioa must be in (0, 1]")
   _check_choice(config.anchor_fit.policy, ANCHOR_FIT_POLICIES, "anchor_fit.policy")
+  _check_choice(m.padding, PADDINGS, "model.padding")
   _check_choice(config.eval.coco_backend, COCO_BACKENDS, "eval.coco_backend")
   _check(0.0 <= config.anchor_fit.min_coverage <= 1.0, "anchor_fit.min_coverage must be in [0, 1]")
   for section, norms in (("model.fpn", m.fpn), ("model.head", m.head)):

@@ -28,7 +28,8 @@ def build_anchors(model_config: ModelConfig) -> anchor_ops.Anchors:
       scales_per_octave=a.scales_per_octave, aspect_ratios=tuple(a.aspect_ratios))
 
 
-def build_backbone(backbone_config: BackboneConfig, norm_config: NormConfig) -> resnet.ResNet:
+def build_backbone(backbone_config: BackboneConfig, norm_config: NormConfig,
+                   padding: str = "symmetric") -> resnet.ResNet:
   """A ResNet from `model.backbone` and `model.norm` (weights not loaded here)."""
   return resnet.ResNet(
       depth=backbone_config.depth,
@@ -38,10 +39,11 @@ def build_backbone(backbone_config: BackboneConfig, norm_config: NormConfig) -> 
       width_multiplier=backbone_config.width_multiplier,
       norm_momentum=norm_config.momentum,
       norm_epsilon=norm_config.epsilon,
-      use_sync_bn=norm_config.use_sync_bn)
+      use_sync_bn=norm_config.use_sync_bn,
+      padding=padding)
 
 
-def build_fpn(fpn_config: FpnConfig, norm_config: NormConfig) -> FPN:
+def build_fpn(fpn_config: FpnConfig, norm_config: NormConfig, padding: str = "symmetric") -> FPN:
   return FPN(
       min_level=fpn_config.min_level,
       max_level=fpn_config.max_level,
@@ -52,7 +54,8 @@ def build_fpn(fpn_config: FpnConfig, norm_config: NormConfig) -> FPN:
       group_norm_groups=norm_config.group_norm_groups,
       norm_momentum=norm_config.momentum,
       norm_epsilon=norm_config.epsilon,
-      use_sync_bn=norm_config.use_sync_bn)
+      use_sync_bn=norm_config.use_sync_bn,
+      padding=padding)
 
 
 def build_heads(model_config: ModelConfig) -> Tuple[RetinaNetHead, RetinaNetHead]:
@@ -93,8 +96,8 @@ def build_model(model_config: ModelConfig) -> RetinaNetModel:
   """
   class_head, box_head = build_heads(model_config)
   model = RetinaNetModel(
-      backbone=build_backbone(model_config.backbone, model_config.norm),
-      fpn=build_fpn(model_config.fpn, model_config.norm),
+      backbone=build_backbone(model_config.backbone, model_config.norm, model_config.padding),
+      fpn=build_fpn(model_config.fpn, model_config.norm, model_config.padding),
       class_head=class_head,
       box_head=box_head)
   model(tf.zeros([1, _BUILD_IMAGE_SIDE, _BUILD_IMAGE_SIDE, 3]), training=False)

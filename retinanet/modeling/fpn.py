@@ -39,7 +39,8 @@ class FPN(tf_keras.layers.Layer):
                p6_source: str = "c5", use_batch_norm: bool = False,
                use_group_norm: bool = False, group_norm_groups: int = 32,
                norm_momentum: float = 0.99, norm_epsilon: float = 1e-3,
-               use_sync_bn: bool = False, name: str = "fpn", **kwargs):
+               use_sync_bn: bool = False, padding: str = "symmetric", name: str = "fpn",
+               **kwargs):
     super().__init__(name=name, **kwargs)
     if not 3 <= min_level <= BACKBONE_MAX_LEVEL or max_level < min_level:
       raise ValueError(f"FPN needs 3 <= min_level <= {BACKBONE_MAX_LEVEL} and "
@@ -52,7 +53,8 @@ class FPN(tf_keras.layers.Layer):
                       p6_source=p6_source, use_batch_norm=use_batch_norm,
                       use_group_norm=use_group_norm, group_norm_groups=group_norm_groups,
                       norm_momentum=norm_momentum, norm_epsilon=norm_epsilon,
-                      use_sync_bn=use_sync_bn)
+                      use_sync_bn=use_sync_bn, padding=padding)
+    self.padding = padding  # of the stride-2 coarse convs: see resnet.PADDINGS
     self.min_level = min_level
     self.max_level = max_level
     self.p6_source = p6_source
@@ -65,9 +67,10 @@ class FPN(tf_keras.layers.Layer):
       setattr(self, f"output_p{level}", tf_keras.layers.Conv2D(
           kernel_size=3, padding="same", name=f"output_p{level}", **conv))
     for level in range(self.top_backbone_level + 1, max_level + 1):
-      # Symmetric padding (see call) keeps sizes at ceil(h / 2) like the backbone.
+      # Either padding keeps sizes at ceil(h / 2) like the backbone (symmetric: see call).
       setattr(self, f"coarse_p{level}", tf_keras.layers.Conv2D(
-          kernel_size=3, strides=2, padding="valid", name=f"coarse_p{level}", **conv))
+          kernel_size=3, strides=2, padding="valid" if padding == "symmetric" else "same",
+          name=f"coarse_p{level}", **conv))
     self.use_batch_norm = use_batch_norm
     self.use_group_norm = use_group_norm
     for level in range(min_level, max_level + 1):
@@ -95,7 +98,8 @@ class FPN(tf_keras.layers.Layer):
         source = features[BACKBONE_MAX_LEVEL] if self.p6_source == "c5" else pyramid[level - 1]
       else:
         source = tf.nn.relu(pyramid[level - 1])
-      source = tf.pad(source, [[0, 0], [1, 1], [1, 1], [0, 0]])
+      if self.padding == "symmetric":
+        source = tf.pad(source, [[0, 0], [1, 1], [1, 1], [0, 0]])
       pyramid[level] = getattr(self, f"coarse_p{level}")(source)
     if self.use_batch_norm:
       pyramid = {level: getattr(self, f"bn_p{level}")(x, training=training)

@@ -88,17 +88,28 @@ def group_norm(*, name: str, groups: int, epsilon: float) -> tf_keras.layers.Gro
   return tf_keras.layers.GroupNormalization(groups=groups, epsilon=epsilon, name=name)
 
 
-def _conv(filters: int, kernel_size: int, stride: int, name: str) -> tf_keras.layers.Conv2D:
-  # Strided convs get explicit symmetric padding in `_pad_for`; stride-1 convs pad "same".
+# How strided convolutions and the stem's max pool pad (model.padding):
+#   "symmetric": (k - 1) // 2 on every side (PyTorch, Caffe, Detectron, torchvision);
+#   "same": TensorFlow's SAME, the extra row/column at the bottom/right (Model Garden,
+#           Keras applications), needed to reproduce weights trained that way exactly.
+# Both give ceil(H / stride) outputs; stride-1 convolutions are the same either way.
+PADDINGS = ("symmetric", "same")
+
+
+def _conv(filters: int, kernel_size: int, stride: int, name: str,
+          padding: str = "symmetric") -> tf_keras.layers.Conv2D:
+  # With "symmetric", strided convs get explicit padding in `_pad_for`.
+  valid = stride != 1 and padding == "symmetric"
   return tf_keras.layers.Conv2D(
-      filters, kernel_size, strides=stride, padding="same" if stride == 1 else "valid",
+      filters, kernel_size, strides=stride, padding="valid" if valid else "same",
       use_bias=False, kernel_initializer="he_uniform", name=name)
 
 
-def _pad_for(x: tf.Tensor, kernel_size: int, stride: int) -> tf.Tensor:
-  """Symmetric (k - 1) // 2 zero padding before a strided conv / pool."""
+def _pad_for(x: tf.Tensor, kernel_size: int, stride: int, padding: str = "symmetric"
+             ) -> tf.Tensor:
+  """Symmetric (k - 1) // 2 zero padding before a strided conv / pool ("symmetric" only)."""
   pad = (kernel_size - 1) // 2
-  if stride == 1 or pad == 0:
+  if stride == 1 or pad == 0 or padding == "same":
     return x
   return tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
 
@@ -108,12 +119,13 @@ class ResidualBlock(tf_keras.layers.Layer):
 
   def __init__(self, *, filters: int, stride: int, bottleneck: bool, use_projection: bool,
                stride_in_1x1: bool, norm_momentum: float, norm_epsilon: float,
-               use_sync_bn: bool, name: str, **kwargs):
+               use_sync_bn: bool, name: str, padding: str = "symmetric", **kwargs):
     super().__init__(name=name, **kwargs)
     self._args = dict(filters=filters, stride=stride, bottleneck=bottleneck,
                       use_projection=use_projection, stride_in_1x1=stride_in_1x1,
                       norm_momentum=norm_momentum, norm_epsilon=norm_epsilon,
-                      use_sync_bn=use_sync_bn)
+                      use_sync_bn=use_sync_bn, padding=padding)
+    self.padding = padding
     norm = dict(momentum=norm_momentum, epsilon=norm_epsilon, synchronized=use_sync_bn)
     if bottleneck:
       out = filters * BOTTLENECK_EXPANSION
@@ -126,11 +138,12 @@ class ResidualBlock(tf_keras.layers.Layer):
       self.kernel_sizes_and_strides = ((3, stride), (3, 1))
       widths = (filters, filters)
     for k, ((kernel, s), width) in enumerate(zip(self.kernel_sizes_and_strides, widths), start=1):
-      conv = _conv(width, kernel, s, name=f"conv{k}")
+      conv = _conv(width, kernel, s, name=f"conv{k}", padding=padding)
       bn = batch_norm(name=f"bn{k}", **norm)
       setattr(self, f"conv{k}", conv)
       setattr(self, f"bn{k}", bn)
-    self.shortcut_conv = _conv(out, 1, stride, "shortcut_conv") if use_projection else None
+    self.shortcut_conv = (_conv(out, 1, stride, "shortcut_conv", padding) if use_projection
+                          else None)
     self.shortcut_bn = batch_norm(name="shortcut_bn", **norm) if use_projection else None
 
   def call(self, inputs: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
@@ -140,7 +153,7 @@ class ResidualBlock(tf_keras.layers.Layer):
     x = inputs
     last = len(self.kernel_sizes_and_strides)
     for k, (kernel, stride) in enumerate(self.kernel_sizes_and_strides, start=1):
-      x = getattr(self, f"conv{k}")(_pad_for(x, kernel, stride))
+      x = getattr(self, f"conv{k}")(_pad_for(x, kernel, stride, self.padding))
       x = getattr(self, f"bn{k}")(x, training=training)
       if k < last:
         x = tf.nn.relu(x)
@@ -166,10 +179,13 @@ class ResNet(tf_keras.Model):
                freeze_batch_norm: bool = False, stride_in_1x1: bool = False,
                norm_momentum: float = 0.99, norm_epsilon: float = 1e-3,
                use_sync_bn: bool = False, width_multiplier: float = 1.0,
-               name: str = "backbone", **kwargs):
+               padding: str = "symmetric", name: str = "backbone", **kwargs):
     super().__init__(name=name, **kwargs)
     if width_multiplier <= 0:
       raise ValueError(f"ResNet width_multiplier={width_multiplier} must be > 0")
+    if padding not in PADDINGS:
+      raise ValueError(f"ResNet padding={padding!r} is not one of {PADDINGS}")
+    self.padding = padding
     bottleneck, blocks = _spec(depth)
     widths = [scaled_width(w, width_multiplier) for w in STAGE_WIDTHS]
     stem_width = scaled_width(64, width_multiplier)
@@ -179,8 +195,9 @@ class ResNet(tf_keras.Model):
     self._args = dict(depth=depth, freeze_stem_and_first_stage=freeze_stem_and_first_stage,
                       freeze_batch_norm=freeze_batch_norm, stride_in_1x1=stride_in_1x1,
                       norm_momentum=norm_momentum, norm_epsilon=norm_epsilon,
-                      use_sync_bn=use_sync_bn, width_multiplier=width_multiplier)
-    self.stem_conv = _conv(stem_width, 7, 2, "stem_conv")
+                      use_sync_bn=use_sync_bn, width_multiplier=width_multiplier,
+                      padding=padding)
+    self.stem_conv = _conv(stem_width, 7, 2, "stem_conv", padding)
     self.stem_bn = batch_norm(name="stem_bn", momentum=norm_momentum, epsilon=norm_epsilon,
                               synchronized=use_sync_bn)
     # Block layers are attributes named like their layer so checkpoint keys read
@@ -196,7 +213,8 @@ class ResNet(tf_keras.Model):
             filters=width, stride=stride, bottleneck=bottleneck,
             use_projection=(b == 1 and (stride != 1 or in_channels != out_channels)),
             stride_in_1x1=stride_in_1x1, norm_momentum=norm_momentum,
-            norm_epsilon=norm_epsilon, use_sync_bn=use_sync_bn, name=f"conv{stage}_block{b}")
+            norm_epsilon=norm_epsilon, use_sync_bn=use_sync_bn, name=f"conv{stage}_block{b}",
+            padding=padding)
         setattr(self, block.name, block)
         names.append(block.name)
         in_channels = out_channels
@@ -218,10 +236,11 @@ class ResNet(tf_keras.Model):
     return [getattr(self, n) for n in self._stage_block_names[stage - 2]]
 
   def call(self, images: tf.Tensor, training: Optional[bool] = None) -> Dict[int, tf.Tensor]:
-    x = self.stem_conv(_pad_for(images, 7, 2))
+    x = self.stem_conv(_pad_for(images, 7, 2, self.padding))
     x = tf.nn.relu(self.stem_bn(x, training=training))
     # Zero padding equals -inf padding for max pooling here: inputs are >= 0 after ReLU.
-    x = tf.nn.max_pool2d(_pad_for(x, 3, 2), 3, 2, "VALID")
+    x = tf.nn.max_pool2d(_pad_for(x, 3, 2, self.padding), 3, 2,
+                         "SAME" if self.padding == "same" else "VALID")
     features = {}
     for stage in range(2, 6):
       for block in self.blocks(stage):

@@ -1,0 +1,101 @@
+"""Model Garden side of the checkpoint-import check: a RetinaNet checkpoint and its outputs.
+
+    <modelgarden venv>/bin/python benchmarks/modelgarden_import_side.py --size reduced OUT_DIR
+    <modelgarden venv>/bin/python benchmarks/modelgarden_import_side.py --size full OUT_DIR
+
+Runs ONLY in the Model Garden venv (tf-models-official 2.16.0); imports nothing
+from this repository. Builds Model Garden's own `retinanet_resnetfpn_coco`
+model (ResNet-50 FPN, levels 3-7, 9 anchors, 91 classes, batch norm in FPN and
+heads), with every variable random (batch-norm moving statistics included, so
+that inference-mode batch norm is exercised), and writes into OUT_DIR:
+  ckpt.*        tf.train.Checkpoint(model=model).write(...): the layout of Model
+                Garden's published checkpoints (keys "model/_backbone/...").
+  outputs.npz   images [N, H, W, 3] (already normalized, as the model sees them),
+                cls_<level> and box_<level>: model(images, training=False)'s raw
+                per-level outputs [N, H_l, W_l, A * K].
+  model_config.json  Model Garden's model config.
+Sizes: "full" = the published architecture at 640x640; "reduced" = depth
+multiplier 0.125, 16-channel FPN and heads with 2 convs, 128x128 input: a
+checkpoint of about 2 MB, committed as the test fixture tests/fixtures/modelgarden_retinanet/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from official.core import exp_factory  # noqa: E402
+from official.vision.configs import retinanet as retinanet_cfg  # noqa: E402,F401
+from official.vision.modeling import factory  # noqa: E402
+
+EXPERIMENT = "retinanet_resnetfpn_coco"
+
+
+def model_config(size: str):
+  config = exp_factory.get_exp_config(EXPERIMENT).task.model
+  if size == "reduced":
+    config.backbone.resnet.depth_multiplier = 0.125
+    config.decoder.fpn.num_filters = 16
+    config.head.num_filters = 16
+    config.head.num_convs = 2
+    config.input_size = [128, 128, 3]
+  return config
+
+
+def randomize(model: tf.keras.Model, seed: int) -> None:
+  """Every variable random: kernels and biases N(0, 0.05), BN gamma ~ U(0.5, 1.5),
+  beta / moving mean N(0, 0.1), moving variance ~ U(0.5, 2)."""
+  rng = np.random.default_rng(seed)
+  for v in model.variables:
+    shape = v.shape.as_list()
+    name = v.name
+    if "gamma" in name:
+      value = rng.uniform(0.5, 1.5, shape)
+    elif "moving_variance" in name:
+      value = rng.uniform(0.5, 2.0, shape)
+    elif "beta" in name or "moving_mean" in name:
+      value = rng.normal(0.0, 0.1, shape)
+    else:
+      value = rng.normal(0.0, 0.05, shape)
+    v.assign(value.astype(np.float32))
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__)
+  parser.add_argument("output_dir")
+  parser.add_argument("--size", choices=("reduced", "full"), default="reduced")
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--num_images", type=int, default=1)
+  args = parser.parse_args(argv)
+  config = model_config(args.size)
+  h, w, _ = config.input_size
+  model = factory.build_retinanet(tf.keras.layers.InputSpec(shape=[None, h, w, 3]), config,
+                                  l2_regularizer=None)
+  images = np.random.default_rng(args.seed + 1).normal(0, 1, [args.num_images, h, w, 3]).astype(np.float32)
+  model(images, training=False)
+  randomize(model, args.seed)
+  outputs = model(images, training=False)
+  os.makedirs(args.output_dir, exist_ok=True)
+  tf.train.Checkpoint(model=model).write(os.path.join(args.output_dir, "ckpt"))
+  arrays = {"images": images}
+  for kind, key in (("cls", "cls_outputs"), ("box", "box_outputs")):
+    for level, value in outputs[key].items():
+      arrays[f"{kind}_{level}"] = value.numpy()
+  np.savez_compressed(os.path.join(args.output_dir, "outputs.npz"), **arrays)
+  with open(os.path.join(args.output_dir, "model_config.json"), "w") as f:
+    json.dump(config.as_dict(), f, indent=1, sort_keys=True)
+  params = sum(v.shape.num_elements() for v in model.trainable_variables)
+  print(json.dumps({"trainable_parameters": params, "variables": len(model.variables),
+                    "versions": {"tensorflow": tf.__version__}}))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

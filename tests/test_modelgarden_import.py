@@ -1,0 +1,102 @@
+"""Importing a TF Model Garden RetinaNet checkpoint: forward equality with Model Garden's own
+outputs on the committed reduced fixture (written by benchmarks/modelgarden_import_side.py in
+Model Garden's venv), clear errors on mismatches, and a model directory that loads."""
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from retinanet import factory
+from retinanet import model_dir as model_dir_lib
+from retinanet.modeling import modelgarden_import as mgi
+
+FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "modelgarden_retinanet")
+CHECKPOINT = os.path.join(FIXTURE, "ckpt")
+INPUT_SIZE = (128, 128)
+
+
+@pytest.fixture(scope="module")
+def reference():
+  return dict(np.load(os.path.join(FIXTURE, "outputs.npz")))
+
+
+def _reduced_config(**changes):
+  config = mgi.modelgarden_model_config(width_multiplier=0.125, fpn_channels=16,
+                                        head_channels=16, head_convs=2, input_size=INPUT_SIZE)
+  return dataclasses.replace(config, **changes)
+
+
+def _max_differences(model, reference):
+  classes, boxes = model.call_per_level(tf.constant(reference["images"]), training=False)
+  return {level: (float(np.abs(classes[level].numpy() - reference[f"cls_{level}"]).max()),
+                  float(np.abs(boxes[level].numpy() - reference[f"box_{level}"]).max()))
+          for level in range(3, 8)}
+
+
+def test_the_fixture_is_model_gardens_architecture():
+  with open(os.path.join(FIXTURE, "model_config.json")) as f:
+    mg = json.load(f)
+  assert mg["backbone"]["resnet"]["model_id"] == 50
+  assert (mg["min_level"], mg["max_level"], mg["num_classes"]) == (3, 7, 91)
+  assert mg["anchor"] == {"anchor_size": 4.0, "aspect_ratios": [0.5, 1.0, 2.0], "num_scales": 3}
+  assert mg["input_size"][:2] == list(INPUT_SIZE)
+  inferred = mgi.infer_model_config(CHECKPOINT, INPUT_SIZE)
+  assert inferred == _reduced_config()
+
+
+def test_imported_outputs_equal_model_gardens_at_every_level(reference):
+  model = factory.build_model(_reduced_config())
+  counts = mgi.load_into(model, CHECKPOINT)
+  # Model Garden's count of the same network (benchmarks/modelgarden_import_side.py).
+  assert counts["variables"] == 393 and counts["parameters"] == 534463
+  differences = _max_differences(model, reference)
+  # The same float32 ops in the same order: equal to rounding (measured: exactly 0).
+  for level, (cls, box) in differences.items():
+    assert cls <= 1e-5 and box <= 1e-5, (level, cls, box)
+  assert max(np.abs(reference["cls_3"]).max(), np.abs(reference["box_3"]).max()) > 0.1
+
+
+def test_padding_is_what_makes_it_exact(reference):
+  """The check can fail: with symmetric padding the same weights give other outputs."""
+  model = factory.build_model(_reduced_config(padding="symmetric"))
+  mgi.load_into(model, CHECKPOINT)
+  assert max(max(d) for d in _max_differences(model, reference).values()) > 1e-3
+
+
+def test_a_mismatched_model_is_refused_naming_the_variables():
+  wider = _reduced_config(fpn=dataclasses.replace(_reduced_config().fpn, num_channels=32))
+  with pytest.raises(mgi.CheckpointMismatchError,
+                     match=r"shapes differ, first: \['model/_decoder/layer_with_weights-0/"
+                           r"kernel/\.ATTRIBUTES/VARIABLE_VALUE: checkpoint \[1, 1, 256, 16\] vs "
+                           r"model \[1, 1, 256, 32\]"):
+    mgi.load_into(factory.build_model(wider), CHECKPOINT)
+  deeper = _reduced_config(head=dataclasses.replace(_reduced_config().head, num_convs=3))
+  with pytest.raises(mgi.CheckpointMismatchError,
+                     match=r"variables missing from the checkpoint, first: "
+                           r"\['model/_head/_cls_convs/2/kernel"):
+    mgi.load_into(factory.build_model(deeper), CHECKPOINT)
+  shallower = _reduced_config(head=dataclasses.replace(_reduced_config().head, num_convs=1))
+  with pytest.raises(mgi.CheckpointMismatchError,
+                     match=r"checkpoint variables have no place in the model"):
+    mgi.load_into(factory.build_model(shallower), CHECKPOINT)
+
+
+def test_not_a_model_garden_checkpoint(tmp_path):
+  prefix = tf.train.Checkpoint(v=tf.Variable(1.0)).write(str(tmp_path / "other"))
+  with pytest.raises(mgi.CheckpointMismatchError, match="not a Model Garden RetinaNet checkpoint"):
+    mgi.infer_model_config(prefix)
+
+
+def test_import_writes_a_model_dir_that_loads_with_the_coco_label_map(tmp_path, reference):
+  out = str(tmp_path / "imported")
+  info = mgi.import_checkpoint(CHECKPOINT, out, input_size=INPUT_SIZE)
+  assert info["variables"] == 393
+  model, config, label_map, _ = model_dir_lib.load(out)
+  assert config.model == _reduced_config()
+  assert label_map.num_classes == 91 and label_map.category_ids[1] == 1
+  assert label_map.names[1] == "person" and label_map.names[90] == "toothbrush"
+  assert label_map.names[12] == "unused_12" and label_map.names[0] == "background"
+  assert max(max(d) for d in _max_differences(model, reference).values()) <= 1e-5
