@@ -102,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "multi_worker_mirrored, tpu (default: the config's train.strategy).")
   g.add_argument("--finetune_from",
                  help="Fine-tune from a model: 'latest' (the latest pushed model recorded in "
-                      "--base_metadata) or a path to a Model artifact / pushed model dir.")
+                      "--base_metadata), a path to a Model artifact / pushed model dir, or "
+                      "'modelgarden:CKPT', a TF Model Garden RetinaNet checkpoint prefix (imported "
+                      "once; the model takes its architecture).")
   g.add_argument("--base_metadata",
                  default=os.path.join(DEFAULT_OUTPUT_DIR, "metadata.sqlite"),
                  help="MLMD sqlite searched by --finetune_from=latest (default: %(default)s).")

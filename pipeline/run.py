@@ -78,6 +78,30 @@ def match_num_classes(config, train_annotations: str, explicit: bool):
   return config_lib.apply_overrides(config, [f"model.num_classes={label_map.num_classes}"])
 
 
+MODELGARDEN_SCHEME = "modelgarden:"
+
+
+def import_modelgarden_base(checkpoint: str, config, output_dir: str):
+  """(model dir, config): a Model Garden RetinaNet checkpoint imported as a model dir of ours
+  under `output_dir/imported_models/` (once per checkpoint and input size), and `config`
+  with the checkpoint's architecture (its data's class count and input size kept)."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  import hashlib  # pylint: disable=g-import-not-at-top
+  from retinanet.modeling import modelgarden_import  # pylint: disable=g-import-not-at-top
+  input_size = tuple(config.model.input_size)
+  model_config = modelgarden_import.infer_model_config(checkpoint, input_size, base=config.model)
+  model_config = dataclasses.replace(model_config, num_classes=config.model.num_classes)
+  key = hashlib.sha256(f"{os.path.abspath(checkpoint)}|{input_size}".encode()).hexdigest()[:12]
+  model_dir = os.path.join(output_dir, "imported_models", f"modelgarden-{key}")
+  if not os.path.exists(os.path.join(model_dir, "config.json")):
+    modelgarden_import.import_checkpoint(checkpoint, model_dir, input_size=input_size)
+  logger.info("Fine-tuning from the Model Garden checkpoint %s (imported into %s): the model "
+              "takes its architecture (ResNet-%d, padding same, FPN %d, heads %d x %d)",
+              checkpoint, model_dir, model_config.backbone.depth, model_config.fpn.num_channels,
+              model_config.head.num_convs, model_config.head.num_channels)
+  return model_dir, dataclasses.replace(config, model=model_config)
+
+
 def resolve_base_model(args: argparse.Namespace) -> Optional[str]:
   """The model dir to fine-tune from: the latest pushed model in MLMD, or a path."""
   if not args.finetune_from:
@@ -130,6 +154,15 @@ def run(args: argparse.Namespace) -> int:
     config = match_num_classes(config, dataset.train_annotations,
                                explicit=any(o.startswith("model.num_classes=")
                                             for o in args.overrides))
+  base_model_uri = None
+  if (args.finetune_from or "").startswith(MODELGARDEN_SCHEME):
+    if not local:
+      raise ValueError("--finetune_from=modelgarden:... imports the checkpoint locally: run the "
+                       "import with --runner=local first and pass the imported model dir")
+    base_model_uri, config = import_modelgarden_base(
+        args.finetune_from[len(MODELGARDEN_SCHEME):], config, output_dir)
+  else:
+    base_model_uri = resolve_base_model(args)
   from pipeline import local_runner  # pylint: disable=g-import-not-at-top
   pipeline = pipeline_lib.create_pipeline(
       pipeline_name=args.pipeline_name,
@@ -140,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
       thresholds=pipeline_lib.BlessingThresholds(args.min_ap, args.max_ap_regression),
       num_shards=args.num_shards,
       strategy=args.strategy,
-      base_model_uri=resolve_base_model(args),
+      base_model_uri=base_model_uri,
       freeze_patterns=args.freeze,
       postprocess_overrides=postprocess,
       beam_pipeline_args=cli.beam_args(
