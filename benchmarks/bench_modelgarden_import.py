@@ -59,6 +59,7 @@ def main(argv=None) -> int:
                                                 os.path.join(tmp, "ours"))
     import_seconds = time.perf_counter() - start
     model, config, label_map, _ = model_dir_lib.load(os.path.join(tmp, "ours"))
+    trainable = sum(int(np.prod(v.shape)) for v in model.variables if "moving_" not in v.name)
     reference = np.load(os.path.join(mg_dir, "outputs.npz"))
     classes, boxes = model.call_per_level(tf.constant(reference["images"]), training=False)
     rows = []
@@ -75,8 +76,9 @@ def main(argv=None) -> int:
            "(tf-models-official 2.16.0, its own venv) built `retinanet_resnetfpn_coco` "
            f"(ResNet-50 FPN, 640x640, 91 classes) with random weights ({mg_report}; "
            f"{mg_seconds:.0f} s including its imports) and wrote its checkpoint; we imported it "
-           f"in {import_seconds:.0f} s: {info['variables']} variables, {info['parameters']:,} "
-           f"parameters, inferred as ResNet-{config.model.backbone.depth}, FPN "
+           f"in {import_seconds:.0f} s: {info['variables']} variables ({info['parameters']:,} "
+           f"values: {trainable:,} parameters plus batch-norm moving statistics), "
+           f"inferred as ResNet-{config.model.backbone.depth}, FPN "
            f"{config.model.fpn.num_channels}, heads {config.model.head.num_convs} x "
            f"{config.model.head.num_channels}, {label_map.num_classes} classes. Raw outputs of "
            "`model(image, training=False)` on the same random image, per level:", "",

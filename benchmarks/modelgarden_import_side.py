@@ -50,19 +50,28 @@ def model_config(size: str):
 
 
 def randomize(model: tf.keras.Model, seed: int) -> None:
-  """Every variable random: kernels and biases N(0, 0.05), BN gamma ~ U(0.5, 1.5),
-  beta / moving mean N(0, 0.1), moving variance ~ U(0.5, 2)."""
+  """Every variable random with realistic magnitudes: conv kernels keep Model Garden's own
+  random initialization except the two prediction convs (N(0, 0.01) instead of ~1e-5),
+  biases N(0, 0.05), BN gamma ~ U(0.5, 1.5), beta / moving mean N(0, 0.1), moving
+  variance ~ U(0.5, 2)."""
   rng = np.random.default_rng(seed)
+  head = model.head
+  predictions = {id(head._classifier.kernel), id(head._box_regressor.kernel)}  # pylint: disable=protected-access
   for v in model.variables:
     shape = v.shape.as_list()
     name = v.name
+    if id(v) in predictions:
+      v.assign(rng.normal(0.0, 0.01, shape).astype(np.float32))
+      continue
+    if "kernel" in name:
+      continue
     if "gamma" in name:
       value = rng.uniform(0.5, 1.5, shape)
     elif "moving_variance" in name:
       value = rng.uniform(0.5, 2.0, shape)
     elif "beta" in name or "moving_mean" in name:
       value = rng.normal(0.0, 0.1, shape)
-    else:
+    else:  # biases
       value = rng.normal(0.0, 0.05, shape)
     v.assign(value.astype(np.float32))
 
@@ -74,6 +83,7 @@ def main(argv=None) -> int:
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--num_images", type=int, default=1)
   args = parser.parse_args(argv)
+  tf.keras.utils.set_random_seed(args.seed)  # Model Garden's own kernel initialization
   config = model_config(args.size)
   h, w, _ = config.input_size
   model = factory.build_retinanet(tf.keras.layers.InputSpec(shape=[None, h, w, 3]), config,

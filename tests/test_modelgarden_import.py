@@ -100,3 +100,16 @@ def test_import_writes_a_model_dir_that_loads_with_the_coco_label_map(tmp_path, 
   assert label_map.names[1] == "person" and label_map.names[90] == "toothbrush"
   assert label_map.names[12] == "unused_12" and label_map.names[0] == "background"
   assert max(max(d) for d in _max_differences(model, reference).values()) <= 1e-5
+
+
+def test_shipped_finetune_config_is_model_gardens_published_network():
+  """With 91 classes it has exactly the trainable parameter count Model Garden publishes for
+  retinanet_resnetfpn_coco (34,091,159; BENCHMARKS.md "Model size")."""
+  from retinanet import configs
+  config = configs.load_named_config("finetune/retinanet-r50-640-modelgarden-b16")
+  model_config = dataclasses.replace(config.model, num_classes=91)
+  assert model_config == mgi.modelgarden_model_config(config.model)
+  model = factory.build_model(dataclasses.replace(
+      model_config, backbone=dataclasses.replace(model_config.backbone,
+                                                 freeze_stem_and_first_stage=False)))
+  assert sum(int(np.prod(v.shape)) for v in model.trainable_variables) == 34_091_159

@@ -241,6 +241,36 @@ def tiny_sample_config() -> config_lib.ExperimentConfig:
   return c
 
 
+MODELGARDEN_FINETUNE_BATCH = 16
+MODELGARDEN_FINETUNE_STEPS = 6000
+
+
+def modelgarden_finetune_config() -> config_lib.ExperimentConfig:
+  """Fine-tuning a user's COCO-format data from Model Garden's COCO RetinaNet checkpoint
+  (`--finetune_from=modelgarden:CKPT`): exactly Model Garden's architecture (padding same,
+  P6 from P5, BN in FPN and heads, 9 anchors; retinanet/modeling/modelgarden_import.py),
+  the class count from the data, the paper's fine-tuning learning rate for batch 16."""
+  from retinanet.modeling import modelgarden_import  # pylint: disable=g-import-not-at-top
+  c = config_lib.ExperimentConfig(name="finetune/retinanet-r50-640-modelgarden-b16")
+  c.model = modelgarden_import.modelgarden_model_config(c.model, input_size=COCO_INPUT_SIZE)
+  c.model.num_classes = COCO_NUM_CLASSES  # replaced by the data's class count at run time
+  c.input.scale_min, c.input.scale_max = SCALE_JITTER["1x"]
+  c.loss.l2_weight_decay = 1e-4
+  o = c.optimizer
+  o.base_learning_rate = round(PAPER_LR_PER_IMAGE * MODELGARDEN_FINETUNE_BATCH, 6)
+  o.warmup_learning_rate = round(o.base_learning_rate / 3, 6)
+  o.warmup_steps = 200
+  o.boundaries = decay_boundaries(MODELGARDEN_FINETUNE_STEPS)
+  o.decay_rates = (0.1, 0.01)
+  c.train.global_batch_size = MODELGARDEN_FINETUNE_BATCH
+  c.train.total_steps = MODELGARDEN_FINETUNE_STEPS
+  c.train.steps_per_execution = STEPS_PER_EXECUTION
+  c.train.checkpoint_every = 1000
+  c.train.log_every = STEPS_PER_EXECUTION
+  config_lib.validate(c)
+  return c
+
+
 def all_configs() -> Dict[str, config_lib.ExperimentConfig]:
   """{name: config} of every shipped config; the file is CONFIG_DIR/{name}.json."""
   configs = {}
@@ -249,7 +279,7 @@ def all_configs() -> Dict[str, config_lib.ExperimentConfig]:
       for hardware in HARDWARE:
         config = coco_config(depth, schedule, hardware)
         configs[config.name] = config
-  for config in (coco_v2_recipe_config(), tiny_sample_config()):
+  for config in (coco_v2_recipe_config(), modelgarden_finetune_config(), tiny_sample_config()):
     configs[config.name] = config
   return configs
 
