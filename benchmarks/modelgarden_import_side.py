@@ -17,6 +17,10 @@ that inference-mode batch norm is exercised), and writes into OUT_DIR:
 Sizes: "full" = the published architecture at 640x640; "reduced" = depth
 multiplier 0.125, 16-channel FPN and heads with 2 convs, 128x128 input: a
 checkpoint of about 2 MB, committed as the test fixture tests/fixtures/modelgarden_retinanet/.
+"imagenet-reduced": Model Garden's ImageNet classifier (`resnet_imagenet`, ResNet-50 at depth
+multiplier 0.125, 1000 classes) instead, the layout of its published ImageNet checkpoints;
+outputs.npz then holds the backbone's endpoints c3, c4, c5 (fixture
+tests/fixtures/modelgarden_resnet_imagenet/).
 """
 from __future__ import annotations
 
@@ -49,6 +53,35 @@ def model_config(size: str):
   return config
 
 
+def imagenet_classifier(seed: int, args_dir: str, num_images: int) -> None:
+  """The "imagenet-reduced" fixture: checkpoint of the classifier, backbone endpoints."""
+  config = exp_factory.get_exp_config("resnet_imagenet").task.model
+  config.backbone.resnet.model_id = 50
+  config.backbone.resnet.depth_multiplier = 0.125
+  size = 128
+  model = factory.build_classification_model(
+      tf.keras.layers.InputSpec(shape=[None, size, size, 3]), config)
+  images = np.random.default_rng(seed + 1).normal(0, 1, [num_images, size, size, 3]).astype(
+      np.float32)
+  model(images, training=False)
+  rng = np.random.default_rng(seed)
+  for v in model.variables:
+    if "gamma" in v.name:
+      v.assign(rng.uniform(0.5, 1.5, v.shape).astype(np.float32))
+    elif "moving_variance" in v.name:
+      v.assign(rng.uniform(0.5, 2.0, v.shape).astype(np.float32))
+    elif "beta" in v.name or "moving_mean" in v.name:
+      v.assign(rng.normal(0.0, 0.1, v.shape).astype(np.float32))
+  endpoints = model.backbone(images, training=False)
+  os.makedirs(args_dir, exist_ok=True)
+  tf.train.Checkpoint(model=model).write(os.path.join(args_dir, "ckpt"))
+  np.savez_compressed(os.path.join(args_dir, "outputs.npz"), images=images,
+                      **{f"c{level}": endpoints[str(level)].numpy() for level in (3, 4, 5)})
+  with open(os.path.join(args_dir, "model_config.json"), "w") as f:
+    json.dump(config.as_dict(), f, indent=1, sort_keys=True)
+  print(json.dumps({"variables": len(model.variables)}))
+
+
 def randomize(model: tf.keras.Model, seed: int) -> None:
   """Every variable random with realistic magnitudes: conv kernels keep Model Garden's own
   random initialization except the two prediction convs (N(0, 0.01) instead of ~1e-5),
@@ -79,11 +112,15 @@ def randomize(model: tf.keras.Model, seed: int) -> None:
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument("output_dir")
-  parser.add_argument("--size", choices=("reduced", "full"), default="reduced")
+  parser.add_argument("--size", choices=("reduced", "full", "imagenet-reduced"),
+                      default="reduced")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--num_images", type=int, default=1)
   args = parser.parse_args(argv)
   tf.keras.utils.set_random_seed(args.seed)  # Model Garden's own kernel initialization
+  if args.size == "imagenet-reduced":
+    imagenet_classifier(args.seed, args.output_dir, args.num_images)
+    return 0
   config = model_config(args.size)
   h, w, _ = config.input_size
   model = factory.build_retinanet(tf.keras.layers.InputSpec(shape=[None, h, w, 3]), config,

@@ -104,6 +104,10 @@ def build_model(model_config: ModelConfig) -> RetinaNetModel:
   return model
 
 
+# model.backbone.init_checkpoint="modelgarden:PATH" reads a TF Model Garden ResNet checkpoint.
+MODELGARDEN_SCHEME = "modelgarden:"
+
+
 def initialize_backbone(model: RetinaNetModel, backbone_config: BackboneConfig) -> bool:
   """Loads `model.backbone.init_checkpoint` into the backbone; False when it is "".
 
@@ -112,7 +116,12 @@ def initialize_backbone(model: RetinaNetModel, backbone_config: BackboneConfig) 
   """
   if not backbone_config.init_checkpoint:
     return False
-  resnet.load_backbone_checkpoint(model.backbone, backbone_config.init_checkpoint)
+  path = backbone_config.init_checkpoint
+  if path.startswith(MODELGARDEN_SCHEME):  # a Model Garden ImageNet (or detector) checkpoint
+    from retinanet.modeling import modelgarden_import  # pylint: disable=g-import-not-at-top
+    modelgarden_import.load_backbone_into(model.backbone, path[len(MODELGARDEN_SCHEME):])
+  else:
+    resnet.load_backbone_checkpoint(model.backbone, path)
   return True
 
 

@@ -113,3 +113,40 @@ def test_shipped_finetune_config_is_model_gardens_published_network():
       model_config, backbone=dataclasses.replace(model_config.backbone,
                                                  freeze_stem_and_first_stage=False)))
   assert sum(int(np.prod(v.shape)) for v in model.trainable_variables) == 34_091_159
+
+
+IMAGENET_FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "modelgarden_resnet_imagenet")
+
+
+def test_imagenet_resnet_backbone_import_gives_model_gardens_features():
+  """A Model Garden ImageNet classifier's ResNet-50 (depth multiplier 0.125, written by
+  modelgarden_import_side.py --size imagenet-reduced) as backbone initialization."""
+  reference = np.load(os.path.join(IMAGENET_FIXTURE, "outputs.npz"))
+  config = dataclasses.replace(_reduced_config(), num_classes=5)
+  config = dataclasses.replace(config, backbone=dataclasses.replace(
+      config.backbone, init_checkpoint="modelgarden:" + os.path.join(IMAGENET_FIXTURE, "ckpt")))
+
+  def max_difference(norm_epsilon):
+    model = factory.build_model(dataclasses.replace(
+        config, norm=dataclasses.replace(config.norm, epsilon=norm_epsilon)))
+    assert factory.initialize_backbone(model, config.backbone)
+    features = model.backbone(tf.constant(reference["images"]), training=False)
+    return max(np.abs(features[l].numpy() - reference[f"c{l}"]).max() for l in (3, 4, 5))
+
+  # Model Garden's ImageNet classifiers use batch-norm epsilon 1e-5 (not stored in the
+  # checkpoint): with it the features are Model Garden's exactly.
+  assert max_difference(1e-5) <= 1e-5
+  assert min(np.abs(reference[f"c{l}"]).max() for l in (3, 4, 5)) > 0.1
+  # Its RetinaNet configs, like ours, train on top with epsilon 1e-3: a small, expected shift.
+  assert 1e-4 < max_difference(1e-3) < 0.1
+  # A RetinaNet checkpoint holds a ResNet too: its backbone part loads the same way.
+  counts = mgi.load_backbone_into(factory.build_model(_reduced_config()).backbone, CHECKPOINT)
+  assert counts["variables"] == 265
+
+
+def test_backbone_import_refuses_another_depth():
+  config = dataclasses.replace(_reduced_config(), backbone=dataclasses.replace(
+      _reduced_config().backbone, depth=101))
+  with pytest.raises(mgi.CheckpointMismatchError, match="variables missing from the checkpoint"):
+    mgi.load_backbone_into(factory.build_model(config).backbone,
+                           os.path.join(IMAGENET_FIXTURE, "ckpt"))

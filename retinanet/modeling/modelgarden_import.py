@@ -24,6 +24,10 @@ Model Garden's basic-block stages always start with a projection shortcut,
 ours (like torchvision's) only where the shape changes.
 The 91 output classes are COCO's category ids 0..90 (0 is never a label; ids
 unused by COCO keep their outputs); `coco91_label_map` names them.
+
+The ResNet alone (`load_backbone_into`, `model.backbone.init_checkpoint=modelgarden:CKPT`)
+comes from any Model Garden checkpoint holding one ResNet: an ImageNet classifier's
+(`model/layer_with_weights-0/...`) or a detector's (`model/_backbone/...`).
 """
 from __future__ import annotations
 
@@ -105,19 +109,16 @@ def _layer_vars(layer, key: str) -> List[Tuple[tf.Variable, str]]:
   return [(getattr(layer, n), f"{key}/{n}{VALUE}") for n in names]
 
 
-def variable_mapping(model, prefix: str = "model/") -> List[Tuple[tf.Variable, str]]:
-  """Every variable of our (built) model with its key in a Model Garden checkpoint."""
-  backbone, fpn = model.backbone, model.fpn
-  if fpn.min_level != MIN_LEVEL or fpn.max_level != MAX_LEVEL:
-    raise CheckpointMismatchError(f"Model Garden RetinaNet checkpoints have levels {MIN_LEVEL}-{MAX_LEVEL}; "
-                       f"this model has {fpn.min_level}-{fpn.max_level}")
+def backbone_mapping(backbone, root: str) -> List[Tuple[tf.Variable, str]]:
+  """Our ResNet's variables with their keys under a Model Garden ResNet at `root`
+  ("model/_backbone/" in a RetinaNet checkpoint, "model/layer_with_weights-0/" in an
+  ImageNet classifier's)."""
   if backbone.depth in (18, 34):
-    raise CheckpointMismatchError("ResNet-18/34 checkpoints of Model Garden are not importable: its basic-"
-                       "block stages start with a projection shortcut that this ResNet lacks")
-  pairs = []
-  b = f"{prefix}_backbone/layer_with_weights-"
-  pairs += _layer_vars(backbone.stem_conv, f"{b}0")
-  pairs += _layer_vars(backbone.stem_bn, f"{b}1")
+    raise CheckpointMismatchError(
+        "ResNet-18/34 checkpoints of Model Garden are not importable: its basic-block stages "
+        "start with a projection shortcut that this ResNet lacks")
+  b = f"{root}layer_with_weights-"
+  pairs = _layer_vars(backbone.stem_conv, f"{b}0") + _layer_vars(backbone.stem_bn, f"{b}1")
   index = 2
   for stage in range(2, 6):
     for block in backbone.blocks(stage):
@@ -129,6 +130,17 @@ def variable_mapping(model, prefix: str = "model/") -> List[Tuple[tf.Variable, s
         pairs += _layer_vars(block.shortcut_conv, f"{key}/_shortcut")
         pairs += _layer_vars(block.shortcut_bn, f"{key}/_norm0")
       index += 1
+  return pairs
+
+
+def variable_mapping(model, prefix: str = "model/") -> List[Tuple[tf.Variable, str]]:
+  """Every variable of our (built) model with its key in a Model Garden checkpoint."""
+  fpn = model.fpn
+  if fpn.min_level != MIN_LEVEL or fpn.max_level != MAX_LEVEL:
+    raise CheckpointMismatchError(
+        f"Model Garden RetinaNet checkpoints have levels {MIN_LEVEL}-{MAX_LEVEL}; this model "
+        f"has {fpn.min_level}-{fpn.max_level}")
+  pairs = backbone_mapping(model.backbone, f"{prefix}_backbone/")
   for i, name in enumerate(DECODER_ORDER):
     kind, level = name.rsplit("_", 1)
     pairs += _layer_vars(getattr(fpn, f"{_DECODER_TO_OURS[kind]}{level}"),
@@ -155,22 +167,18 @@ def find_prefix(keys: Sequence[str]) -> str:
                      f"{sorted(keys)[:3]})")
 
 
-def load_into(model, checkpoint: str) -> Dict[str, int]:
-  """Assigns a Model Garden checkpoint to our built model; every variable must match.
+def _assign(pairs: List[Tuple[tf.Variable, str]], reader, model_keys, checkpoint: str
+            ) -> Dict[str, int]:
+  """Checks every (variable, key) pair against the checkpoint, then assigns them all.
 
   Raises CheckpointMismatchError naming the first variables that are missing or differ in
-  shape, and the checkpoint's model variables that were left unused.
+  shape, and the checkpoint's `model_keys` that were left unused.
   """
-  reader = tf.train.load_checkpoint(checkpoint)
   shapes = reader.get_variable_to_shape_map()
-  prefix = find_prefix(list(shapes))
-  pairs = variable_mapping(model, prefix)
   missing = [key for _, key in pairs if key not in shapes]
   wrong = [f"{key}: checkpoint {shapes[key]} vs model {var.shape.as_list()}"
            for var, key in pairs if key in shapes and list(shapes[key]) != var.shape.as_list()]
-  model_keys = {key for key in shapes if key.startswith(prefix) and key.endswith(VALUE) and
-                any(part in key for part in ("_backbone/", "_decoder/", "_head/"))}
-  unused = sorted(model_keys - {key for _, key in pairs})
+  unused = sorted(set(model_keys) - {key for _, key in pairs})
   if missing or wrong or unused:
     parts = []
     if wrong:
@@ -186,6 +194,48 @@ def load_into(model, checkpoint: str) -> Dict[str, int]:
     var.assign(reader.get_tensor(key).astype(var.dtype.as_numpy_dtype))
   return {"variables": len(pairs),
           "parameters": int(sum(np.prod(var.shape.as_list()) for var, _ in pairs))}
+
+
+def load_into(model, checkpoint: str) -> Dict[str, int]:
+  """Assigns a Model Garden RetinaNet checkpoint to our built model; every variable must match
+  (CheckpointMismatchError naming the variables otherwise)."""
+  reader = tf.train.load_checkpoint(checkpoint)
+  shapes = reader.get_variable_to_shape_map()
+  prefix = find_prefix(list(shapes))
+  model_keys = [key for key in shapes if key.startswith(prefix) and key.endswith(VALUE) and
+                any(part in key for part in ("_backbone/", "_decoder/", "_head/"))]
+  return _assign(variable_mapping(model, prefix), reader, model_keys, checkpoint)
+
+
+_STEM_KERNEL = "layer_with_weights-0/kernel" + VALUE
+
+
+def find_backbone_root(shapes) -> str:
+  """The key prefix of the one ResNet in a checkpoint: where its 7x7x3 stem conv sits."""
+  roots = [key[:-len(_STEM_KERNEL)] for key, shape in shapes.items()
+           if key.endswith(_STEM_KERNEL) and list(shape)[:3] == [7, 7, 3]]
+  if len(roots) != 1:
+    raise CheckpointMismatchError(
+        f"expected one Model Garden ResNet (a 7x7x3 stem conv '.../{_STEM_KERNEL}'), found "
+        f"{len(roots)}: {roots[:3]}")
+  return roots[0]
+
+
+def load_backbone_into(backbone, checkpoint: str) -> Dict[str, int]:
+  """Assigns the ResNet of a Model Garden checkpoint (an ImageNet classifier's or a
+  detector's) to our ResNet backbone; every backbone variable must match."""
+  reader = tf.train.load_checkpoint(checkpoint)
+  shapes = reader.get_variable_to_shape_map()
+  root = find_backbone_root(shapes)
+  model_keys = [key for key in shapes if key.startswith(root) and key.endswith(VALUE)]
+  counts = _assign(backbone_mapping(backbone, root), reader, model_keys, checkpoint)
+  if getattr(backbone, "padding", "same") != "same":
+    logger.warning("The Model Garden ResNet %s was trained with TensorFlow SAME padding; this "
+                   "backbone pads symmetrically (set model.padding=same to reproduce it exactly)",
+                   checkpoint)
+  logger.info("Initialized the backbone from the Model Garden checkpoint %s (under %s): %d "
+              "variables", checkpoint, root, counts["variables"])
+  return counts
 
 
 # ResNet depth from the number of residual blocks (bottleneck depths only, see above).
