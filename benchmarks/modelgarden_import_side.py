@@ -12,7 +12,9 @@ that inference-mode batch norm is exercised), and writes into OUT_DIR:
                 Garden's published checkpoints (keys "model/_backbone/...").
   outputs.npz   images [N, H, W, 3] (already normalized, as the model sees them),
                 cls_<level> and box_<level>: model(images, training=False)'s raw
-                per-level outputs [N, H_l, W_l, A * K].
+                per-level outputs [N, H_l, W_l, A * K]; decoded_<level>: the box
+                outputs decoded on Model Garden's anchors by its box_ops.decode_boxes, the
+                input of its NMS, [N, H_l * W_l * A, 4] yxyx pixels.
   model_config.json  Model Garden's model config.
 Sizes: "full" = the published architecture at 640x640; "reduced" = depth
 multiplier 0.125, 16-channel FPN and heads with 2 convs, 128x128 input: a
@@ -38,6 +40,8 @@ import tensorflow as tf  # noqa: E402
 from official.core import exp_factory  # noqa: E402
 from official.vision.configs import retinanet as retinanet_cfg  # noqa: E402,F401
 from official.vision.modeling import factory  # noqa: E402
+from official.vision.ops import anchor as anchor_lib  # noqa: E402
+from official.vision.ops import box_ops  # noqa: E402
 
 EXPERIMENT = "retinanet_resnetfpn_coco"
 
@@ -135,6 +139,13 @@ def main(argv=None) -> int:
   for kind, key in (("cls", "cls_outputs"), ("box", "box_outputs")):
     for level, value in outputs[key].items():
       arrays[f"{kind}_{level}"] = value.numpy()
+  anchors = anchor_lib.Anchor(config.min_level, config.max_level, config.anchor.num_scales,
+                              config.anchor.aspect_ratios, config.anchor.anchor_size, (h, w))
+  for level, boxes in outputs["box_outputs"].items():
+    n = boxes.shape[0]
+    level_anchors = tf.reshape(anchors.multilevel_boxes[level], [1, -1, 4])
+    arrays[f"decoded_{level}"] = box_ops.decode_boxes(tf.reshape(boxes, [n, -1, 4]),
+                                                      level_anchors).numpy()
   np.savez_compressed(os.path.join(args.output_dir, "outputs.npz"), **arrays)
   with open(os.path.join(args.output_dir, "model_config.json"), "w") as f:
     json.dump(config.as_dict(), f, indent=1, sort_keys=True)

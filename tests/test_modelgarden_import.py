@@ -150,3 +150,16 @@ def test_backbone_import_refuses_another_depth():
   with pytest.raises(mgi.CheckpointMismatchError, match="variables missing from the checkpoint"):
     mgi.load_backbone_into(factory.build_model(config).backbone,
                            os.path.join(IMAGENET_FIXTURE, "ckpt"))
+
+
+def test_postprocessing_inputs_equal_model_gardens(reference):
+  """What enters NMS: our anchors and box decoding on the raw box outputs give Model Garden's
+  decoded boxes (its anchor.Anchor + box_ops.decode_boxes), level by level."""
+  from retinanet.ops import box_coder
+  config = _reduced_config()
+  anchors = factory.build_anchors(config).split_by_level(factory.build_anchors(config).boxes())
+  for level in range(3, 8):
+    raw = reference[f"box_{level}"]
+    ours = box_coder.decode(tf.reshape(raw, [raw.shape[0], -1, 4]), anchors[level][None],
+                            config.box_variances).numpy()
+    np.testing.assert_allclose(ours, reference[f"decoded_{level}"], rtol=0, atol=1e-4)
