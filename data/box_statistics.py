@@ -41,6 +41,7 @@ from retinanet.ops.anchors import Anchors
 QUANTILE_BUCKETS = 20
 QUANTILE_EPSILON = 0.005
 SAMPLE_BOXES = 20000
+REPORT_FILE = "report.json"
 
 # Fixed histogram bins, the same for every split so that splits compare bin by bin.
 # Each histogram has len(boundaries) + 1 counts: below the first boundary, between
@@ -437,4 +438,56 @@ def run_statistics(*, file_patterns: Mapping[str, str], spec: AnalysisSpec, outp
   return report
 
 
-REPORT_FILE = "report.json"
+# --- What the Trainer does with the report (config.anchor_fit). ---
+
+class AnchorCoverageError(RuntimeError):
+  """Anchor coverage is below config.anchor_fit.min_coverage with policy "fail"."""
+
+
+def apply_anchor_fit(config, report: Optional[Mapping[str, Any]], source: str = ""):
+  """The config to train with: per `config.anchor_fit.policy`, the configured anchors or the
+  statistics stage's suggestion, with what was done written into `anchor_fit.decision`.
+
+  Raises AnchorCoverageError when coverage is below the floor and the policy is "fail".
+  """
+  from retinanet import config as config_lib  # pylint: disable=g-import-not-at-top
+  from retinanet import factory  # pylint: disable=g-import-not-at-top
+  fit = config.anchor_fit
+  model = config.model
+  if report is None:
+    decision = "no dataset statistics: anchors as configured"
+  elif report["anchors"] != layout_json(factory.build_anchors(model)):
+    decision = (f"dataset statistics {source} were computed for other anchors "
+                f"({report['anchors']}): anchors as configured")
+  elif report["coverage"] is None:
+    decision = "no training boxes in the dataset statistics: anchors as configured"
+  elif report["coverage"] >= fit.min_coverage:
+    decision = (f"coverage {report['coverage']:.1%} >= floor {fit.min_coverage:.0%}: "
+                "anchors as configured")
+  else:
+    line = coverage_line(report)
+    suggestion = report.get("suggestion") or {}
+    if fit.policy == "fail":
+      raise AnchorCoverageError(
+          f"{line}. Stopping before training (anchor_fit.policy=fail, statistics in {source}): "
+          "set model.anchors from the suggestion, or anchor_fit.policy=adopt to train with it, "
+          "or anchor_fit.policy=log to train anyway")
+    if fit.policy == "adopt" and suggestion.get("changes_layout"):
+      anchors = dataclasses.replace(
+          model.anchors, anchor_size=float(suggestion["anchor_size"]),
+          scales_per_octave=int(suggestion["scales_per_octave"]),
+          aspect_ratios=tuple(float(r) for r in suggestion["aspect_ratios"]))
+      model = dataclasses.replace(model, anchors=anchors)
+      decision = (f"adopted the suggested anchors: anchor_size {config.model.anchors.anchor_size:g}"
+                  f" -> {anchors.anchor_size:g}, aspect_ratios "
+                  f"{list(config.model.anchors.aspect_ratios)} -> {list(anchors.aspect_ratios)}; "
+                  f"coverage {suggestion['current_coverage_on_sample']['positive']:.1%} -> "
+                  f"{suggestion['coverage_on_sample']['positive']:.1%} on "
+                  f"{suggestion['sample_boxes']} sampled train boxes (statistics: {source})")
+    else:
+      decision = (f"coverage {report['coverage']:.1%} < floor {fit.min_coverage:.0%}, trained with "
+                  f"the anchors as configured (anchor_fit.policy={fit.policy})")
+  result = dataclasses.replace(config, model=model,
+                               anchor_fit=dataclasses.replace(fit, decision=decision))
+  config_lib.validate(result)
+  return result

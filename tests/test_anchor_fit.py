@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.trainer.executor import AnchorCoverageError, apply_anchor_fit
 from data import box_statistics
+from data.box_statistics import AnchorCoverageError, apply_anchor_fit
 from retinanet import config as config_lib
 from retinanet import factory
 from retinanet.dataloader import preprocess_ops

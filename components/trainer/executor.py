@@ -15,12 +15,11 @@ trainings beyond the newest `keep_unfinished_trainings` are pruned.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
 import os
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
 from tfx import types
@@ -64,60 +63,6 @@ def prune_unfinished_trainings(resume_dir: str, keep: int, current: str) -> List
   return removed
 
 
-class AnchorCoverageError(RuntimeError):
-  """Anchor coverage is below config.anchor_fit.min_coverage with policy "fail"."""
-
-
-def apply_anchor_fit(config: config_lib.ExperimentConfig, report: Optional[Mapping[str, Any]],
-                     source: str = "") -> config_lib.ExperimentConfig:
-  """The config to train with: per `config.anchor_fit.policy`, the configured anchors or the
-  statistics stage's suggestion, with what was done written into `anchor_fit.decision`.
-
-  Raises AnchorCoverageError when coverage is below the floor and the policy is "fail".
-  """
-  from data import box_statistics  # pylint: disable=g-import-not-at-top
-  from retinanet import factory  # pylint: disable=g-import-not-at-top
-  fit = config.anchor_fit
-  model = config.model
-  if report is None:
-    decision = "no dataset statistics: anchors as configured"
-  elif report["anchors"] != box_statistics.layout_json(factory.build_anchors(model)):
-    decision = (f"dataset statistics {source} were computed for other anchors "
-                f"({report['anchors']}): anchors as configured")
-  elif report["coverage"] is None:
-    decision = "no training boxes in the dataset statistics: anchors as configured"
-  elif report["coverage"] >= fit.min_coverage:
-    decision = (f"coverage {report['coverage']:.1%} >= floor {fit.min_coverage:.0%}: "
-                "anchors as configured")
-  else:
-    line = box_statistics.coverage_line(report)
-    suggestion = report.get("suggestion") or {}
-    if fit.policy == "fail":
-      raise AnchorCoverageError(
-          f"{line}. Stopping before training (anchor_fit.policy=fail, statistics in {source}): "
-          "set model.anchors from the suggestion, or anchor_fit.policy=adopt to train with it, "
-          "or anchor_fit.policy=log to train anyway")
-    if fit.policy == "adopt" and suggestion.get("changes_layout"):
-      anchors = dataclasses.replace(
-          model.anchors, anchor_size=float(suggestion["anchor_size"]),
-          scales_per_octave=int(suggestion["scales_per_octave"]),
-          aspect_ratios=tuple(float(r) for r in suggestion["aspect_ratios"]))
-      model = dataclasses.replace(model, anchors=anchors)
-      decision = (f"adopted the suggested anchors: anchor_size {config.model.anchors.anchor_size:g}"
-                  f" -> {anchors.anchor_size:g}, aspect_ratios "
-                  f"{list(config.model.anchors.aspect_ratios)} -> {list(anchors.aspect_ratios)}; "
-                  f"coverage {suggestion['current_coverage_on_sample']['positive']:.1%} -> "
-                  f"{suggestion['coverage_on_sample']['positive']:.1%} on "
-                  f"{suggestion['sample_boxes']} sampled train boxes (statistics: {source})")
-    else:
-      decision = (f"coverage {report['coverage']:.1%} < floor {fit.min_coverage:.0%}, trained with "
-                  f"the anchors as configured (anchor_fit.policy={fit.policy})")
-  result = dataclasses.replace(config, model=model,
-                               anchor_fit=dataclasses.replace(fit, decision=decision))
-  config_lib.validate(result)
-  return result
-
-
 def load_box_statistics(uri: str) -> Dict[str, Any]:
   from data import box_statistics  # pylint: disable=g-import-not-at-top
   with tf.io.gfile.GFile(os.path.join(uri, box_statistics.REPORT_FILE)) as f:
@@ -149,9 +94,10 @@ class Executor(base_executor.BaseExecutor):
     config_lib.check_num_classes(config, label_map.num_classes)
     statistics = input_dict.get("box_statistics") or []
     report = load_box_statistics(statistics[0].uri) if statistics else None
-    config = apply_anchor_fit(config, report, statistics[0].uri if statistics else "")
+    from data import box_statistics  # pylint: disable=g-import-not-at-top
+    config = box_statistics.apply_anchor_fit(config, report,
+                                             statistics[0].uri if statistics else "")
     if report is not None:
-      from data import box_statistics  # pylint: disable=g-import-not-at-top
       logger.info("Dataset statistics: %s", box_statistics.coverage_line(report))
     logger.info("Anchors: %s", config.anchor_fit.decision)
     config_json = config_lib.config_to_json(config)
