@@ -1,6 +1,6 @@
 """`create_pipeline`: declares the graph data -> statistics -> trainer -> evaluator -> pusher.
 
-Pure: it builds and returns a `tfx.dsl.Pipeline` and touches no files. Runners
+Pure: it builds and returns a TFX `Pipeline` and touches no files. Runners
 (`pipeline/local_runner.py`, `pipeline/vertex_runner.py`) own paths, the
 metadata store and the orchestrator.
 """
@@ -10,8 +10,17 @@ import dataclasses
 import json
 from typing import List, Mapping, Optional, Sequence
 
-from tfx import v1 as tfx
 from ml_metadata.proto import metadata_store_pb2
+# TFX's own modules rather than `tfx.v1`, which also loads every standard component and the
+# Google Cloud clients (pipeline/local_runner.py).
+from tfx.dsl.components.base.base_node import BaseNode
+from tfx.dsl.components.common.importer import Importer
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+    LatestBlessedModelStrategy)
+from tfx.orchestration import pipeline as tfx_pipeline
+from tfx.types import standard_artifacts
+from tfx.types.channel import Channel
 
 from components.box_statistics import BoxStatisticsGen
 from components.evaluator import RetinaNetEvaluator
@@ -70,7 +79,7 @@ def create_pipeline(
     keep_unfinished_trainings: int = 2,
     code_versions: Optional[Mapping[str, str]] = None,
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
-) -> tfx.dsl.Pipeline:
+) -> tfx_pipeline.Pipeline:
   """Returns the RetinaNet pipeline.
 
   `base_model_uri` (a Model artifact dir or pushed model dir with a
@@ -82,7 +91,7 @@ def create_pipeline(
   config_lib.validate(config)
   versions = dict(code_versions or {})
   overrides_json = json.dumps(postprocess_overrides or {}, sort_keys=True)
-  components: List[tfx.dsl.components.base.base_node.BaseNode] = []
+  components: List[BaseNode] = []
 
   example_gen = CocoExampleGen(
       train_annotations=dataset.train_annotations,
@@ -103,9 +112,9 @@ def create_pipeline(
 
   base_model = None
   if base_model_uri:
-    importer = tfx.dsl.Importer(
+    importer = Importer(
         source_uri=base_model_uri,
-        artifact_type=tfx.types.standard_artifacts.Model).with_id(BASE_MODEL)
+        artifact_type=standard_artifacts.Model).with_id(BASE_MODEL)
     components.append(importer)
     base_model = importer.outputs["result"]
 
@@ -122,11 +131,10 @@ def create_pipeline(
       keep_unfinished_trainings=keep_unfinished_trainings).with_id(TRAINER)
   components.append(trainer)
 
-  baseline = tfx.dsl.Resolver(
-      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-      model_blessing=tfx.dsl.Channel(
-          type=tfx.types.standard_artifacts.ModelBlessing)).with_id(BASELINE_RESOLVER)
+  baseline = Resolver(
+      strategy_class=LatestBlessedModelStrategy,
+      model=Channel(type=standard_artifacts.Model),
+      model_blessing=Channel(type=standard_artifacts.ModelBlessing)).with_id(BASELINE_RESOLVER)
   components.append(baseline)
 
   evaluator = RetinaNetEvaluator(
@@ -147,7 +155,7 @@ def create_pipeline(
       code_version=versions.get(PUSHER, "")).with_id(PUSHER)
   components.append(pusher)
 
-  return tfx.dsl.Pipeline(
+  return tfx_pipeline.Pipeline(
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
       components=components,
