@@ -36,6 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+import tf_keras  # noqa: E402  (Keras 2, as Model Garden 2.16 builds with)
 
 from official.core import exp_factory  # noqa: E402
 from official.vision.configs import retinanet as retinanet_cfg  # noqa: E402,F401
@@ -64,7 +65,7 @@ def imagenet_classifier(seed: int, args_dir: str, num_images: int) -> None:
   config.backbone.resnet.depth_multiplier = 0.125
   size = 128
   model = factory.build_classification_model(
-      tf.keras.layers.InputSpec(shape=[None, size, size, 3]), config)
+      tf_keras.layers.InputSpec(shape=[None, size, size, 3]), config)
   images = np.random.default_rng(seed + 1).normal(0, 1, [num_images, size, size, 3]).astype(
       np.float32)
   model(images, training=False)
@@ -86,7 +87,7 @@ def imagenet_classifier(seed: int, args_dir: str, num_images: int) -> None:
   print(json.dumps({"variables": len(model.variables)}))
 
 
-def randomize(model: tf.keras.Model, seed: int) -> None:
+def randomize(model: tf_keras.Model, seed: int) -> None:
   """Every variable random with realistic magnitudes: conv kernels keep Model Garden's own
   random initialization except the two prediction convs (N(0, 0.01) instead of ~1e-5),
   biases N(0, 0.05), BN gamma ~ U(0.5, 1.5), beta / moving mean N(0, 0.1), moving
@@ -121,13 +122,13 @@ def main(argv=None) -> int:
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--num_images", type=int, default=1)
   args = parser.parse_args(argv)
-  tf.keras.utils.set_random_seed(args.seed)  # Model Garden's own kernel initialization
+  tf_keras.utils.set_random_seed(args.seed)  # Model Garden's own kernel initialization
   if args.size == "imagenet-reduced":
     imagenet_classifier(args.seed, args.output_dir, args.num_images)
     return 0
   config = model_config(args.size)
   h, w, _ = config.input_size
-  model = factory.build_retinanet(tf.keras.layers.InputSpec(shape=[None, h, w, 3]), config,
+  model = factory.build_retinanet(tf_keras.layers.InputSpec(shape=[None, h, w, 3]), config,
                                   l2_regularizer=None)
   images = np.random.default_rng(args.seed + 1).normal(0, 1, [args.num_images, h, w, 3]).astype(np.float32)
   model(images, training=False)
