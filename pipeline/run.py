@@ -78,9 +78,6 @@ def match_num_classes(config, train_annotations: str, explicit: bool):
   return config_lib.apply_overrides(config, [f"model.num_classes={label_map.num_classes}"])
 
 
-MODELGARDEN_SCHEME = "modelgarden:"
-
-
 def import_modelgarden_base(checkpoint: str, config, output_dir: str):
   """(model dir, config): a Model Garden RetinaNet checkpoint imported as a model dir of ours
   under `output_dir/imported_models/` (once per checkpoint and input size), and `config`
@@ -155,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
                                explicit=any(o.startswith("model.num_classes=")
                                             for o in args.overrides))
   base_model_uri = None
+  from retinanet.factory import MODELGARDEN_SCHEME  # pylint: disable=g-import-not-at-top
   if (args.finetune_from or "").startswith(MODELGARDEN_SCHEME):
     if not local:
       raise ValueError("--finetune_from=modelgarden:... imports the checkpoint locally: run the "

@@ -244,7 +244,7 @@ class EvalConfig:
 
 
 ANCHOR_FIT_POLICIES = ("log", "fail", "adopt")
-PADDINGS = ("symmetric", "same")  # retinanet/modeling/resnet.py
+PADDINGS = ("symmetric", "same")  # what they mean: retinanet/modeling/resnet.py
 COCO_BACKENDS = ("faster_coco_eval", "pycocotools")  # retinanet/evaluation/coco_metrics.py
 
 

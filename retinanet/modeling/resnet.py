@@ -40,6 +40,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from retinanet import config as config_lib
+
 # depth -> (uses bottleneck blocks, blocks in conv2_x..conv5_x)
 RESNET_SPECS: Dict[int, Tuple[bool, Tuple[int, int, int, int]]] = {
     18: (False, (2, 2, 2, 2)),
@@ -93,7 +95,7 @@ def group_norm(*, name: str, groups: int, epsilon: float) -> tf_keras.layers.Gro
 #   "same": TensorFlow's SAME, the extra row/column at the bottom/right (Model Garden,
 #           Keras applications), needed to reproduce weights trained that way exactly.
 # Both give ceil(H / stride) outputs; stride-1 convolutions are the same either way.
-PADDINGS = ("symmetric", "same")
+PADDINGS = config_lib.PADDINGS
 
 
 def _conv(filters: int, kernel_size: int, stride: int, name: str,
