@@ -53,16 +53,14 @@ def stage_seconds(metadata_path: str) -> Dict[str, float]:
           for e in store.get_executions()}
 
 
-def main() -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--output_dir", default="/tmp/main_job")
-  parser.add_argument("--write_markdown", action="store_true")
-  parser.add_argument("pipeline_args", nargs="*", help="extra run_pipeline.py flags")
-  args = parser.parse_args()
-  shutil.rmtree(args.output_dir, ignore_errors=True)
+def run_main_job(output_dir: str, pipeline_args: List[str] = (), echo: bool = True) -> Dict:
+  """Runs run_pipeline.py --runner=local into a fresh `output_dir`; returns what it measured:
+  seconds, peak_bytes, load, command, evaluation and model properties, stage seconds.
+  Raises RuntimeError when the pipeline fails."""
+  shutil.rmtree(output_dir, ignore_errors=True)
   load = os.getloadavg()
   command = [os.path.join(ROOT, ".venv", "bin", "python"), os.path.join(ROOT, "run_pipeline.py"),
-             "--runner=local", f"--output_dir={args.output_dir}", *args.pipeline_args]
+             "--runner=local", f"--output_dir={output_dir}", *pipeline_args]
   start = time.time()
   process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
@@ -73,7 +71,8 @@ def main() -> int:
   def reader():
     for line in process.stdout:
       lines.append(line)
-      sys.stdout.write(line)
+      if echo:
+        sys.stdout.write(line)
   thread = threading.Thread(target=reader, daemon=True)
   thread.start()
   while process.poll() is None:
@@ -82,17 +81,32 @@ def main() -> int:
   thread.join()
   seconds = time.time() - start
   if process.returncode != 0:
-    print(f"run_pipeline.py failed with exit code {process.returncode}", file=sys.stderr)
-    return process.returncode
+    raise RuntimeError(f"run_pipeline.py {' '.join(pipeline_args)} failed with exit code "
+                       f"{process.returncode}: {''.join(lines[-5:])}")
   os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
   from pipeline import metadata_queries  # pylint: disable=g-import-not-at-top
-  metadata = os.path.join(args.output_dir, "metadata.sqlite")
+  metadata = os.path.join(output_dir, "metadata.sqlite")
   store = metadata_queries.open_store(metadata)
   [evaluation] = store.get_artifacts_by_type("ModelEvaluation")
-  props = metadata_queries.custom_properties(evaluation)
   [model] = store.get_artifacts_by_type("Model")
-  model_props = metadata_queries.custom_properties(model)
-  stages = stage_seconds(metadata)
+  return dict(seconds=seconds, peak_bytes=peak, load=load, command=command,
+              evaluation=metadata_queries.custom_properties(evaluation),
+              model=metadata_queries.custom_properties(model), stages=stage_seconds(metadata))
+
+
+def main() -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--output_dir", default="/tmp/main_job")
+  parser.add_argument("--write_markdown", action="store_true")
+  parser.add_argument("pipeline_args", nargs="*", help="extra run_pipeline.py flags")
+  args = parser.parse_args()
+  try:
+    run = run_main_job(args.output_dir, args.pipeline_args)
+  except RuntimeError as e:
+    print(e, file=sys.stderr)
+    return 1
+  seconds, peak, load, command = run["seconds"], run["peak_bytes"], run["load"], run["command"]
+  props, model_props, stages = run["evaluation"], run["model"], run["stages"]
   summary = (f"AP {props['AP']:.3f}, AP50 {props['AP50']:.3f}, AP75 {props['AP75']:.3f}; "
              f"{seconds / 60:.1f} min; peak memory {peak / 2**30:.2f} GiB")
   print(summary)

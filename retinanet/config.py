@@ -15,6 +15,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, TypeVar
 import tensorflow as tf
 
 BACKBONE_DEPTHS = (18, 34, 50, 101, 152)
+# "resnet" (model.backbone.depth) or a MobileNetV3 (retinanet/modeling/mobilenet_v3.py).
+BACKBONE_TYPES = ("resnet", "mobilenet_v3_large", "mobilenet_v3_small")
 NMS_MODES = ("combined", "per_class_hard", "per_class_soft", "global_hard", "global_soft")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
@@ -40,6 +42,9 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass
 class BackboneConfig:
+  # One of BACKBONE_TYPES.
+  type: str = "resnet"
+  # ResNet depth (type "resnet" only).
   depth: int = 50
   # Freezes the stem and the first residual stage (conv1 + conv2_x), as in
   # Detectron / Model Garden when starting from ImageNet weights.
@@ -54,10 +59,12 @@ class BackboneConfig:
   # Stride of a downsampling bottleneck in its 1x1 conv (MSRA/Caffe/Keras-applications
   # ImageNet weights) instead of its 3x3 conv (torchvision / Model Garden, "v1.5").
   stride_in_1x1: bool = False
-  # Scales every backbone channel count (1.0 = the standard ResNet). Below 1 it
-  # makes a CPU-sized network for small datasets (the sample config uses 0.5);
-  # ImageNet checkpoints need 1.0.
+  # Scales every backbone channel count (1.0 = the standard ResNet; MobileNetV3's
+  # alpha). Below 1 it makes a CPU-sized network for small datasets (the sample
+  # config uses 0.5); ImageNet checkpoints need the width they were trained at.
   width_multiplier: float = 1.0
+  # MobileNetV3 only: no squeeze-and-excite, hard-swish or 5x5 kernels (Keras' variant).
+  minimalistic: bool = False
 
 
 @dataclasses.dataclass
@@ -77,6 +84,9 @@ class FpnConfig:
 class HeadConfig:
   num_convs: int = 4
   num_channels: int = 256
+  # Depthwise-separable 3x3 convs (tower and prediction), as SSDLite and Model
+  # Garden's mobile RetinaNet heads: ~9x fewer multiply-adds per conv.
+  separable: bool = False
   # Bias of the final class conv is -log((1 - p) / p): every anchor starts
   # with foreground probability p (focal loss paper, section 4.1).
   prior_probability: float = 0.01
@@ -405,8 +415,19 @@ def validate(config: ExperimentConfig) -> None:
   """Cross-field checks; raises ConfigError naming the key to fix."""
   m = config.model
   _check(m.num_classes >= 1, "model.num_classes must be >= 1")
-  _check(m.backbone.depth in BACKBONE_DEPTHS,
-         f"model.backbone.depth={m.backbone.depth} is not one of {BACKBONE_DEPTHS}")
+  _check_choice(m.backbone.type, BACKBONE_TYPES, "model.backbone.type")
+  if m.backbone.type == "resnet":
+    _check(m.backbone.depth in BACKBONE_DEPTHS,
+           f"model.backbone.depth={m.backbone.depth} is not one of {BACKBONE_DEPTHS}")
+    _check(not m.backbone.minimalistic,
+           "model.backbone.minimalistic applies to MobileNetV3 backbones only")
+  else:
+    _check(not m.backbone.stride_in_1x1,
+           f"model.backbone.stride_in_1x1 applies to ResNets only, not {m.backbone.type}")
+    _check(not m.backbone.init_checkpoint.startswith("modelgarden:"),
+           f"model.backbone.init_checkpoint='modelgarden:...' reads Model Garden ResNets only; "
+           f"for {m.backbone.type} convert Keras-applications weights with "
+           "python -m retinanet.modeling.imagenet_weights")
   _check(3 <= m.fpn.min_level <= 5,
          "model.fpn.min_level must be 3..5 (the backbone returns C3..C5)")
   _check(m.backbone.width_multiplier > 0, "model.backbone.width_multiplier must be > 0")

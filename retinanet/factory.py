@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import List, Tuple
 
 import tensorflow as tf
+import tf_keras
 
 from retinanet.config import BackboneConfig, FpnConfig, ModelConfig, NormConfig
-from retinanet.modeling import resnet
+from retinanet.modeling import mobilenet_v3, resnet
 from retinanet.modeling.fpn import FPN
 from retinanet.modeling.heads import RetinaNetHead, prior_probability_bias
 from retinanet.modeling.retinanet_model import BOX_CODE_SIZE, RetinaNetModel
@@ -28,9 +29,24 @@ def build_anchors(model_config: ModelConfig) -> anchor_ops.Anchors:
       scales_per_octave=a.scales_per_octave, aspect_ratios=tuple(a.aspect_ratios))
 
 
+MOBILENET_V3_TYPES = {"mobilenet_v3_large": "large", "mobilenet_v3_small": "small"}
+
+
 def build_backbone(backbone_config: BackboneConfig, norm_config: NormConfig,
-                   padding: str = "symmetric") -> resnet.ResNet:
-  """A ResNet from `model.backbone` and `model.norm` (weights not loaded here)."""
+                   padding: str = "symmetric") -> tf_keras.Model:
+  """The backbone of `model.backbone` and `model.norm` (weights not loaded here):
+  a ResNet or a MobileNetV3, either returning {3: C3, 4: C4, 5: C5}."""
+  if backbone_config.type in MOBILENET_V3_TYPES:
+    return mobilenet_v3.MobileNetV3(
+        variant=MOBILENET_V3_TYPES[backbone_config.type],
+        width_multiplier=backbone_config.width_multiplier,
+        minimalistic=backbone_config.minimalistic,
+        freeze_stem_and_first_stage=backbone_config.freeze_stem_and_first_stage,
+        freeze_batch_norm=backbone_config.freeze_batch_norm,
+        norm_momentum=norm_config.momentum,
+        norm_epsilon=norm_config.epsilon,
+        use_sync_bn=norm_config.use_sync_bn,
+        padding=padding)
   return resnet.ResNet(
       depth=backbone_config.depth,
       freeze_stem_and_first_stage=backbone_config.freeze_stem_and_first_stage,
@@ -72,7 +88,8 @@ def build_heads(model_config: ModelConfig) -> Tuple[RetinaNetHead, RetinaNetHead
       group_norm_groups=norm.group_norm_groups,
       norm_momentum=norm.momentum,
       norm_epsilon=norm.epsilon,
-      use_sync_bn=norm.use_sync_bn)
+      use_sync_bn=norm.use_sync_bn,
+      separable=head.separable)
   class_head = RetinaNetHead(
       num_outputs_per_anchor=model_config.num_classes,
       prediction_bias=prior_probability_bias(head.prior_probability),
@@ -129,14 +146,17 @@ def class_prediction_variables(model: RetinaNetModel) -> List[tf.Variable]:
   """[kernel, bias] of the class head's final conv, the only variables whose shape
   depends on num_classes: skip them when restoring a checkpoint trained with a
   different class count, then leave them at (or reset them to) their init."""
-  return [model.class_head.prediction.kernel, model.class_head.prediction.bias]
+  return model.class_head.output_dependent_variables()
 
 
 def reinitialize_class_prediction(model: RetinaNetModel) -> None:
-  """Re-draws the class prediction kernel (N(0, 0.01)) and resets its bias to the prior."""
+  """Re-draws the class prediction kernel (N(0, 0.01); the pointwise kernel of a separable
+  head) and resets its bias to the prior."""
   layer = model.class_head.prediction
-  for variable, init in ((layer.kernel, layer.kernel_initializer),
-                         (layer.bias, layer.bias_initializer)):
+  kernel, bias = class_prediction_variables(model)
+  kernel_init = (layer.pointwise_initializer if model.class_head.separable
+                 else layer.kernel_initializer)
+  for variable, init in ((kernel, kernel_init), (bias, layer.bias_initializer)):
     # A new instance: an unseeded tf_keras initializer repeats its first draw.
     fresh = type(init).from_config(init.get_config())
     variable.assign(fresh(variable.shape, variable.dtype))

@@ -28,8 +28,10 @@ def shipped_json_files():
 
 def test_the_expected_set_is_shipped():
   names = configs.list_configs()
-  assert len(shipped_json_files()) == len(names) == 5 * 3 * 3 + 3
-  assert "sample/tiny" in names
+  assert len(shipped_json_files()) == len(names) == 5 * 3 * 3 + 2 + 4
+  assert "sample/tiny" in names and "sample/mobile" in names
+  assert "coco/retinanet-mobilenetv3large-384-3x-b256-v3-32" in names
+  assert "coco/retinanet-mobilenetv3large-384-3x-b64-8gpu" in names
   assert "coco/retinanet-r50-1024-v2recipe-b16-8gpu" in names
   assert "finetune/retinanet-r50-640-modelgarden-b16" in names
   for depth in (18, 34, 50, 101, 152):
@@ -184,3 +186,20 @@ def test_tiny_sample_config_builds_a_small_model():
   heights = sides[:, 2] - sides[:, 0]
   assert heights.min() == pytest.approx(16 / 2**0.5, rel=1e-5)  # aspect 2: h = 16 / sqrt(2)
   assert (m.anchors.anchor_size * 2**m.fpn.max_level * 2**(2 / 3)) < 1.1 * max(m.input_size)
+
+
+@pytest.mark.parametrize("name", ["sample/mobile", "coco/retinanet-mobilenetv3large-384-3x-b64-8gpu"])
+def test_mobile_configs_use_keras_conventions_and_light_heads(name):
+  """Keras' input scaling and SAME padding (ImageNet weights map exactly), separable heads."""
+  c = configs.load_named_config(name)
+  m = c.model
+  assert m.backbone.type == "mobilenet_v3_large" and m.padding == "same"
+  assert tuple(c.input.mean_rgb) == tuple(c.input.stddev_rgb) == (127.5,) * 3
+  assert m.head.separable and m.head.use_batch_norm
+  model = factory.build_model(m)
+  assert model.backbone.description == "MobileNetV3-Large x1"
+  out = model(tf.zeros([1, *m.input_size, 3]), training=False)
+  assert out["class_outputs"].shape[-1] == m.num_classes
+  if name.startswith("coco/"):
+    assert m.input_size == (384, 384)
+    assert m.backbone.init_checkpoint == "pretrained/mobilenet_v3_large-imagenet/ckpt"

@@ -188,7 +188,7 @@ def test_checkpoint_round_trip(tmp_path):
 def test_checkpoint_errors_name_the_problem(tmp_path):
   path = resnet.save_backbone_checkpoint(built_backbone(18), str(tmp_path / "r18"))
   deeper = built_backbone(34)
-  with pytest.raises(ValueError, match="does not match a depth-34"):
+  with pytest.raises(ValueError, match="does not match a ResNet-34 backbone"):
     resnet.load_backbone_checkpoint(deeper, path)
   with pytest.raises(ValueError, match="not found"):
     resnet.load_backbone_checkpoint(deeper, str(tmp_path / "missing"))

@@ -18,7 +18,7 @@ Two recipes:
           lr / 3, weight decay 1e-4. Scale jitter 0.8-1.25 (1x) and 0.5-2.0 (3x).
           Depths 50/101/152 expect Keras-applications ImageNet weights (MSRA layout, so
           stride_in_1x1=true) converted with
-          retinanet.modeling.resnet.keras_applications_to_checkpoint into
+          python -m retinanet.modeling.imagenet_weights --config=NAME into
           pretrained/resnet{depth}-imagenet/ckpt (override model.backbone.init_checkpoint
           to point elsewhere); 18/34 expect a checkpoint made the same way from torchvision
           weights (see the resnet module docstring).
@@ -40,6 +40,14 @@ only, 26 epochs with 10x drops after 16 and 22, scale jitter 0.6-1.0 of a 1024
 square (torchvision: shortest side 480-800, at most 1333), torchvision ImageNet V2
 weights (v1.5 ResNet: stride in the 3x3). README "COCO recipes" lists each
 ingredient, its source and its reported gain. Not trained here (no GPU, no COCO).
+
+coco/retinanet-mobilenetv3large-384-3x-b{64,256}-{8gpu,v3-32}: the mobile detector
+(retinanet/modeling/mobilenet_v3.py): MobileNetV3-Large from Keras-applications ImageNet
+weights (converted with python -m retinanet.modeling.imagenet_weights into
+pretrained/mobilenet_v3_large-imagenet/ckpt; inputs x / 127.5 - 1 like Keras, padding
+same), 384x384, a 128-channel FPN and light heads (4 depthwise-separable convs of 128,
+as Model Garden's mobile RetinaNet heads), anchor_size 3 (Model Garden's
+retinanet_mobile_coco), BN in FPN and heads, nothing frozen, otherwise the 3x recipe.
 
 sample/tiny is a CPU config for the built-in shapes dataset (data/sample_data.py:
 256x256 images, 5 classes, objects 16 px to 60% of the image): ResNet-18 at half
@@ -271,6 +279,69 @@ def modelgarden_finetune_config() -> config_lib.ExperimentConfig:
   return c
 
 
+MOBILE_INPUT_SIZE = (384, 384)
+MOBILE_HARDWARE = (HARDWARE[1], HARDWARE[2])  # v3-32, 8gpu
+KERAS_MOBILENET_NORMALIZATION = (127.5, 127.5, 127.5)  # x / 127.5 - 1
+
+
+def set_mobile_model(m: config_lib.ModelConfig, backbone_type: str) -> None:
+  """A MobileNetV3 backbone with Keras' input convention and the light heads."""
+  m.backbone.type = backbone_type
+  m.backbone.width_multiplier = 1.0
+  m.backbone.freeze_stem_and_first_stage = False
+  m.padding = "same"  # Keras applications' padding: ImageNet weights map exactly
+  m.head.separable = True
+  m.fpn.use_batch_norm = True
+  m.head.use_batch_norm = True
+  m.fpn.p6_source = "p5"
+
+
+def set_keras_input_normalization(c: config_lib.ExperimentConfig) -> None:
+  c.input.mean_rgb = KERAS_MOBILENET_NORMALIZATION
+  c.input.stddev_rgb = KERAS_MOBILENET_NORMALIZATION
+
+
+def coco_mobile_config(hardware: Hardware) -> config_lib.ExperimentConfig:
+  """MobileNetV3-Large RetinaNet at 384 (module docstring), the 3x ImageNet recipe."""
+  schedule, batch = "3x", hardware.global_batch_size
+  total = schedule_steps(schedule, batch)
+  c = config_lib.ExperimentConfig(
+      name=f"coco/retinanet-mobilenetv3large-{MOBILE_INPUT_SIZE[0]}-{schedule}-b{batch}-"
+           f"{hardware.tag}")
+  m = c.model
+  m.num_classes = COCO_NUM_CLASSES
+  m.input_size = MOBILE_INPUT_SIZE
+  set_mobile_model(m, "mobilenet_v3_large")
+  m.backbone.init_checkpoint = "pretrained/mobilenet_v3_large-imagenet/ckpt"
+  m.fpn.num_channels = 128
+  m.head.num_convs, m.head.num_channels = 4, 128
+  m.anchors.anchor_size = 3.0
+  m.norm.use_sync_bn = hardware.replicas > 1
+  set_keras_input_normalization(c)
+  c.loss.l2_weight_decay = 4e-5
+  c.input.scale_min, c.input.scale_max = SCALE_JITTER[schedule]
+  o = c.optimizer
+  o.base_learning_rate = round(PAPER_LR_PER_IMAGE * batch, 6)
+  o.warmup_learning_rate = round(o.base_learning_rate / 3, 6)
+  o.warmup_steps = WARMUP_STEPS
+  o.boundaries = decay_boundaries(total)
+  o.decay_rates = (0.1, 0.01)
+  set_long_run(c.train, batch, total, hardware.mixed_precision, hardware.strategy)
+  c.eval.batch_size = EVAL_IMAGES_PER_REPLICA * hardware.replicas
+  config_lib.validate(c)
+  return c
+
+
+def mobile_sample_config() -> config_lib.ExperimentConfig:
+  """sample/tiny with a MobileNetV3-Large backbone and separable heads (from scratch)."""
+  c = tiny_sample_config()
+  c.name = "sample/mobile"
+  set_mobile_model(c.model, "mobilenet_v3_large")
+  set_keras_input_normalization(c)
+  config_lib.validate(c)
+  return c
+
+
 def all_configs() -> Dict[str, config_lib.ExperimentConfig]:
   """{name: config} of every shipped config; the file is CONFIG_DIR/{name}.json."""
   configs = {}
@@ -279,7 +350,11 @@ def all_configs() -> Dict[str, config_lib.ExperimentConfig]:
       for hardware in HARDWARE:
         config = coco_config(depth, schedule, hardware)
         configs[config.name] = config
-  for config in (coco_v2_recipe_config(), modelgarden_finetune_config(), tiny_sample_config()):
+  for hardware in MOBILE_HARDWARE:
+    config = coco_mobile_config(hardware)
+    configs[config.name] = config
+  for config in (coco_v2_recipe_config(), modelgarden_finetune_config(), tiny_sample_config(),
+                 mobile_sample_config()):
     configs[config.name] = config
   return configs
 

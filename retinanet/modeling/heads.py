@@ -11,6 +11,11 @@ convs (torchvision's retinanet_resnet50_fpn_v2, FCOS, ATSS). All convs keep
 their bias (as Model Garden).
 Kernels are initialized from N(0, 0.01); the class prediction bias is
 `prior_probability_bias(p)`, so every anchor starts at foreground probability p.
+With `separable`, every 3x3 conv (tower and prediction) is depthwise-separable
+(a 3x3 depthwise conv then a 1x1 pointwise conv), the light head of SSDLite and
+Model Garden's mobile RetinaNet (`use_separable_conv`), initialized as Model
+Garden does: tower factors He-normal (fan-out), prediction factors N(0, 0.03)
+(two N(0, 0.01) factors would shrink the signal 10^4-fold and stall training).
 
 Variable names: {name}/conv{i}/..., {name}/bn{i}_p{level}/..., {name}/gn{i}/...,
 {name}/prediction/...
@@ -49,7 +54,8 @@ class RetinaNetHead(tf_keras.layers.Layer):
                use_batch_norm: bool = False, use_group_norm: bool = False,
                group_norm_groups: int = 32, norm_momentum: float = 0.99,
                norm_epsilon: float = 1e-3, use_sync_bn: bool = False,
-               prediction_bias: float = 0.0, name: str = "head", **kwargs):
+               prediction_bias: float = 0.0, separable: bool = False, name: str = "head",
+               **kwargs):
     super().__init__(name=name, **kwargs)
     if num_anchors < 1 or num_outputs_per_anchor < 1 or num_convs < 0 or num_channels < 1:
       raise ValueError(f"{name}: num_anchors={num_anchors}, num_outputs_per_anchor="
@@ -62,7 +68,8 @@ class RetinaNetHead(tf_keras.layers.Layer):
                       max_level=max_level, use_batch_norm=use_batch_norm,
                       use_group_norm=use_group_norm, group_norm_groups=group_norm_groups,
                       norm_momentum=norm_momentum, norm_epsilon=norm_epsilon,
-                      use_sync_bn=use_sync_bn, prediction_bias=prediction_bias)
+                      use_sync_bn=use_sync_bn, prediction_bias=prediction_bias,
+                      separable=separable)
     self.num_anchors = num_anchors
     self.num_outputs_per_anchor = num_outputs_per_anchor
     self.num_convs = num_convs
@@ -73,11 +80,21 @@ class RetinaNetHead(tf_keras.layers.Layer):
     # A fresh initializer per layer: an unseeded tf_keras initializer instance
     # returns the same values on every call, which would clone conv1 into conv2.
     init = lambda: tf_keras.initializers.RandomNormal(stddev=KERNEL_STDDEV)
+    self.separable = separable
+
+    def conv3x3(filters: int, name: str, bias_initializer) -> tf_keras.layers.Layer:
+      if separable:
+        he = lambda: tf_keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+        return tf_keras.layers.SeparableConv2D(
+            filters, 3, padding="same", depthwise_initializer=he(),
+            pointwise_initializer=init() if name == "prediction" else he(),
+            bias_initializer=bias_initializer, name=name)
+      return tf_keras.layers.Conv2D(filters, 3, padding="same", kernel_initializer=init(),
+                                    bias_initializer=bias_initializer, name=name)
+
     # Attributes named like the layers: checkpoint keys read class_head/conv1/...
     for i in range(1, num_convs + 1):
-      setattr(self, f"conv{i}", tf_keras.layers.Conv2D(
-          num_channels, 3, padding="same", kernel_initializer=init(),
-          bias_initializer="zeros", name=f"conv{i}"))
+      setattr(self, f"conv{i}", conv3x3(num_channels, f"conv{i}", "zeros"))
       if use_batch_norm:
         for level in range(min_level, max_level + 1):
           setattr(self, f"bn{i}_p{level}", batch_norm(
@@ -86,11 +103,16 @@ class RetinaNetHead(tf_keras.layers.Layer):
       if use_group_norm:
         setattr(self, f"gn{i}", group_norm(name=f"gn{i}", groups=group_norm_groups,
                                            epsilon=norm_epsilon))
-    self.prediction = tf_keras.layers.Conv2D(
-        num_anchors * num_outputs_per_anchor, 3, padding="same", kernel_initializer=init(),
-        bias_initializer=tf_keras.initializers.Constant(prediction_bias), name="prediction")
+    self.prediction = conv3x3(num_anchors * num_outputs_per_anchor, "prediction",
+                              tf_keras.initializers.Constant(prediction_bias))
 
-  def conv_layers(self) -> List[tf_keras.layers.Conv2D]:
+  def output_dependent_variables(self) -> List[tf.Variable]:
+    """The prediction variables whose shape depends on the number of outputs
+    ([kernel, bias]; [pointwise_kernel, bias] when separable)."""
+    p = self.prediction
+    return [p.pointwise_kernel if self.separable else p.kernel, p.bias]
+
+  def conv_layers(self) -> List[tf_keras.layers.Layer]:
     """The shared 3x3 tower convs, in order."""
     return [getattr(self, f"conv{i}") for i in range(1, self.num_convs + 1)]
 

@@ -22,10 +22,9 @@ ImageNet weights (they cannot be downloaded in this sandbox):
     `resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5` (what
     `tf_keras.applications.ResNet50(weights="imagenet", include_top=False)` downloads
     into ~/.keras/models/), then
-      keras_applications_to_checkpoint(depth=50, weights="path/to/notop.h5",
-          output_prefix="pretrained/resnet50-imagenet/ckpt",
-          mean_rgb=config.input.mean_rgb, stddev_rgb=config.input.stddev_rgb)
-    and train with model.backbone.stride_in_1x1=true and
+      python -m retinanet.modeling.imagenet_weights --config=CONFIG \
+          --weights=path/to/notop.h5 --output=pretrained/resnet50-imagenet/ckpt
+    (`keras_applications_to_checkpoint` with the config's mean_rgb/stddev_rgb) and train with model.backbone.stride_in_1x1=true and
     model.backbone.init_checkpoint=pretrained/resnet50-imagenet/ckpt. The
     conversion folds the Keras conv biases and BN epsilon into our BN, flips
     the first conv from BGR to RGB and folds the Caffe input scaling into it.
@@ -229,6 +228,11 @@ class ResNet(tf_keras.Model):
       for layer in self.first_stage_and_stem_layers():
         layer.trainable = False
 
+  @property
+  def description(self) -> str:
+    width = f" x{self.width_multiplier:g}" if self.width_multiplier != 1 else ""
+    return f"ResNet-{self.depth}{width}"
+
   def first_stage_and_stem_layers(self) -> List[tf_keras.layers.Layer]:
     """conv1 (stem conv + BN) and the conv2_x blocks, frozen for ImageNet fine-tuning."""
     return [self.stem_conv, self.stem_bn] + [getattr(self, n) for n in self._stage_block_names[0]]
@@ -255,18 +259,18 @@ class ResNet(tf_keras.Model):
     return {"name": self.name, **self._args}
 
 
-def save_backbone_checkpoint(backbone: ResNet, prefix: str) -> str:
+def save_backbone_checkpoint(backbone: tf_keras.Model, prefix: str) -> str:
   """Writes `tf.train.Checkpoint(backbone=backbone)` to `prefix`; returns the path."""
   return tf.train.Checkpoint(backbone=backbone).write(prefix)
 
 
-def load_backbone_checkpoint(backbone: ResNet, path: str) -> None:
+def load_backbone_checkpoint(backbone: tf_keras.Model, path: str) -> None:
   """Restores every backbone variable from a `save_backbone_checkpoint` checkpoint.
 
   `path` is a checkpoint prefix or a directory (its latest checkpoint). The
   backbone must already be built. Raises ValueError naming the path when it is
   missing or when the checkpoint does not cover every backbone variable (e.g.
-  a different depth).
+  a different depth). Works for any backbone (ResNet, MobileNetV3).
   """
   prefix = path
   if tf.io.gfile.isdir(path):
@@ -285,14 +289,15 @@ def load_backbone_checkpoint(backbone: ResNet, path: str) -> None:
     status.assert_existing_objects_matched()
   except AssertionError as e:
     raise ValueError(
-        f"backbone init checkpoint {path!r} does not match a depth-{backbone.depth} ResNet: "
+        f"backbone init checkpoint {path!r} does not match a {backbone.description} backbone: "
         f"{str(e)[:500]}") from e
   status.expect_partial()  # an optimizer slot or save counter in the file is fine
 
 
-def _keras_bn_to_ours(keras_bn: tf_keras.layers.BatchNormalization, conv_bias: np.ndarray,
-                      ours: tf_keras.layers.BatchNormalization) -> None:
-  """Folds a Keras conv bias and BN (epsilon 1.001e-5) into our BN exactly (inference mode)."""
+def fold_keras_batch_norm(keras_bn: tf_keras.layers.BatchNormalization, conv_bias,
+                          ours: tf_keras.layers.BatchNormalization) -> None:
+  """Folds a Keras conv bias (array or 0) and BN into our BN exactly (inference mode),
+  whatever the two epsilons (Keras' ResNets use 1.001e-5, ours model.norm.epsilon)."""
   gamma, beta, mean, var = [w.astype(np.float64) for w in keras_bn.get_weights()]
   scale = np.sqrt(var + ours.epsilon) / np.sqrt(var + keras_bn.epsilon)
   ours.set_weights([(gamma * scale).astype(np.float32), beta.astype(np.float32),
@@ -329,7 +334,7 @@ def convert_keras_applications_resnet(keras_model: tf_keras.Model, backbone: Res
   # conv(x_caffe) = conv(x_norm * std + shift) = conv_scaled(x_norm) + sum(kernel * shift)
   offset = np.einsum("hwcf,c->f", kernel, shift)
   backbone.stem_conv.set_weights([(kernel * std[None, None, :, None]).astype(np.float32)])
-  _keras_bn_to_ours(keras_layer("conv1_bn"), bias + offset, backbone.stem_bn)
+  fold_keras_batch_norm(keras_layer("conv1_bn"), bias + offset, backbone.stem_bn)
   for stage in range(2, 6):
     for block in backbone.blocks(stage):
       pairs = [(f"conv{k}", f"bn{k}", f"{block.name}_{k}_conv", f"{block.name}_{k}_bn")
@@ -340,7 +345,7 @@ def convert_keras_applications_resnet(keras_model: tf_keras.Model, backbone: Res
       for conv_attr, bn_attr, keras_conv, keras_bn in pairs:
         k_kernel, k_bias = keras_layer(keras_conv).get_weights()
         getattr(block, conv_attr).set_weights([k_kernel])
-        _keras_bn_to_ours(keras_layer(keras_bn), k_bias.astype(np.float64),
+        fold_keras_batch_norm(keras_layer(keras_bn), k_bias.astype(np.float64),
                           getattr(block, bn_attr))
 
 

@@ -14,7 +14,6 @@ import tf_keras
 
 from retinanet.modeling.fpn import FPN
 from retinanet.modeling.heads import RetinaNetHead
-from retinanet.modeling.resnet import ResNet
 
 CLASS_OUTPUTS = "class_outputs"
 BOX_OUTPUTS = "box_outputs"
@@ -30,11 +29,13 @@ class RetinaNetModel(tf_keras.Model):
   """images [B, H, W, 3] (float, already normalized) ->
   {"class_outputs": float32 [B, N, num_classes] logits, "box_outputs": float32 [B, N, 4]}.
 
+  The backbone is any model returning {3: C3, 4: C4, 5: C5} (ResNet, MobileNetV3).
+
   N = sum over levels of ceil(H / 2**l) * ceil(W / 2**l) * A. Outputs are cast
   to float32 last, so the network itself may run in mixed precision.
   """
 
-  def __init__(self, *, backbone: ResNet, fpn: FPN, class_head: RetinaNetHead,
+  def __init__(self, *, backbone: tf_keras.Model, fpn: FPN, class_head: RetinaNetHead,
                box_head: RetinaNetHead, name: str = "retinanet", **kwargs):
     super().__init__(name=name, **kwargs)
     if class_head.num_anchors != box_head.num_anchors:
