@@ -35,6 +35,7 @@ METRICS_FILE = "metrics.json"
 PER_CLASS_FILE = "per_class_ap.json"
 DETECTIONS_FILE = "detections.json"
 SUMMARY_FILE = "summary.txt"
+REPORT_FILE = "report.html"
 HEADLINE_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "ARmax100")
 # Where a SavedModel with overridden post-processing is exported (evaluation artifact).
 EVALUATED_MODEL_DIR = "Format-Serving"
@@ -106,7 +107,7 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
   evaluation.set_string_custom_property("ground_truth", ground_truth or "records")
   evaluation.set_string_custom_property("saved_model_dir", saved_model)
 
-  baseline_ap = None
+  baseline_ap, baseline = None, None
   if baseline_model is not None and baseline_model.uri != model.uri:
     scratch = os.path.join(evaluation.uri, BASELINE_EXPORT_DIR)
     baseline = evaluate(*export.serving_model_for(baseline_model.uri, overrides, scratch))
@@ -116,6 +117,16 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
     evaluation.set_float_custom_property("baseline_AP", baseline_ap)
   decision = decide_blessing(float(result.metrics["AP"]), min_ap, baseline_ap, max_ap_regression)
   logger.info("Blessing: %s (%s)", decision["blessed"], decision["reason"])
+  report = evaluate_model.write_report(
+      os.path.join(evaluation.uri, REPORT_FILE), result,
+      title=f"Evaluation of model {model.id} on the {split} split", file_pattern=file_pattern,
+      ground_truth_path=ground_truth, blessing=decision, baseline=baseline,
+      details=[("model", model.uri), ("SavedModel", saved_model),
+               ("post-processing", export.postprocess_json(postprocess)),
+               ("baseline model", baseline_model.uri if baseline is not None else "none"),
+               ("images", str(result.num_images)),
+               ("ground truth", ground_truth or "the records")])
+  evaluation.set_string_custom_property("report", report)
 
   # The properties LatestBlessedModelStrategy and the standard Pusher read.
   blessing.set_int_custom_property("blessed", int(decision["blessed"]))

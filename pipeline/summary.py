@@ -49,6 +49,8 @@ def result_lines(runs: Mapping[str, mq.NodeRun], evaluator: str, pusher: str) ->
       p = metrics.properties
       lines.append(f"  COCO AP@[.5:.95] = {p['AP']:.3f}   AP50 = {p['AP50']:.3f}   "
                    f"AP75 = {p['AP75']:.3f}   ({metrics.uri}/metrics.json)")
+      if p.get("report"):
+        lines.append(f"  Evaluation report: {p['report']}")
     [blessing] = evaluation.outputs.get("ModelBlessing", [None])
     if blessing is not None:
       blessed = blessing.properties.get("blessed") == 1

@@ -96,3 +96,22 @@ def test_image_detections_converts_filters_and_names():
   assert result[1]["score"] == pytest.approx(0.5)
   json.dumps(result)  # JSON-ready: plain Python numbers only
   assert inference.image_detections(outputs, 1, label_map, score_threshold=0.0) == []
+
+
+DEJAVU = visualize.FONT_FILES[0]
+
+
+@pytest.mark.skipif(not os.path.exists(DEJAVU), reason="fonts-dejavu-core is not installed")
+def test_accented_and_cyrillic_labels_get_real_glyphs():
+  for label in ("café sign", "кошка", "Ölçü"):
+    font, text = visualize.caption_font(label)
+    assert text == label and font.path == DEJAVU
+  # The accent is drawn: "café" and "cafe" differ in pixels.
+  draw = lambda label: np.asarray(visualize.draw_detections(
+      np.zeros((40, 120, 3), np.uint8), np.array([[20, 2, 38, 100.]]), [0], [label], [0.9]))
+  assert not np.array_equal(draw("café"), draw("cafe"))
+
+
+def test_a_glyph_no_font_has_becomes_a_question_mark():
+  font, text = visualize.caption_font("sign \ue000 0.90")  # a private-use code point
+  assert text == "sign ? 0.90"

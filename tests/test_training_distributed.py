@@ -89,3 +89,12 @@ def test_two_replicas_equal_one_replica(tmp_path):
 def test_two_replicas_with_sync_batch_norm_equal_one_replica(tmp_path):
   """Batch norm in training mode: synchronized BN gives the global-batch statistics."""
   _check_same(_run(tmp_path, ["model.norm.use_sync_bn=true", "optimizer.warmup_steps=0"]))
+
+
+@pytest.mark.slow
+def test_two_replicas_equal_one_replica_with_mobilenet_v3(tmp_path):
+  """MobileNetV3-Small (SE, hard-swish, depthwise convs) and separable heads under
+  MirroredStrategy: the same step as one replica."""
+  _check_same(_run(tmp_path, ["model.backbone.type=mobilenet_v3_small",
+                              "model.head.separable=true", "model.backbone.freeze_batch_norm=true",
+                              "optimizer.warmup_steps=0"]))

@@ -360,6 +360,7 @@ def evaluate_coco(
   result: Dict[str, Any] = {name: float(value)
                             for name, value in zip(COCO_METRIC_NAMES, coco_eval.stats)}
   result["per_class"] = _per_class_ap(coco_eval, ground_truth, eval_set)
+  result["pr_curves"] = pr_curves(coco_eval)
   # pycocotools' 12 lines (faster_coco_eval adds AR@0.5 and AR@0.75 after them).
   lines = summary.getvalue().rstrip("\n").splitlines()
   result["summary"] = "\n".join(lines[:len(COCO_METRIC_NAMES)])
@@ -403,6 +404,33 @@ def _per_class_ap(coco_eval, ground_truth: Mapping[str, Any],
         "num_ground_truth": counts.get(category_id, 0),
     })
   return per_class
+
+
+PR_CURVE_IOUS = (0.5, 0.75)
+
+
+def pr_curves(coco_eval) -> Dict[str, Any]:
+  """Precision-recall curves (area all, 100 detections) at IoU 0.5 and 0.75 from
+  COCOeval's accumulated precision array [T, R, K, A, M].
+
+  Returns {"recall": the 101 recall points, "iou": {"0.5": {"all": [101], "per_class":
+  {category_id: [101]}}, "0.75": ...}}. "all" averages the classes that have ground
+  truth at each recall point, so its mean is exactly COCOeval's AP50 / AP75; a
+  class without ground truth has no curve.
+  """
+  precision = coco_eval.eval["precision"]
+  curves: Dict[str, Any] = {"recall": [float(r) for r in coco_eval.params.recThrs], "iou": {}}
+  for iou in PR_CURVE_IOUS:
+    t = int(np.argmin(np.abs(np.asarray(coco_eval.params.iouThrs) - iou)))
+    values = precision[t, :, :, AREA_ALL_INDEX, MAX_DETS_100_INDEX]  # [R, K]
+    valid = values > COCO_NO_GROUND_TRUTH
+    counts = valid.sum(axis=1)
+    overall = np.where(counts > 0, np.where(valid, values, 0).sum(axis=1) / np.maximum(counts, 1),
+                       0.0)
+    per_class = {int(category_id): [float(v) for v in values[:, k]]
+                 for k, category_id in enumerate(coco_eval.params.catIds) if valid[:, k].all()}
+    curves["iou"][f"{iou:g}"] = {"all": [float(v) for v in overall], "per_class": per_class}
+  return curves
 
 
 def scalar_metrics(result: Mapping[str, Any], per_class_prefix: str = "AP_per_class/") -> Dict[str, float]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -39,6 +39,7 @@ class EvalResult:
   num_images: int
   model_seconds: float                # input + model + NMS
   cocoeval_seconds: float             # pycocotools evaluate/accumulate/summarize
+  pr_curves: Optional[Dict[str, Any]] = None  # coco_metrics.pr_curves
 
 
 def build_detect_fn(model: tf.Module, model_config: config_lib.ModelConfig,
@@ -135,7 +136,7 @@ def _score(evaluator: coco_metrics.COCOEvaluator, num_images: int,
               num_images, metrics["AP"], metrics["AP50"], metrics["AP75"], model_seconds,
               cocoeval_seconds)
   return EvalResult(metrics, result["per_class"], evaluator.detections, result["summary"],
-                    num_images, model_seconds, cocoeval_seconds)
+                    num_images, model_seconds, cocoeval_seconds, result["pr_curves"])
 
 
 _RECORD_KEYS = (schema.ENCODED, schema.IMAGE_ID, schema.HEIGHT, schema.WIDTH, schema.YMIN,
@@ -220,3 +221,61 @@ def make_eval_callback(config: config_lib.ExperimentConfig, *, file_pattern: str
                 result.metrics["AP50"])
     return coco_metrics.scalar_metrics({**result.metrics, "per_class": result.per_class_ap})
   return eval_fn
+
+
+def load_record_images(file_pattern: str, image_ids: Sequence[int]) -> Dict[int, np.ndarray]:
+  """{image id: decoded RGB uint8 image} of the records in `file_pattern` with those ids."""
+  wanted = {int(i) for i in image_ids}
+  images: Dict[int, np.ndarray] = {}
+  if not wanted:
+    return images
+  for batch in _encoded_records(file_pattern, 32, 0):
+    for image_id, encoded in zip(batch[schema.IMAGE_ID].numpy(), batch[schema.ENCODED].numpy()):
+      if int(image_id) in wanted:
+        images[int(image_id)] = tf.io.decode_image(encoded, channels=3,
+                                                   expand_animations=False).numpy()
+    if len(images) == len(wanted):
+      break
+  return images
+
+
+def write_report(path: str, result: EvalResult, *, title: str, file_pattern: str,
+                 ground_truth_path: Optional[str], blessing: Mapping[str, Any],
+                 baseline: Optional[EvalResult] = None,
+                 details: Sequence[Tuple[str, str]] = ()) -> str:
+  """Writes the HTML evaluation report (retinanet/evaluation/report.py) of `result`.
+
+  Sample images need the annotations JSON (`ground_truth_path`) to draw the
+  ground truth; without it the report has every chart but no image grid.
+  """
+  from retinanet.evaluation import report  # pylint: disable=g-import-not-at-top
+  samples = []
+  if ground_truth_path:
+    ground_truth = coco_metrics.load_coco_ground_truth(ground_truth_path)
+    evaluated = sorted(int(i["id"]) for i in ground_truth["images"])  # the whole split
+    groups = report.pick_samples(report.image_errors(ground_truth, result.detections,
+                                                     evaluated))
+    images = load_record_images(file_pattern, [i for _, ids in groups for i in ids])
+    names = {c["category_id"]: str(c.get("name", c["category_id"]))
+             for c in ground_truth["categories"]}
+    index = {category_id: k for k, category_id in enumerate(sorted(names))}
+    gts: Dict[int, list] = {}
+    for ann in ground_truth["annotations"]:
+      gts.setdefault(ann["image_id"], []).append(ann)
+    dets: Dict[int, list] = {}
+    for det in result.detections:
+      dets.setdefault(det["image_id"], []).append(det)
+    for group, ids in groups:
+      drawn = [(f"image {i}: {len(gts.get(i, []))} objects",
+                report.draw_sample(images[i], gts.get(i, []), dets.get(i, []), index, names))
+               for i in ids if i in images]
+      samples.append((group, drawn))
+  text = report.build_report(
+      title=title, metrics=result.metrics, per_class=result.per_class_ap,
+      pr_curves=result.pr_curves, blessing=blessing,
+      baseline_metrics=baseline.metrics if baseline is not None else None,
+      samples=samples, details=details)
+  with tf.io.gfile.GFile(path, "w") as f:
+    f.write(text)
+  logger.info("Wrote the evaluation report %s", path)
+  return path

@@ -2,11 +2,19 @@
 
 Boxes are `[ymin, xmin, ymax, xmax]` ("yxyx") in pixels of the image drawn on,
 exactly what the exported model's `boxes` output holds.
+
+Captions use a Unicode TrueType font from the distribution's packages (DejaVu Sans
+from fonts-dejavu-core: Latin, Greek, Cyrillic...; Noto Sans CJK from fonts-noto-cjk
+when installed), chosen per caption among those that have every glyph. A character
+no installed font has is drawn as "?" (never as an empty box), and without any
+TrueType font PIL's built-in font is used.
 """
 from __future__ import annotations
 
 import colorsys
-from typing import Sequence, Tuple
+import functools
+import os
+from typing import List, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -15,6 +23,43 @@ Color = Tuple[int, int, int]
 
 # Golden-ratio hue steps keep consecutive class ids far apart on the colour wheel.
 _GOLDEN_RATIO_CONJUGATE = 0.618033988749895
+
+
+# Searched in order; the first that has every glyph of a caption draws it.
+FONT_FILES = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf",
+)
+FONT_SIZE = 11
+MISSING_GLYPH = "?"
+
+
+@functools.lru_cache(maxsize=None)
+def installed_fonts(size: int = FONT_SIZE) -> Tuple[ImageFont.ImageFont, ...]:
+  """The TrueType fonts of FONT_FILES that exist, else PIL's built-in font."""
+  fonts = tuple(ImageFont.truetype(path, size) for path in FONT_FILES if os.path.exists(path))
+  return fonts or (ImageFont.load_default(),)
+
+
+@functools.lru_cache(maxsize=4096)
+def _has_glyph(font: ImageFont.ImageFont, char: str) -> bool:
+  """Whether `font` draws `char` with its own glyph rather than the missing-glyph box."""
+  if char.isspace() or not isinstance(font, ImageFont.FreeTypeFont):
+    return char.isspace() or char.isascii()
+  mask = font.getmask(char)
+  notdef = font.getmask("\U0010fffd")  # a private-use code point no font defines
+  return not (mask.size == notdef.size and bytes(mask) == bytes(notdef))
+
+
+def caption_font(text: str, size: int = FONT_SIZE) -> Tuple[ImageFont.ImageFont, str]:
+  """(font, text to draw): the first installed font with every glyph of `text`; else the
+  first font, with the characters it lacks replaced by MISSING_GLYPH."""
+  fonts: List[ImageFont.ImageFont] = list(installed_fonts(size))
+  for font in fonts:
+    if all(_has_glyph(font, c) for c in text):
+      return font, text
+  return fonts[0], "".join(c if _has_glyph(fonts[0], c) else MISSING_GLYPH for c in text)
 
 
 def class_color(class_id: int) -> Color:
@@ -58,12 +103,11 @@ def draw_detections(image: Image.Image | np.ndarray,
     image = Image.fromarray(np.asarray(image, dtype=np.uint8))
   canvas = image.convert("RGB")  # convert() always copies
   draw = ImageDraw.Draw(canvas)
-  font = ImageFont.load_default()
   width = line_width or max(1, round(min(canvas.size) / 200))
   for (ymin, xmin, ymax, xmax), class_id, label, score in zip(boxes, class_ids, labels, scores):
     color = class_color(class_id)
     draw.rectangle([xmin, ymin, xmax, ymax], outline=color, width=width)
-    caption = f"{label} {float(score):.2f}"
+    font, caption = caption_font(f"{label} {float(score):.2f}")
     left, top, right, bottom = draw.textbbox((0, 0), caption, font=font)
     text_w, text_h = right - left + 4, bottom - top + 4
     # Caption above the box, or inside its top edge when the box touches the image top.
