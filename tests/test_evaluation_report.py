@@ -158,3 +158,44 @@ def test_report_renders_in_headless_chromium(tmp_path):
   with Image.open(screenshot) as image:
     assert image.size == (1100, 2400)
     assert len(set(image.convert("L").resize((110, 240)).getdata())) > 20  # not a blank page
+
+
+def test_tensorboard_pr_curves_and_images_from_an_evaluation(tmp_path):
+  """write_eval_summaries on perfect detections of real records: PR-curve summaries (the
+  plugin's [TP, FP, TN, FN, precision, recall] tensor) and images with boxes drawn."""
+  from data import coco  # pylint: disable=g-import-not-at-top
+  from retinanet.evaluation import evaluate_model  # pylint: disable=g-import-not-at-top
+  from tests.test_training_fixtures import write_sample_records  # pylint: disable=g-import-not-at-top
+  files = write_sample_records(str(tmp_path / "data"), num_images=4, num_shards=1)
+  gt_path = str(tmp_path / "data" / "raw" / "annotations" / "instances_train.json")
+  gt = coco_metrics.load_coco_ground_truth(gt_path)
+  dets = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"],
+           "score": 0.9} for a in gt["annotations"]]
+  scored = coco_metrics.evaluate_coco(gt, dets)
+  result = evaluate_model.EvalResult(
+      {k: scored[k] for k in coco_metrics.COCO_METRIC_NAMES}, scored["per_class"], dets,
+      scored["summary"], 4, 0.0, 0.0, scored["pr_curves"])
+  label_map = coco.LabelMap.from_categories(gt["categories"])
+  writer = tf.summary.create_file_writer(str(tmp_path / "tb"))
+  evaluate_model.write_eval_summaries(writer, 7, result, file_pattern=files,
+                                      ground_truth_path=gt_path, label_map=label_map)
+  curves, images = {}, {}
+  for name in os.listdir(tmp_path / "tb"):
+    for event in tf.compat.v1.train.summary_iterator(str(tmp_path / "tb" / name)):
+      for v in event.summary.value:
+        plugin = v.metadata.plugin_data.plugin_name
+        if plugin == "pr_curves":
+          curves[v.tag[:-len("/pr_curves")]] = tf.make_ndarray(v.tensor)
+          assert event.step == 7
+        elif v.tag.startswith("eval_images/"):
+          images[v.tag] = tf.make_ndarray(v.tensor)
+  classes = {c["category_id"] for c in scored["per_class"] if c["num_ground_truth"]}
+  assert set(curves) == {f"eval_pr/iou{i}/{n}" for i in ("0.5", "0.75")
+                         for n in ["all"] + [label_map.names[label_map.category_ids.index(c)]
+                                             for c in classes]}
+  all_05 = curves["eval_pr/iou0.5/all"]
+  assert all_05.shape == (6, 101)
+  np.testing.assert_allclose(all_05[4], 1.0)                       # perfect precision
+  np.testing.assert_allclose(all_05[5], np.linspace(1, 0, 101), atol=1e-9)  # recall 1 -> 0
+  assert sorted(images) == ["eval_images/0", "eval_images/1", "eval_images/2"]
+  assert all(i.dtype == object for i in images.values())  # encoded PNG + dims

@@ -139,7 +139,8 @@ class Executor(base_executor.BaseExecutor):
       eval_fn = evaluate_model.make_eval_callback(
           config, file_pattern=artifact_layout.examples_file_pattern(examples, "val"),
           label_map=label_map,
-          ground_truth_path=artifact_layout.examples_ground_truth_path(examples, "val"))
+          ground_truth_path=artifact_layout.examples_ground_truth_path(examples, "val"),
+          summary_dir=os.path.join(summary_dir, "eval"))
     result = trainer.train(
         config,
         train_files=artifact_layout.examples_file_pattern(examples, "train"),

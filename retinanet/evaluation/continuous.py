@@ -131,11 +131,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   model = factory.build_model(config.model)
   evaluator = evaluate_model.make_evaluator(label_map, args.ground_truth or None,
                                             config.eval.coco_backend)
+  writer = tf.summary.create_file_writer(args.output_dir)
 
   def evaluate_fn(prefix: str) -> Dict[str, float]:
     checkpointing.restore_model(model, prefix)
     result = evaluate_model.evaluate(model, config, args.file_pattern, label_map,
                                      evaluator=evaluator)
+    # PR curves and images beside watch()'s scalars (another event file, same directory).
+    evaluate_model.write_eval_summaries(writer, checkpoint_step(prefix), result,
+                                        file_pattern=args.file_pattern,
+                                        ground_truth_path=args.ground_truth or None,
+                                        label_map=label_map)
     return coco_metrics.scalar_metrics({**result.metrics, "per_class": result.per_class_ap})
 
   watch(args.checkpoint_dir, evaluate_fn, output_dir=args.output_dir,

@@ -209,18 +209,82 @@ def evaluate_model_dir(model_dir: str, file_pattern: str,
 
 
 def make_eval_callback(config: config_lib.ExperimentConfig, *, file_pattern: str,
-                       label_map: coco.LabelMap, ground_truth_path: Optional[str] = None
+                       label_map: coco.LabelMap, ground_truth_path: Optional[str] = None,
+                       summary_dir: Optional[str] = None
                        ) -> Callable[[tf.Module, int], Dict[str, float]]:
-  """fn(model, step) -> scalar metrics, for the trainer's eval_every callback."""
+  """fn(model, step) -> scalar metrics, for the trainer's eval_every callback.
+
+  With `summary_dir`, each evaluation also writes PR curves and sample images with
+  detections to TensorBoard (`write_eval_summaries`) in `summary_dir`.
+  """
   evaluator = make_evaluator(label_map, ground_truth_path,  # the JSON is read once
                              config.eval.coco_backend)
+  writer = tf.summary.create_file_writer(summary_dir) if summary_dir else None
 
   def eval_fn(model: tf.Module, step: int) -> Dict[str, float]:
     result = evaluate(model, config, file_pattern, label_map, evaluator=evaluator)
     logger.info("[global_step %d] COCO AP %.4f AP50 %.4f", step, result.metrics["AP"],
                 result.metrics["AP50"])
+    if writer is not None:
+      write_eval_summaries(writer, step, result, file_pattern=file_pattern,
+                           ground_truth_path=ground_truth_path, label_map=label_map)
     return coco_metrics.scalar_metrics({**result.metrics, "per_class": result.per_class_ap})
   return eval_fn
+
+
+SUMMARY_IMAGES = 3
+
+
+def pr_curve_summary_pb(name: str, recall: Sequence[float], precision: Sequence[float],
+                        num_ground_truth: int):
+  """A TensorBoard PR-curve summary proto of one COCO curve (precision at 101 recall points).
+
+  The plugin plots thresholds in increasing order: here threshold i is the recall point
+  1 - i / 100, so the curve runs from full recall to none. Counts are the ones that
+  curve implies (TP = recall x ground truth, FP = TP (1 - p) / p, TN = 0).
+  """
+  from tensorboard.plugins.pr_curve import summary as pr_summary  # pylint: disable=g-import-not-at-top
+  r = np.asarray(recall, np.float64)[::-1]
+  p = np.clip(np.asarray(precision, np.float64)[::-1], 0.0, 1.0)
+  tp = r * num_ground_truth
+  fp = np.where(p > 0, tp * (1 - p) / np.maximum(p, 1e-12), 0.0)
+  return pr_summary.raw_data_pb(
+      name, true_positive_counts=tp, false_positive_counts=fp,
+      true_negative_counts=np.zeros_like(tp), false_negative_counts=num_ground_truth - tp,
+      precision=p, recall=r, num_thresholds=len(r))
+
+
+def write_eval_summaries(writer: tf.summary.SummaryWriter, step: int, result: EvalResult, *,
+                         file_pattern: str, ground_truth_path: Optional[str],
+                         label_map: coco.LabelMap, max_images: int = SUMMARY_IMAGES) -> None:
+  """PR curves (all classes and per class, IoU 0.5 and 0.75) and the first `max_images`
+  images with detections (and ground truth, given the annotations JSON) drawn."""
+  from retinanet.evaluation import report  # pylint: disable=g-import-not-at-top
+  names = dict(zip(label_map.category_ids, label_map.names))
+  counts = {c["category_id"]: int(c["num_ground_truth"]) for c in result.per_class_ap}
+  with writer.as_default(step=step):
+    if result.pr_curves:
+      for iou, curves in result.pr_curves["iou"].items():
+        pbs = [pr_curve_summary_pb(f"eval_pr/iou{iou}/all", result.pr_curves["recall"],
+                                   curves["all"], sum(counts.values()))]
+        pbs += [pr_curve_summary_pb(f"eval_pr/iou{iou}/{names.get(k, k)}",
+                                    result.pr_curves["recall"], v, counts.get(k, 0))
+                for k, v in curves["per_class"].items()]
+        for pb in pbs:
+          tf.summary.experimental.write_raw_pb(pb.SerializeToString(), step=step)
+    ids = sorted({d["image_id"] for d in result.detections})[:max_images]
+    images = load_record_images(file_pattern, ids)
+    gts: Dict[int, list] = {}
+    if ground_truth_path:
+      for ann in coco_metrics.load_coco_ground_truth(ground_truth_path)["annotations"]:
+        gts.setdefault(ann["image_id"], []).append(ann)
+    index = {category_id: k for k, category_id in enumerate(label_map.category_ids)}
+    drawn = [np.asarray(report.draw_sample(
+        images[i], gts.get(i, []), [d for d in result.detections if d["image_id"] == i], index,
+        names, max_side=512)) for i in ids if i in images]
+    for k, image in enumerate(drawn):
+      tf.summary.image(f"eval_images/{k}", image[None], step=step)
+  writer.flush()
 
 
 def load_record_images(file_pattern: str, image_ids: Sequence[int]) -> Dict[int, np.ndarray]:
