@@ -156,3 +156,15 @@ def test_flip_left_right():
   flipped = box_ops.flip_boxes_left_right_yxyx(boxes, 1.0)
   np.testing.assert_allclose(flipped, [[0.1, 0.7, 0.2, 1.0]], rtol=1e-6)
   np.testing.assert_allclose(box_ops.flip_boxes_left_right_yxyx(flipped, 1.0), boxes, rtol=1e-6)
+
+
+def test_elementwise_iou_is_the_diagonal_of_pairwise_iou():
+  rng = np.random.RandomState(3)
+  corners = np.sort(rng.uniform(0, 20, (9, 2, 2)), axis=1)
+  a = corners.transpose(0, 2, 1).reshape(9, 4)[:, [0, 2, 1, 3]]
+  b = np.roll(a, 1, axis=0)
+  b[0] = a[0]  # one identical pair (IoU 1)
+  b[1] = [5, 5, 5, 5]  # a zero-area box
+  expected = np.diag(box_ops.pairwise_iou_yxyx(a, b).numpy())
+  np.testing.assert_allclose(box_ops.elementwise_iou_yxyx(a, b).numpy(), expected, rtol=1e-6)
+  assert box_ops.elementwise_iou_yxyx(a, b).numpy()[0] == pytest.approx(1.0)

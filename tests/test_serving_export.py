@@ -329,3 +329,26 @@ def test_pushed_model_in_a_fresh_process_via_the_cli(exported, tmp_path):
       assert d["category_id"] == LABEL_MAP.category_ids[d["class_id"]]
       ymin, xmin, ymax, xmax = d["box_yxyx"]
       assert d["box_xywh"] == pytest.approx([xmin, ymin, xmax - xmin, ymax - ymin])
+
+
+def test_warmup_file_parses_as_tf_serving_prediction_logs_that_the_model_answers(exported):
+  """assets.extra/tf_serving_warmup_requests: PredictionLog records TF Serving replays at
+  load; each request runs on the SavedModel's signature as Serving would call it."""
+  from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=g-import-not-at-top
+  _, _, loaded, export_dir, _ = exported
+  path = os.path.join(export_dir, export.WARMUP_FILE)
+  logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
+          for r in tf.data.TFRecordDataset(path)]
+  seen = []
+  for log in logs:
+    request = log.predict_log.request
+    inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+    batch = len(next(iter(inputs.values())))
+    seen.append((request.model_spec.signature_name, batch))
+    if "images" in inputs:  # the model's input size: the first real call needs no retrace
+      assert inputs["images"].shape[1:] == (*INPUT_SIZE, 3) and inputs["images"].dtype == np.uint8
+    out = loaded.signatures[request.model_spec.signature_name](
+        **{k: tf.constant(v) for k, v in inputs.items()})
+    assert out["boxes"].shape[0] == batch
+  assert sorted(seen) == sorted((name, b) for name in export.WARMUP_SIGNATURES
+                                for b in (1, export.WARMUP_BATCH))

@@ -130,6 +130,19 @@ def pairwise_iou_yxyx(boxes1: tf.Tensor, boxes2: tf.Tensor) -> tf.Tensor:
   return tf.math.divide_no_nan(inter, union)
 
 
+def elementwise_iou_yxyx(boxes1: tf.Tensor, boxes2: tf.Tensor) -> tf.Tensor:
+  """IoU of matching rows of yxyx boxes [..., 4] -> [...] (the diagonal of the pairwise IoU);
+  an empty union gives 0."""
+  boxes1 = tf.convert_to_tensor(boxes1)
+  boxes2 = tf.convert_to_tensor(boxes2, dtype=boxes1.dtype)
+  ymin1, xmin1, ymax1, xmax1 = tf.unstack(boxes1, axis=-1)
+  ymin2, xmin2, ymax2, xmax2 = tf.unstack(boxes2, axis=-1)
+  zero = tf.zeros([], boxes1.dtype)
+  inter = (tf.maximum(tf.minimum(ymax1, ymax2) - tf.maximum(ymin1, ymin2), zero) *
+           tf.maximum(tf.minimum(xmax1, xmax2) - tf.maximum(xmin1, xmin2), zero))
+  return tf.math.divide_no_nan(inter, box_area_yxyx(boxes1) + box_area_yxyx(boxes2) - inter)
+
+
 def pairwise_ioa_yxyx(boxes1: tf.Tensor, boxes2: tf.Tensor) -> tf.Tensor:
   """Intersection over the area of boxes1 for yxyx boxes1 [N, 4], boxes2 [M, 4] -> [N, M].
 

@@ -14,6 +14,7 @@ static or unknown batch size and in saved models):
                        max_detections_per_class per class, then the best max_detections)
        per_class_hard  hard NMS of each class separately, then the best max_detections
        per_class_soft  Gaussian soft-NMS of each class separately, then the best
+                       (both: every class of every image in one vectorized loop)
        global_hard     class-agnostic: each anchor keeps its best class, one hard NMS
        global_soft     class-agnostic Gaussian soft-NMS
   4. Output padded to max_detections with zeros.
@@ -158,22 +159,71 @@ def _pad_top(boxes: tf.Tensor, scores: tf.Tensor, classes: tf.Tensor, valid: tf.
 def _per_class_nms(boxes: tf.Tensor, scores: tf.Tensor, classes: tf.Tensor, num_classes: tf.Tensor,
                    max_per_class: int, max_detections: int, iou_threshold: float,
                    score_threshold: float, sigma: float) -> Dict[str, tf.Tensor]:
-  """NMS of each class of one image's candidates [K] separately, then the best max_detections."""
+  """Greedy NMS of every (image, class) of candidates [B, K] at once, then the best
+  max_detections of each image.
 
-  def one_class(c: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    class_scores = tf.where(tf.equal(classes, c), scores, 0.0)
-    index, selected, valid = _nms_padded(boxes, class_scores, max_per_class, iou_threshold,
-                                         score_threshold, sigma)
-    return index, selected, valid
+  One tf.while_loop of at most max_per_class rounds over the flat candidate list: each
+  round every (image, class) group selects its highest alive score, and the group's
+  other candidates are suppressed (hard: IoU > iou_threshold) or decayed (soft, sigma >
+  0: by exp(-IoU**2 / sigma)) against the selected box; a candidate stays alive while its
+  score is > score_threshold. Per round the cost is O(B * K) whatever the number of
+  classes, where mapping one NMS op over each class costs C NMS calls per image. The
+  selections are those of separate greedy NMS per class (tests: numpy brute force).
+  """
+  shape = tf.shape(scores)
+  batch, k = shape[0], shape[1]
+  flat_scores = tf.reshape(scores, [-1])
+  flat_boxes = tf.reshape(boxes, [-1, 4])
+  image_of = tf.repeat(tf.range(batch), k)
+  group = image_of * num_classes + tf.reshape(classes, [-1])   # (image, class) id
+  num_groups = batch * num_classes
+  positions = tf.range(batch * k)
+  big = batch * k
 
-  index, selected, valid = tf.map_fn(
-      one_class, tf.range(num_classes),
-      fn_output_signature=(tf.TensorSpec([max_per_class], tf.int32),
-                           tf.TensorSpec([max_per_class], tf.float32),
-                           tf.TensorSpec([max_per_class], tf.bool)))
-  index = tf.reshape(index, [-1])
-  return _pad_top(tf.gather(boxes, index), tf.reshape(selected, [-1]), tf.gather(classes, index),
-                  tf.reshape(valid, [-1]), max_detections)
+  def body(step, current, alive, selected, selected_scores):
+    masked = tf.where(alive, current, -1.0)
+    group_max = tf.math.unsorted_segment_max(masked, group, num_groups)
+    is_top = alive & tf.equal(masked, tf.gather(group_max, group))
+    pick = tf.math.unsorted_segment_min(tf.where(is_top, positions, big), group, num_groups)
+    has_pick = pick < big
+    picked = tf.minimum(pick, big - 1)
+    chosen = tf.scatter_nd(tf.boolean_mask(picked, has_pick)[:, None],
+                           tf.ones_like(tf.boolean_mask(picked, has_pick), tf.bool), [big])
+    selected_scores = tf.where(chosen, current, selected_scores)
+    selected |= chosen
+    alive &= ~chosen
+    # IoU of every candidate with the box its group selected this round.
+    own_pick = tf.gather(picked, group)
+    iou = box_ops.elementwise_iou_yxyx(flat_boxes, tf.gather(flat_boxes, own_pick))
+    active = tf.gather(has_pick, group)
+    if sigma > 0.0:
+      weight = tf.exp(-tf.square(iou) / sigma)
+    else:
+      weight = tf.where(iou > iou_threshold, 0.0, 1.0)
+    current = tf.where(active & alive, current * weight, current)
+    alive &= current > score_threshold
+    return step + 1, current, alive, selected, selected_scores
+
+  def cond(step, current, alive, selected, selected_scores):
+    del current, selected, selected_scores
+    return tf.logical_and(step < max_per_class, tf.reduce_any(alive))
+
+  alive = flat_scores > score_threshold
+  _, _, _, selected, selected_scores = tf.while_loop(
+      cond, body, (tf.constant(0), flat_scores, alive, tf.zeros([big], tf.bool),
+                   tf.zeros([big], tf.float32)))
+  ranked = tf.reshape(tf.where(selected, selected_scores, _PADDING_SCORE), [batch, k])
+  ranked = tf.pad(ranked, [[0, 0], [0, tf.maximum(max_detections - k, 0)]],
+                  constant_values=_PADDING_SCORE)
+  top_scores, top = tf.math.top_k(ranked, k=max_detections, sorted=True)
+  keep = top_scores > _PADDING_SCORE
+  top = tf.minimum(top, k - 1)
+  return {
+      "boxes": tf.where(keep[..., None], tf.gather(boxes, top, batch_dims=1), 0.0),
+      "scores": tf.where(keep, top_scores, 0.0),
+      "classes": tf.where(keep, tf.gather(classes, top, batch_dims=1), 0),
+      "valid_detections": tf.reduce_sum(tf.cast(keep, tf.int32), axis=1),
+  }
 
 
 def _global_nms(boxes: tf.Tensor, scores: tf.Tensor, classes: tf.Tensor, max_detections: int,
@@ -253,7 +303,6 @@ def generate_detections(class_logits: tf.Tensor, box_deltas: tf.Tensor, anchors:
         "valid_detections": tf.cast(result.valid_detections, tf.int32),
     }
 
-  return tf.map_fn(
-      lambda x: _per_class_nms(x[0], x[1], x[2], num_classes, max_detections_per_class,
-                               max_detections, iou_threshold, score_threshold, sigma),
-      (cand_boxes, cand_scores, cand_classes), fn_output_signature=signature)
+  return _per_class_nms(cand_boxes, cand_scores, cand_classes, num_classes,
+                        max_detections_per_class, max_detections, iou_threshold, score_threshold,
+                        sigma)

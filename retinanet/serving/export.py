@@ -49,6 +49,10 @@ Export directory (the Model-artifact layout of components/artifacts.py, so a
 pushed model can be a Trainer `base_model` for fine-tuning):
 
   saved_model.pb, variables/   the SavedModel (what TF Serving loads)
+  assets.extra/tf_serving_warmup_requests
+                               TF Serving's warm-up file: PredictionLog records (each
+                               signature at batch 1 and WARMUP_BATCH) that Serving replays
+                               at load, so the first real request does not pay for tracing
   label_map.json               data.coco.LabelMap JSON: index -> category id + name
   config.json                  the config the graph was built from (config_from_dict
                                accepts it; sections absent take their defaults)
@@ -300,6 +304,7 @@ def export_saved_model(model: tf_keras.Model, *, model_config: ModelConfig,
   module = build_detection_module(model, model_config=model_config, input_config=input_config,
                                   postprocess_config=postprocess_config, label_map=label_map)
   tf.saved_model.save(module, export_dir, signatures=module.signatures())
+  write_warmup_requests(export_dir, model_config.input_size)
   coco.save_label_map(label_map, os.path.join(export_dir, LABEL_MAP_FILENAME))
   with tf.io.gfile.GFile(os.path.join(export_dir, CONFIG_FILENAME), "w") as f:
     json.dump(serving_config_dict(model_config, input_config, postprocess_config), f, indent=2,
@@ -309,6 +314,44 @@ def export_saved_model(model: tf_keras.Model, *, model_config: ModelConfig,
   logger.info("Exported %s (nms_mode=%s) to %s", model.name, postprocess_config.nms_mode,
               export_dir)
   return export_dir
+
+
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+WARMUP_BATCH = 8
+# Signatures warmed and their inputs (encoded signatures warm JPEG decoding too).
+WARMUP_SIGNATURES = (SERVING_DEFAULT, SERVE_ENCODED)
+
+
+def warmup_requests(input_size: Sequence[int], batch_sizes: Sequence[int] = (1, WARMUP_BATCH)):
+  """TF Serving PredictionLog protos: each of WARMUP_SIGNATURES at each batch size, on
+  mid-grey images of the model's input size."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from tensorflow_serving.apis import predict_pb2, prediction_log_pb2  # pylint: disable=g-import-not-at-top
+  height, width = (int(v) for v in input_size)
+  image = np.full((height, width, 3), 128, np.uint8)
+  jpeg = tf.io.encode_jpeg(image).numpy()
+  logs = []
+  for batch in batch_sizes:
+    for name in WARMUP_SIGNATURES:
+      request = predict_pb2.PredictRequest()
+      request.model_spec.signature_name = name
+      if name == SERVE_ENCODED:
+        request.inputs["encoded_images"].CopyFrom(tf.make_tensor_proto([jpeg] * batch))
+      else:
+        request.inputs["images"].CopyFrom(tf.make_tensor_proto(np.stack([image] * batch)))
+      logs.append(prediction_log_pb2.PredictionLog(
+          predict_log=prediction_log_pb2.PredictLog(request=request)))
+  return logs
+
+
+def write_warmup_requests(export_dir: str, input_size: Sequence[int]) -> str:
+  """Writes `<export_dir>/assets.extra/tf_serving_warmup_requests` (a TFRecord file)."""
+  path = os.path.join(export_dir, WARMUP_FILE)
+  tf.io.gfile.makedirs(os.path.dirname(path))
+  with tf.io.TFRecordWriter(path) as writer:
+    for log in warmup_requests(input_size):
+      writer.write(log.SerializeToString())
+  return path
 
 
 def load_label_map(export_dir: str) -> coco.LabelMap:
