@@ -67,6 +67,10 @@ def case_config(backbone: str, head: str):
   return config_lib.apply_overrides(config_lib.ExperimentConfig(), [
       f"model.input_size=[{INPUT_SIZE},{INPUT_SIZE}]", "model.backbone.freeze_stem_and_first_stage=false",
       f"train.global_batch_size={BATCH}", "input.deterministic=true",
+      # BN in FPN and heads (as the mobile configs), a small clipped learning rate: the
+      # steps are timed, and a diverging random-weight model would stop the run.
+      "model.fpn.use_batch_norm=true", "model.head.use_batch_norm=true",
+      "optimizer.base_learning_rate=0.001", "optimizer.gradient_clip_norm=1.0",
       *BACKBONES[backbone], *HEADS[head]])
 
 
@@ -134,6 +138,18 @@ def run_sample_pipelines(output_root: str) -> List[Dict]:
   return runs
 
 
+def load_models(path: str) -> List[Dict]:
+  """Model rows from a --json_out file or from the "<backbone> + <head>: {json}" log lines."""
+  text = open(path).read()
+  if text.lstrip().startswith("{"):
+    return json.loads(text)["models"]
+  rows = []
+  for line in text.splitlines():
+    if " + " in line and ": {" in line:
+      rows.append(json.loads(line.split(": ", 1)[1].rsplit(" (", 1)[0]))
+  return rows
+
+
 def markdown(models: Sequence[Dict], pipelines: Sequence[Dict], machine: str,
              load: Sequence[float]) -> str:
   r50 = next(r for r in models if r["backbone"] == "ResNet-50" and r["head"] == "standard")
@@ -147,7 +163,7 @@ def markdown(models: Sequence[Dict], pipelines: Sequence[Dict], machine: str,
 
 `benchmarks/bench_mobile.py`, one run on {machine}; load average at the start
 {common.format_load(load)}. Input {INPUT_SIZE}x{INPUT_SIZE}, 80 classes, P3-P7, 9 anchors,
-float32, batch {BATCH}. GFLOPs per image of the forward pass (multiply-add = 2); "heads" is
+float32, batch {BATCH}, BN in FPN and heads. GFLOPs per image of the forward pass (multiply-add = 2); "heads" is
 the class + box heads (whole model minus backbone + FPN). Forward: tf.function, median of
 {FORWARD_ITERS}; train: full `Trainer.run_steps(1)` steps (loss, gradients, SGD update),
 median of {TRAIN_STEPS}. Ratios are against ResNet-50 + standard heads in the same run (train
@@ -183,10 +199,15 @@ def main(argv=None) -> int:
   parser.add_argument("--skip_models", action="store_true")
   parser.add_argument("--output_root", default="/tmp/bench_mobile")
   parser.add_argument("--json_out", default="")
+  parser.add_argument("--models_from", default="",
+                      help="reuse the model rows of an earlier run (its --json_out, or its log)")
   args = parser.parse_args(argv)
   machine, load = common.machine_description(), common.load_average()
   print(f"Machine: {machine}; load {common.format_load(load)}", flush=True)
-  models = [] if args.skip_models else run_models()
+  if args.models_from:
+    models = load_models(args.models_from)
+  else:
+    models = [] if args.skip_models else run_models()
   pipelines = [] if args.skip_pipelines else run_sample_pipelines(args.output_root)
   if args.json_out:
     with open(args.json_out, "w") as f:

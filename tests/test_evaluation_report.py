@@ -160,10 +160,9 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert len(set(image.convert("L").resize((110, 240)).getdata())) > 20  # not a blank page
 
 
-def test_tensorboard_pr_curves_and_images_from_an_evaluation(tmp_path):
-  """write_eval_summaries on perfect detections of real records: PR-curve summaries (the
-  plugin's [TP, FP, TN, FN, precision, recall] tensor) and images with boxes drawn."""
-  from data import coco  # pylint: disable=g-import-not-at-top
+def _perfect_evaluation(tmp_path):
+  """Records of 4 sample images, their annotations JSON and an EvalResult of perfect
+  detections (the ground-truth boxes at score 0.9)."""
   from retinanet.evaluation import evaluate_model  # pylint: disable=g-import-not-at-top
   from tests.test_training_fixtures import write_sample_records  # pylint: disable=g-import-not-at-top
   files = write_sample_records(str(tmp_path / "data"), num_images=4, num_shards=1)
@@ -175,6 +174,29 @@ def test_tensorboard_pr_curves_and_images_from_an_evaluation(tmp_path):
   result = evaluate_model.EvalResult(
       {k: scored[k] for k in coco_metrics.COCO_METRIC_NAMES}, scored["per_class"], dets,
       scored["summary"], 4, 0.0, 0.0, scored["pr_curves"])
+  return files, gt_path, gt, result
+
+
+def test_write_report_from_records_and_annotations(tmp_path):
+  """The Evaluator's path: images read back from the records, ground truth from the JSON."""
+  from retinanet.evaluation import evaluate_model  # pylint: disable=g-import-not-at-top
+  files, gt_path, gt, result = _perfect_evaluation(tmp_path)
+  path = evaluate_model.write_report(
+      str(tmp_path / "report.html"), result, title="t", file_pattern=files,
+      ground_truth_path=gt_path, blessing={"blessed": False, "reason": "AP below 0.3"})
+  text = open(path).read()
+  assert "Not blessed" in text and "AP below 0.3" in text
+  assert "First images" in text and "Most missed objects" not in text  # nothing was missed
+  assert text.count("<img") == min(len(gt["images"]), report.SAMPLES_PER_GROUP)
+
+
+def test_tensorboard_pr_curves_and_images_from_an_evaluation(tmp_path):
+  """write_eval_summaries on perfect detections of real records: PR-curve summaries (the
+  plugin's [TP, FP, TN, FN, precision, recall] tensor) and images with boxes drawn."""
+  from data import coco  # pylint: disable=g-import-not-at-top
+  from retinanet.evaluation import evaluate_model  # pylint: disable=g-import-not-at-top
+  files, gt_path, gt, result = _perfect_evaluation(tmp_path)
+  scored = {"per_class": result.per_class_ap}
   label_map = coco.LabelMap.from_categories(gt["categories"])
   writer = tf.summary.create_file_writer(str(tmp_path / "tb"))
   evaluate_model.write_eval_summaries(writer, 7, result, file_pattern=files,

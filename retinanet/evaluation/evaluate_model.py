@@ -320,8 +320,7 @@ def write_report(path: str, result: EvalResult, *, title: str, file_pattern: str
     groups = report.pick_samples(report.image_errors(ground_truth, result.detections,
                                                      evaluated))
     images = load_record_images(file_pattern, [i for _, ids in groups for i in ids])
-    names = {c["category_id"]: str(c.get("name", c["category_id"]))
-             for c in ground_truth["categories"]}
+    names = {c["id"]: str(c.get("name", c["id"])) for c in ground_truth["categories"]}
     index = {category_id: k for k, category_id in enumerate(sorted(names))}
     gts: Dict[int, list] = {}
     for ann in ground_truth["annotations"]:
