@@ -82,7 +82,7 @@ def run_main_job(output_dir: str, pipeline_args: List[str] = (), echo: bool = Tr
   seconds = time.time() - start
   if process.returncode != 0:
     raise RuntimeError(f"run_pipeline.py {' '.join(pipeline_args)} failed with exit code "
-                       f"{process.returncode}: {''.join(lines[-5:])}")
+                       f"{process.returncode}: {''.join(lines[-40:])}")
   os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
   from pipeline import metadata_queries  # pylint: disable=g-import-not-at-top
   metadata = os.path.join(output_dir, "metadata.sqlite")

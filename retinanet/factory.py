@@ -143,8 +143,8 @@ def initialize_backbone(model: RetinaNetModel, backbone_config: BackboneConfig) 
 
 
 def class_prediction_variables(model: RetinaNetModel) -> List[tf.Variable]:
-  """[kernel, bias] of the class head's final conv, the only variables whose shape
-  depends on num_classes: skip them when restoring a checkpoint trained with a
+  """[kernel, bias] of the class head's final conv ([pointwise kernel, bias] when
+  separable), the only variables whose shape depends on num_classes: skip them when restoring a checkpoint trained with a
   different class count, then leave them at (or reset them to) their init."""
   return model.class_head.output_dependent_variables()
 

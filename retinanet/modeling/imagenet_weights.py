@@ -1,4 +1,4 @@
-"""Converts user-supplied Keras-applications ImageNet weights into a backbone checkpoint.
+r"""Converts user-supplied Keras-applications ImageNet weights into a backbone checkpoint.
 
 Nothing is downloaded: pass the "no top" h5 file that
 `tf_keras.applications.<Model>(weights="imagenet", include_top=False)` would
@@ -8,7 +8,7 @@ input normalization, BN epsilon, padding) comes from the experiment config
 that will train with the checkpoint, so the two always agree:
 
     python -m retinanet.modeling.imagenet_weights \
-        --config=coco/retinanet-mobilenetv3large-384-b256-v3-32 \
+        --config=coco/retinanet-mobilenetv3large-384-3x-b256-v3-32 \
         --weights=weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5 \
         --output=pretrained/mobilenet_v3_large-imagenet/ckpt
 

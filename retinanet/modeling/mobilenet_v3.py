@@ -1,4 +1,4 @@
-"""MobileNetV3-Large / -Small backbones (Howard et al. 2019) returning {3: C3, 4: C4, 5: C5}.
+r"""MobileNetV3-Large / -Small backbones (Howard et al. 2019) returning {3: C3, 4: C4, 5: C5}.
 
 The network of `tf_keras.applications.MobileNetV3Large/Small(include_top=False)`,
 block for block: a 3x3 stride-2 stem conv (16 channels at every width), then
@@ -24,7 +24,8 @@ Variable names (fine-tuning freezes and restores by these patterns):
 ImageNet weights (nothing is downloaded at run time): take the Keras
 applications "no top" h5 file (e.g. weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5,
 from https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v3/) and run
-    python -m retinanet.modeling.imagenet_weights --backbone=mobilenet_v3_large \
+    python -m retinanet.modeling.imagenet_weights \
+        --config=coco/retinanet-mobilenetv3large-384-3x-b64-8gpu \
         --weights=path/to/no_top.h5 --output=pretrained/mobilenet_v3_large-imagenet/ckpt
 then train with model.backbone.init_checkpoint=pretrained/mobilenet_v3_large-imagenet/ckpt.
 Keras feeds these networks x / 127.5 - 1; with input.mean_rgb = input.stddev_rgb =

@@ -1,4 +1,4 @@
-"""ResNet v1 backbones (depths 18, 34, 50, 101, 152) returning {3: C3, 4: C4, 5: C5}.
+r"""ResNet v1 backbones (depths 18, 34, 50, 101, 152) returning {3: C3, 4: C4, 5: C5}.
 
 Architecture: He et al. 2016 with the stride of a downsampling bottleneck in its
 3x3 conv ("v1.5", torchvision / Model Garden) unless `stride_in_1x1=True`
