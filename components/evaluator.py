@@ -14,6 +14,10 @@ on the same split, with the same post-processing, by more than
 `max_ap_regression`. The blessing records exactly what was evaluated (model
 artifact id, SavedModel path and content digest, post-processing): the Pusher
 pushes those bytes and nothing else.
+
+Every run also writes `report.html` (retinanet/evaluation/report.py: metrics
+against the baseline, per-class AP, PR curves, sizes, sample images, the
+blessing) into the ModelEvaluation artifact; its path is the `report` property.
 """
 
 import json

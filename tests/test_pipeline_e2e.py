@@ -104,6 +104,11 @@ def test_full_run_records_every_stage(main_run):
   assert set(metrics) >= {"AP", "AP50", "AP75", "APs", "APm", "APl", "ARmax1", "ARmax10",
                           "ARmax100", "ARs", "ARm", "ARl"}
   assert metadata_queries.custom_properties(evaluation)["AP"] == pytest.approx(metrics["AP"])
+  # The evaluation report: in the artifact, in MLMD and in the summary, with sample images.
+  report = metadata_queries.custom_properties(evaluation)["report"]
+  assert report == os.path.join(evaluation.uri, "report.html")
+  assert f"Evaluation report: {report}" in main_run["printed"]
+  assert open(report).read().count("<img") >= 3
 
 
 def test_partial_run_reuses_the_trained_model(main_run):
