@@ -76,8 +76,8 @@ def test_overall_pr_curves_average_to_cocoeval_ap50_and_ap75():
   assert len(curves["recall"]) == 101
   assert np.mean(curves["iou"]["0.5"]["all"]) == pytest.approx(result["AP50"], abs=1e-12)
   assert np.mean(curves["iou"]["0.75"]["all"]) == pytest.approx(result["AP75"], abs=1e-12)
-  assert 11 not in curves["iou"]["0.5"]["per_class"]  # no ground truth: no curve
-  assert sorted(curves["iou"]["0.5"]["per_class"]) == [3, 7, 9]
+  assert "11" not in curves["iou"]["0.5"]["per_class"]  # no ground truth: no curve
+  assert sorted(curves["iou"]["0.5"]["per_class"]) == ["3", "7", "9"]
 
 
 def test_pick_samples_orders_groups_without_repeats():

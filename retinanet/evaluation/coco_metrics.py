@@ -414,7 +414,7 @@ def pr_curves(coco_eval) -> Dict[str, Any]:
   COCOeval's accumulated precision array [T, R, K, A, M].
 
   Returns {"recall": the 101 recall points, "iou": {"0.5": {"all": [101], "per_class":
-  {category_id: [101]}}, "0.75": ...}}. "all" averages the classes that have ground
+  {"<category_id>": [101]}}, "0.75": ...}} (string keys, as JSON keeps them). "all" averages the classes that have ground
   truth at each recall point, so its mean is exactly COCOeval's AP50 / AP75; a
   class without ground truth has no curve.
   """
@@ -427,7 +427,7 @@ def pr_curves(coco_eval) -> Dict[str, Any]:
     counts = valid.sum(axis=1)
     overall = np.where(counts > 0, np.where(valid, values, 0).sum(axis=1) / np.maximum(counts, 1),
                        0.0)
-    per_class = {int(category_id): [float(v) for v in values[:, k]]
+    per_class = {str(category_id): [float(v) for v in values[:, k]]  # str: JSON round trip
                  for k, category_id in enumerate(coco_eval.params.catIds) if valid[:, k].all()}
     curves["iou"][f"{iou:g}"] = {"all": [float(v) for v in overall], "per_class": per_class}
   return curves

@@ -267,8 +267,8 @@ def write_eval_summaries(writer: tf.summary.SummaryWriter, step: int, result: Ev
       for iou, curves in result.pr_curves["iou"].items():
         pbs = [pr_curve_summary_pb(f"eval_pr/iou{iou}/all", result.pr_curves["recall"],
                                    curves["all"], sum(counts.values()))]
-        pbs += [pr_curve_summary_pb(f"eval_pr/iou{iou}/{names.get(k, k)}",
-                                    result.pr_curves["recall"], v, counts.get(k, 0))
+        pbs += [pr_curve_summary_pb(f"eval_pr/iou{iou}/{names.get(int(k), k)}",
+                                    result.pr_curves["recall"], v, counts.get(int(k), 0))
                 for k, v in curves["per_class"].items()]
         for pb in pbs:
           tf.summary.experimental.write_raw_pb(pb.SerializeToString(), step=step)
