@@ -150,21 +150,29 @@ def coco_config(depth: int, schedule: str, hardware: Hardware) -> config_lib.Exp
   m.norm.use_sync_bn = hardware.replicas > 1
   c.loss.l2_weight_decay = 1e-4 if fine_tuning else 4e-5
   c.input.scale_min, c.input.scale_max = SCALE_JITTER[schedule]
-  o = c.optimizer
-  o.schedule = "piecewise"
+  c.optimizer.schedule = "piecewise"
   if fine_tuning:
-    o.base_learning_rate = round(PAPER_LR_PER_IMAGE * batch, 6)
-    o.warmup_learning_rate = round(o.base_learning_rate / 3, 6)
+    base_lr = round(PAPER_LR_PER_IMAGE * batch, 6)
+    set_coco_schedule(c, hardware, total, base_lr, round(base_lr / 3, 6))
   else:
-    o.base_learning_rate = round(SCRATCH_LR_PER_IMAGE * batch, 6)
-    o.warmup_learning_rate = round(0.0067 * batch / 256, 6)
-  o.warmup_steps = WARMUP_STEPS
-  o.boundaries = decay_boundaries(total)
-  o.decay_rates = (0.1, 0.01)
-  set_long_run(c.train, batch, total, hardware.mixed_precision, hardware.strategy)
-  c.eval.batch_size = EVAL_IMAGES_PER_REPLICA * hardware.replicas
+    set_coco_schedule(c, hardware, total, round(SCRATCH_LR_PER_IMAGE * batch, 6),
+                      round(0.0067 * batch / 256, 6))
   config_lib.validate(c)
   return c
+
+
+def set_coco_schedule(c: config_lib.ExperimentConfig, hardware: Hardware, total_steps: int,
+                      base_lr: float, warmup_lr: float) -> None:
+  """Learning rates, WARMUP_STEPS warm-up, 10x drops at 2/3 and 8/9, and the long-run
+  train/eval sections of a COCO config on `hardware`."""
+  o = c.optimizer
+  o.base_learning_rate, o.warmup_learning_rate = base_lr, warmup_lr
+  o.warmup_steps = WARMUP_STEPS
+  o.boundaries = decay_boundaries(total_steps)
+  o.decay_rates = (0.1, 0.01)
+  set_long_run(c.train, hardware.global_batch_size, total_steps, hardware.mixed_precision,
+               hardware.strategy)
+  c.eval.batch_size = EVAL_IMAGES_PER_REPLICA * hardware.replicas
 
 
 V2_RECIPE_BATCH = 16
@@ -320,14 +328,8 @@ def coco_mobile_config(hardware: Hardware) -> config_lib.ExperimentConfig:
   set_keras_input_normalization(c)
   c.loss.l2_weight_decay = 4e-5
   c.input.scale_min, c.input.scale_max = SCALE_JITTER[schedule]
-  o = c.optimizer
-  o.base_learning_rate = round(PAPER_LR_PER_IMAGE * batch, 6)
-  o.warmup_learning_rate = round(o.base_learning_rate / 3, 6)
-  o.warmup_steps = WARMUP_STEPS
-  o.boundaries = decay_boundaries(total)
-  o.decay_rates = (0.1, 0.01)
-  set_long_run(c.train, batch, total, hardware.mixed_precision, hardware.strategy)
-  c.eval.batch_size = EVAL_IMAGES_PER_REPLICA * hardware.replicas
+  base_lr = round(PAPER_LR_PER_IMAGE * batch, 6)
+  set_coco_schedule(c, hardware, total, base_lr, round(base_lr / 3, 6))
   config_lib.validate(c)
   return c
 

@@ -42,7 +42,7 @@ import tensorflow as tf
 import tf_keras
 
 from retinanet import config as config_lib
-from retinanet.modeling.resnet import batch_norm, fold_keras_batch_norm
+from retinanet.modeling.resnet import batch_norm, fold_keras_batch_norm, freeze_backbone
 
 VARIANTS = ("large", "small")
 STEM_CHANNELS = 16
@@ -244,13 +244,7 @@ class MobileNetV3(tf_keras.Model):
     self.last_conv = _pointwise(make_divisible(in_channels * LAST_CONV_EXPANSION), "last_conv")
     self.last_bn = batch_norm(name="last_bn", **norm)
     self._feature_blocks = {i: level for level, i in feature_blocks(variant).items()}
-    if freeze_batch_norm:
-      for layer in self.submodules:
-        if isinstance(layer, tf_keras.layers.BatchNormalization):
-          layer.trainable = False
-    if freeze_stem_and_first_stage:
-      for layer in self.first_stage_and_stem_layers():
-        layer.trainable = False
+    freeze_backbone(self, batch_norm=freeze_batch_norm, stem_and_first_stage=freeze_stem_and_first_stage)
 
   @property
   def description(self) -> str:

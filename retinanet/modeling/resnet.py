@@ -89,6 +89,19 @@ def group_norm(*, name: str, groups: int, epsilon: float) -> tf_keras.layers.Gro
   return tf_keras.layers.GroupNormalization(groups=groups, epsilon=epsilon, name=name)
 
 
+def freeze_backbone(backbone: tf_keras.Model, *, batch_norm: bool,
+                    stem_and_first_stage: bool) -> None:
+  """Makes every BN of `backbone` and/or its `first_stage_and_stem_layers()` non-trainable
+  (a frozen BN then runs in inference mode, Keras' rule)."""
+  if batch_norm:
+    for layer in backbone.submodules:
+      if isinstance(layer, tf_keras.layers.BatchNormalization):
+        layer.trainable = False
+  if stem_and_first_stage:
+    for layer in backbone.first_stage_and_stem_layers():
+      layer.trainable = False
+
+
 # How strided convolutions and the stem's max pool pad (model.padding):
 #   "symmetric": (k - 1) // 2 on every side (PyTorch, Caffe, Detectron, torchvision);
 #   "same": TensorFlow's SAME, the extra row/column at the bottom/right (Model Garden,
@@ -220,13 +233,7 @@ class ResNet(tf_keras.Model):
         names.append(block.name)
         in_channels = out_channels
       self._stage_block_names.append(names)
-    if freeze_batch_norm:
-      for layer in self.submodules:
-        if isinstance(layer, tf_keras.layers.BatchNormalization):
-          layer.trainable = False
-    if freeze_stem_and_first_stage:
-      for layer in self.first_stage_and_stem_layers():
-        layer.trainable = False
+    freeze_backbone(self, batch_norm=freeze_batch_norm, stem_and_first_stage=freeze_stem_and_first_stage)
 
   @property
   def description(self) -> str:

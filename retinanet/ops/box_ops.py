@@ -130,16 +130,21 @@ def pairwise_iou_yxyx(boxes1: tf.Tensor, boxes2: tf.Tensor) -> tf.Tensor:
   return tf.math.divide_no_nan(inter, union)
 
 
+def _elementwise_intersection(boxes1: tf.Tensor, boxes2: tf.Tensor) -> tf.Tensor:
+  """Intersection areas of matching rows of yxyx boxes [..., 4] -> [...]."""
+  ymin1, xmin1, ymax1, xmax1 = tf.unstack(boxes1, axis=-1)
+  ymin2, xmin2, ymax2, xmax2 = tf.unstack(boxes2, axis=-1)
+  zero = tf.zeros([], boxes1.dtype)
+  return (tf.maximum(tf.minimum(ymax1, ymax2) - tf.maximum(ymin1, ymin2), zero) *
+          tf.maximum(tf.minimum(xmax1, xmax2) - tf.maximum(xmin1, xmin2), zero))
+
+
 def elementwise_iou_yxyx(boxes1: tf.Tensor, boxes2: tf.Tensor) -> tf.Tensor:
   """IoU of matching rows of yxyx boxes [..., 4] -> [...] (the diagonal of the pairwise IoU);
   an empty union gives 0."""
   boxes1 = tf.convert_to_tensor(boxes1)
   boxes2 = tf.convert_to_tensor(boxes2, dtype=boxes1.dtype)
-  ymin1, xmin1, ymax1, xmax1 = tf.unstack(boxes1, axis=-1)
-  ymin2, xmin2, ymax2, xmax2 = tf.unstack(boxes2, axis=-1)
-  zero = tf.zeros([], boxes1.dtype)
-  inter = (tf.maximum(tf.minimum(ymax1, ymax2) - tf.maximum(ymin1, ymin2), zero) *
-           tf.maximum(tf.minimum(xmax1, xmax2) - tf.maximum(xmin1, xmin2), zero))
+  inter = _elementwise_intersection(boxes1, boxes2)
   return tf.math.divide_no_nan(inter, box_area_yxyx(boxes1) + box_area_yxyx(boxes2) - inter)
 
 
@@ -167,8 +172,7 @@ def generalized_iou_yxyx(boxes1: tf.Tensor, boxes2: tf.Tensor) -> tf.Tensor:
   ymin1, xmin1, ymax1, xmax1 = tf.unstack(boxes1, axis=-1)
   ymin2, xmin2, ymax2, xmax2 = tf.unstack(boxes2, axis=-1)
   zero = tf.zeros([], boxes1.dtype)
-  inter = (tf.maximum(tf.minimum(ymax1, ymax2) - tf.maximum(ymin1, ymin2), zero) *
-           tf.maximum(tf.minimum(xmax1, xmax2) - tf.maximum(xmin1, xmin2), zero))
+  inter = _elementwise_intersection(boxes1, boxes2)
   union = box_area_yxyx(boxes1) + box_area_yxyx(boxes2) - inter
   enclosing = ((tf.maximum(ymax1, ymax2) - tf.minimum(ymin1, ymin2)) *
                (tf.maximum(xmax1, xmax2) - tf.minimum(xmin1, xmin2)))
