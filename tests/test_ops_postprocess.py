@@ -136,6 +136,24 @@ def test_modes_match_numpy_brute_force(mode, per_level):
     _assert_same(got, ref, i)
 
 
+@pytest.mark.parametrize("mode", ["global_hard", "global_soft"])
+def test_global_modes_by_loop_match_numpy_brute_force(mode):
+  """global_nms_by_loop (the TFLite path) selects what the tf.image op path selects."""
+  logits, deltas = _random_outputs(2)
+  kwargs = dict(nms_mode=mode, pre_nms_top_k=60, score_threshold=0.3, iou_threshold=0.5,
+                soft_nms_sigma=0.5, max_detections=25, max_detections_per_class=5)
+  got = postprocess.generate_detections(logits, deltas, ANCHORS.boxes(), IMAGE,
+                                        variances=VARIANCES, global_nms_by_loop=True, **kwargs)
+  anchors = ANCHORS.boxes().numpy()
+  for i in range(len(logits)):
+    ref = np_detections(logits[i], deltas[i], anchors, mode, kwargs["pre_nms_top_k"],
+                        kwargs["score_threshold"], kwargs["iou_threshold"],
+                        kwargs["soft_nms_sigma"], kwargs["max_detections"],
+                        kwargs["max_detections_per_class"], None)
+    assert len(ref) > 5
+    _assert_same(got, ref, i)
+
+
 def test_combined_and_per_class_hard_match_tf_image_ops():
   logits, deltas = _random_outputs(1, c=3)
   anchors = ANCHORS.boxes()

@@ -137,18 +137,23 @@ def assert_matches(outputs, index, reference):
                          outputs["class_ids"][index, :valid], reference)
 
 
+def write_model_dir(model_dir: str, config, model) -> str:
+  """A trained-model directory (checkpoint 7, config.json, label_map.json) of `model`."""
+  manager = tf.train.CheckpointManager(checkpointing.make_checkpoint(model=model),
+                                       os.path.join(model_dir, export.CHECKPOINT_DIR), 2)
+  manager.save(checkpoint_number=7)
+  config_lib.save_config(config, os.path.join(model_dir, export.CONFIG_FILENAME))
+  coco.save_label_map(LABEL_MAP, os.path.join(model_dir, export.LABEL_MAP_FILENAME))
+  return model_dir
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
   """(config, in-process model, loaded SavedModel, export_dir, model_dir)."""
   root = tmp_path_factory.mktemp("serving")
   config = tiny_config(max_detections=100)
   model = tiny_model(config)
-  model_dir = str(root / "trained")
-  manager = tf.train.CheckpointManager(checkpointing.make_checkpoint(model=model),
-                                       os.path.join(model_dir, export.CHECKPOINT_DIR), 2)
-  manager.save(checkpoint_number=7)
-  config_lib.save_config(config, os.path.join(model_dir, export.CONFIG_FILENAME))
-  coco.save_label_map(LABEL_MAP, os.path.join(model_dir, export.LABEL_MAP_FILENAME))
+  model_dir = write_model_dir(str(root / "trained"), config, model)
   export_dir = str(root / "export")
   # The Pusher's path; the override brings max_detections back to 20.
   export.export_model_dir(model_dir, export_dir, postprocess_overrides={"max_detections": 20})

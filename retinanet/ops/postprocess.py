@@ -158,7 +158,8 @@ def _pad_top(boxes: tf.Tensor, scores: tf.Tensor, classes: tf.Tensor, valid: tf.
 
 def _per_class_nms(boxes: tf.Tensor, scores: tf.Tensor, classes: tf.Tensor, num_classes: tf.Tensor,
                    max_per_class: int, max_detections: int, iou_threshold: float,
-                   score_threshold: float, sigma: float) -> Dict[str, tf.Tensor]:
+                   score_threshold: float, sigma: float,
+                   class_agnostic: bool = False) -> Dict[str, tf.Tensor]:
   """Greedy NMS of every (image, class) of candidates [B, K] at once, then the best
   max_detections of each image.
 
@@ -169,13 +170,18 @@ def _per_class_nms(boxes: tf.Tensor, scores: tf.Tensor, classes: tf.Tensor, num_
   score is > score_threshold. Per round the cost is O(B * K) whatever the number of
   classes, where mapping one NMS op over each class costs C NMS calls per image. The
   selections are those of separate greedy NMS per class (tests: numpy brute force).
+  With class_agnostic every image is one group: the global_* selection.
   """
   shape = tf.shape(scores)
   batch, k = shape[0], shape[1]
   flat_scores = tf.reshape(scores, [-1])
   flat_boxes = tf.reshape(boxes, [-1, 4])
   image_of = tf.repeat(tf.range(batch), k)
-  group = image_of * num_classes + tf.reshape(classes, [-1])   # (image, class) id
+  if class_agnostic:
+    num_classes = 1
+    group = image_of
+  else:
+    group = image_of * num_classes + tf.reshape(classes, [-1])   # (image, class) id
   num_groups = batch * num_classes
   positions = tf.range(batch * k)
   big = batch * k
@@ -242,8 +248,8 @@ def generate_detections(class_logits: tf.Tensor, box_deltas: tf.Tensor, anchors:
                         iou_threshold: float = 0.5, soft_nms_sigma: float = 0.5,
                         max_detections: int = 100, max_detections_per_class: int = 100,
                         variances: Sequence[float] = box_coder.DEFAULT_VARIANCES,
-                        anchors_per_level: Optional[Sequence[int]] = None
-                        ) -> Dict[str, tf.Tensor]:
+                        anchors_per_level: Optional[Sequence[int]] = None,
+                        global_nms_by_loop: bool = False) -> Dict[str, tf.Tensor]:
   """Final detections of a batch (module docstring for the steps and modes).
 
   Args:
@@ -261,6 +267,9 @@ def generate_detections(class_logits: tf.Tensor, box_deltas: tf.Tensor, anchors:
     variances: box coder variances.
     anchors_per_level: anchor counts per level (anchors.anchors_per_level values),
       to take pre_nms_top_k per level; None = over all anchors.
+    global_nms_by_loop: run the global_* modes with the vectorized per-class loop on
+      one group per image instead of tf.image's NMS op (the same selection; for
+      runtimes whose soft-NMS op differs, such as TFLite's).
 
   Returns:
     boxes: float32 [B, K, 4] yxyx pixels clipped to the image, zeros past valid.
@@ -283,6 +292,10 @@ def generate_detections(class_logits: tf.Tensor, box_deltas: tf.Tensor, anchors:
   if nms_mode.startswith("global"):
     cand_boxes, cand_scores, cand_classes = _anchor_candidates(scores, boxes, pre_nms_top_k,
                                                                anchors_per_level)
+    if global_nms_by_loop:
+      return _per_class_nms(cand_boxes, cand_scores, cand_classes, num_classes, max_detections,
+                            max_detections, iou_threshold, score_threshold, sigma,
+                            class_agnostic=True)
     return tf.map_fn(
         lambda x: _global_nms(x[0], x[1], x[2], max_detections, iou_threshold, score_threshold,
                               sigma),

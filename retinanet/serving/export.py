@@ -66,6 +66,7 @@ import logging
 import os
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 import tensorflow as tf
 import tf_keras
 
@@ -130,10 +131,12 @@ class DetectionModule(tf.Module):
     self._run_model = lambda images: model(images, training=False)
     self.model_variables = list(model.variables)
     self._input_size = (int(input_size[0]), int(input_size[1]))
-    self._anchors = tf.constant(anchors, tf.float32)
+    # numpy, not tf.constant: each trace embeds them as graph constants (an eager
+    # tensor would be a captured input, which tf2onnx and TFLite cannot resolve).
+    self._anchors = np.asarray(anchors, np.float32)
     self._mean_rgb = tuple(float(v) for v in mean_rgb)
     self._stddev_rgb = tuple(float(v) for v in stddev_rgb)
-    self._category_ids = tf.constant([int(c) for c in category_ids], tf.int64)
+    self._category_ids = np.asarray([int(c) for c in category_ids], np.int64)
     self._num_classes = len(category_ids)
     self._postprocess_args = dict(
         nms_mode=nms_mode, pre_nms_top_k=int(pre_nms_top_k),
@@ -155,13 +158,18 @@ class DetectionModule(tf.Module):
     """Model + postprocess of a preprocessed batch -> the serving outputs."""
     return self.detect_preprocessed(batch.images, batch.scale, batch.image_size, image_id)
 
+  @property
+  def nms_mode(self) -> str:
+    return self._postprocess_args["nms_mode"]
+
   def _detect_preprocessed(self, images: tf.Tensor, scale: tf.Tensor, image_size: tf.Tensor,
-                           image_id: tf.Tensor) -> Dict[str, tf.Tensor]:
+                           image_id: tf.Tensor, **nms_implementation) -> Dict[str, tf.Tensor]:
     outputs = self._run_model(images)
+    postprocess_args = dict(self._postprocess_args, **nms_implementation)
     detections = postprocess_ops.generate_detections(
         tf.cast(outputs["class_outputs"], tf.float32),
         tf.cast(outputs["box_outputs"], tf.float32),
-        self._anchors, self._input_size, **self._postprocess_args)
+        self._anchors, self._input_size, **postprocess_args)
     boxes = preprocess_ops.boxes_to_original_image(
         tf.cast(detections["boxes"], tf.float32), scale, image_size)
     valid = tf.cast(detections["valid_detections"], tf.int32)
@@ -182,6 +190,21 @@ class DetectionModule(tf.Module):
   def _images(self, images: tf.Tensor) -> preprocess.ServingBatch:
     return preprocess.preprocess_batch(images, self._input_size, self._mean_rgb, self._stddev_rgb)
 
+  def detect_images(self, images: tf.Tensor, **nms_implementation) -> Dict[str, tf.Tensor]:
+    """uint8 [B, H, W, 3] -> the serving outputs (image_id = 0 .. B-1); the body of
+    `serve_images` and of the portable (ONNX, TFLite) graphs.
+
+    `nms_implementation` (generate_detections arguments) swaps the NMS for an
+    equivalent one that a runtime supports (portable.py: ONNX computes
+    per_class_hard through `combined`, TFLite global_soft through the loop).
+    """
+    image_id = tf.range(tf.shape(images, tf.int64)[0])
+    if not nms_implementation:
+      return self.detect(self._images(images), image_id)
+    batch = self._images(images)
+    return self._detect_preprocessed(batch.images, batch.scale, batch.image_size, image_id,
+                                     **nms_implementation)
+
   def _encoded(self, encoded: tf.Tensor) -> preprocess.ServingBatch:
     return preprocess.preprocess_encoded(encoded, self._input_size, self._mean_rgb,
                                          self._stddev_rgb)
@@ -189,7 +212,7 @@ class DetectionModule(tf.Module):
   @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=IMAGES_KEY)])
   def serve_images(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
     """uint8 [B, H, W, 3] RGB images sharing one size -> detections."""
-    return self.detect(self._images(images), tf.range(tf.shape(images, tf.int64)[0]))
+    return self.detect_images(images)
 
   @tf.function(input_signature=[
       tf.TensorSpec([None, None, None, 3], tf.uint8, name=IMAGES_KEY),

@@ -42,14 +42,30 @@ def _output_signature(output_size: Tuple[int, int]):
 
 def preprocess_batch(images: tf.Tensor, output_size: Tuple[int, int],
                      mean_rgb: Sequence[float], stddev_rgb: Sequence[float]) -> ServingBatch:
-  """uint8 [B, H, W, 3] images (one size for the batch) -> ServingBatch."""
+  """uint8 [B, H, W, 3] images (one size for the batch) -> ServingBatch.
+
+  One geometry for the whole batch, one batched resize: the same numbers as
+  `preprocess_image` on each image, without a per-image loop (faster at
+  batch > 1, and a plain graph that tf2onnx and TFLite convert).
+  """
   images = tf.convert_to_tensor(images)
   if images.shape.rank != 4 or images.shape[-1] != 3:
     raise ValueError(f"serving: images must be [batch, height, width, 3], got {images.shape}")
-  pixels, scale, image_size = tf.map_fn(
-      lambda image: preprocess_image(image, output_size, mean_rgb, stddev_rgb), images,
-      fn_output_signature=_output_signature(output_size))
-  return ServingBatch(images=pixels, scale=scale, image_size=image_size)
+  image_size = tf.shape(images)[1:3]
+  geometry = preprocess_ops.resize_crop_geometry(image_size, output_size)
+  # At evaluation scale the resized image fits the output: no crop, offset 0.
+  # Resize in float32: ResizeBilinear does so internally for uint8 too, but ONNX
+  # Resize would keep uint8.
+  pixels = tf.image.resize(tf.cast(images, tf.float32), geometry.scaled_size,
+                           method=tf.image.ResizeMethod.BILINEAR)
+  pixels = preprocess_ops.normalize_image(pixels, mean_rgb, stddev_rgb)
+  scaled = geometry.scaled_size
+  pixels = tf.pad(pixels, [[0, 0], [0, output_size[0] - scaled[0]],
+                           [0, output_size[1] - scaled[1]], [0, 0]])
+  pixels = tf.ensure_shape(pixels, [None, output_size[0], output_size[1], 3])
+  batch = tf.shape(images)[0]
+  return ServingBatch(images=pixels, scale=tf.tile(geometry.image_scale[None], [batch, 1]),
+                      image_size=tf.tile(image_size[None], [batch, 1]))
 
 
 def decode_image(encoded: tf.Tensor) -> tf.Tensor:

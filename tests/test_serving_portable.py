@@ -1,0 +1,162 @@
+"""ONNX and TFLite exports against the SavedModel on the same images; TF-TRT arguments.
+
+One tiny random-weight model directory (tests/test_serving_export.py) per
+module; every format is written from it by `portable.export_format` (the
+Pusher's and the CLI's path) and compared with a SavedModel exported with the
+same post-processing. Each conversion costs 5-15 s on the 2 shared cores.
+"""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from retinanet.serving import export, portable
+from tests.test_serving_export import (random_image, tiny_config, tiny_model,
+                                       write_model_dir)
+
+POSTPROCESS = {"iou_threshold": 0.4, "soft_nms_sigma": 0.3, "max_detections_per_class": 6}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+  config = tiny_config()
+  return write_model_dir(str(tmp_path_factory.mktemp("portable") / "trained"), config,
+                         tiny_model(config))
+
+
+def image_batches():
+  """Two batches: two 100x200 images (wider than the 64x96 input), one 90x60 image."""
+  return [np.stack([random_image(100, 200, seed=30), random_image(100, 200, seed=31)]),
+          random_image(90, 60, seed=32)[None]]
+
+
+def saved_model_outputs(model_dir, tmp_path, overrides):
+  export_dir = str(tmp_path / "saved_model")
+  export.export_model_dir(model_dir, export_dir, postprocess_overrides=overrides)
+  serve = portable.load_detector("saved_model", export_dir)
+  return [serve(images) for images in image_batches()]
+
+
+def assert_agrees(fmt, model_dir, tmp_path, nms_mode):
+  overrides = dict(POSTPROCESS, nms_mode=nms_mode)
+  path = portable.export_format(model_dir, fmt, str(tmp_path / portable.FILENAMES[fmt]),
+                                overrides)
+  detector = portable.load_detector(fmt, path)
+  for images, reference in zip(image_batches(), saved_model_outputs(model_dir, tmp_path,
+                                                                    overrides)):
+    outputs = detector(images)
+    assert set(outputs) == set(export.OUTPUT_KEYS)
+    assert reference["valid_detections"].min() > 0
+    assert portable.compare_detections(reference, outputs) == []
+    np.testing.assert_array_equal(outputs["category_ids"], reference["category_ids"])
+    np.testing.assert_array_equal(outputs["image_size"], reference["image_size"])
+    n = reference["valid_detections"]
+    for i in range(len(n)):
+      np.testing.assert_allclose(np.sort(outputs["scores"][i, :n[i]]),
+                                 np.sort(reference["scores"][i, :n[i]]), atol=1e-5)
+
+
+@pytest.mark.parametrize("nms_mode", portable.ONNX_NMS_MODES)
+def test_onnx_matches_saved_model(model_dir, tmp_path, nms_mode):
+  assert_agrees(portable.ONNX, model_dir, tmp_path, nms_mode)
+
+
+@pytest.mark.parametrize("nms_mode", ["per_class_soft", "global_soft"])
+def test_onnx_soft_nms_fails_with_a_clear_error(model_dir, tmp_path, nms_mode):
+  output = str(tmp_path / "model.onnx")
+  with pytest.raises(portable.ExportError, match=r"soft-NMS.*combined, per_class_hard, global_hard"):
+    portable.export_format(model_dir, portable.ONNX, output, {"nms_mode": nms_mode})
+  assert not os.path.exists(output)
+  code = portable.main(["--model_dir", model_dir, "--format", "onnx", "--output", output,
+                        "--postprocess", f'{{"nms_mode": "{nms_mode}"}}'])
+  assert code == 2 and not os.path.exists(output)
+
+
+@pytest.mark.parametrize("nms_mode", ["combined", "per_class_soft", "global_soft"])
+def test_tflite_float32_matches_saved_model(model_dir, tmp_path, nms_mode):
+  assert_agrees(portable.TFLITE, model_dir, tmp_path, nms_mode)
+
+
+def box_iou(a, b):
+  top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+  bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+  inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=-1)
+  area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=-1)
+  return inter / (area(a)[:, None] + area(b)[None, :] - inter)
+
+
+def test_tflite_int8_is_smaller_and_finds_the_float_models_top_detections(model_dir, tmp_path):
+  """Dynamic-range int8 moves scores and boxes a little: at least 80% of the SavedModel's 5
+  best detections per image have an int8 detection of their class with IoU >= 0.7
+  (measured on this random-weight model: 14 of 15)."""
+  paths = portable.export_formats(model_dir, [portable.TFLITE, portable.TFLITE_INT8],
+                                  str(tmp_path / "formats"), POSTPROCESS)
+  assert os.path.getsize(paths[portable.TFLITE_INT8]) < 0.4 * os.path.getsize(paths[portable.TFLITE])
+  detector = portable.load_detector(portable.TFLITE_INT8, paths[portable.TFLITE_INT8])
+  references = saved_model_outputs(model_dir, tmp_path, POSTPROCESS)
+  found = total = 0
+  for images, reference in zip(image_batches(), references):
+    outputs = detector(images)
+    for i in range(len(images)):
+      n = outputs["valid_detections"][i]
+      iou = box_iou(reference["boxes"][i, :5], outputs["boxes"][i, :n])
+      same = reference["class_ids"][i, :5, None] == outputs["class_ids"][i, None, :n]
+      found += int(np.sum(np.any(same & (iou >= 0.7), axis=1)))
+      total += 5
+  assert found >= 0.8 * total, f"{found} of {total}"
+
+
+def test_compare_detections_hand_cases():
+  boxes = np.array([[[0, 0, 10, 10], [5, 5, 20, 30], [0, 0, 0, 0]]], np.float32)
+  reference = {"boxes": boxes, "class_ids": np.array([[1, 2, -1]]),
+               "valid_detections": np.array([2]), "image_size": np.array([[100, 200]])}
+  assert portable.compare_detections(reference, reference) == []
+  swapped = dict(reference, boxes=boxes[:, [1, 0, 2]], class_ids=np.array([[2, 1, -1]]))
+  assert portable.compare_detections(reference, swapped) == []
+  # 0.19 px is within 1e-3 x 200; 0.21 px is not.
+  assert portable.compare_detections(reference, dict(reference, boxes=boxes + 0.19)) == []
+  assert "has no match" in portable.compare_detections(reference, dict(reference,
+                                                                       boxes=boxes + 0.21))[0]
+  assert "has no match" in portable.compare_detections(
+      reference, dict(reference, class_ids=np.array([[1, 1, -1]])))[0]
+  assert portable.compare_detections(reference, dict(reference, valid_detections=np.array([1]))
+                                     ) == ["image 0: 1 detections, reference 2"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"precision": "INT8"}, "calibration"),
+    ({"max_workspace_bytes": 1000}, "below 1 MiB"),
+    ({"build_batch_sizes": (0, 8)}, "must be >= 1"),
+    ({"build_batch_sizes": ()}, "must be >= 1"),
+])
+def test_tftrt_options_are_validated(kwargs, message):
+  with pytest.raises(portable.ExportError, match=message):
+    portable.TftrtOptions(**kwargs)
+
+
+def test_tftrt_cli_arguments_reach_the_converter(model_dir, tmp_path, monkeypatch):
+  calls = {}
+
+  def fake_tftrt(saved_model_dir, output_dir, input_size, options):
+    calls.update(saved_model_dir=saved_model_dir, output_dir=output_dir,
+                 input_size=list(input_size), options=options)
+    return output_dir
+
+  monkeypatch.setattr(portable, "export_tftrt", fake_tftrt)
+  output = str(tmp_path / "trt")
+  assert portable.main(["--model_dir", model_dir, "--format", "tftrt_fp16", "--output", output,
+                        "--trt_workspace_mib", "512", "--trt_build_batch_sizes", "1,4,16"]) == 0
+  assert calls["options"] == portable.TftrtOptions(max_workspace_bytes=512 << 20,
+                                                   build_batch_sizes=(1, 4, 16))
+  assert calls["output_dir"] == output and calls["input_size"] == list(tiny_config().model.input_size)
+  # The SavedModel it converts was exported beside the output, with the model's settings.
+  assert tf.io.gfile.exists(os.path.join(calls["saved_model_dir"], "saved_model.pb"))
+  assert portable.main(["--model_dir", model_dir, "--format", "tftrt_fp16", "--output", output,
+                        "--trt_build_batch_sizes", "0"]) == 2
+
+
+@pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="a GPU is present")
+def test_tftrt_without_a_gpu_says_so(model_dir, tmp_path):
+  with pytest.raises(portable.ExportError, match="needs an NVIDIA GPU"):
+    portable.export_tftrt(model_dir, str(tmp_path / "trt"), (64, 96))
