@@ -13,11 +13,22 @@ process and must answer a canned batch on every signature with well-formed
 outputs (retinanet/serving/validate.py) before the version becomes visible.
 Whenever something fails, nothing is pushed and the reason is recorded on
 the PushedModel artifact (`pushed` 0, `reason`).
+
+`export_formats` ("onnx,tflite,tflite_int8") adds portable formats to the
+same version, under `<version>/formats/` with a `manifest.json`: each is
+written from the blessed model and checked against its SavedModel on the
+canned images (retinanet/serving/portable.py) before the push; a format that
+cannot be written (ONNX with soft-NMS) or disagrees stops the whole push.
+MLMD records each format's sha256 (`digest_<format>`) and the manifest
+(`export_formats`). The SavedModel digest covers everything but `formats/`.
 """
 
 import json
 import logging
-from typing import Optional
+import os
+import shutil
+import tempfile
+from typing import Any, Dict, Optional, Tuple
 
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
@@ -54,11 +65,12 @@ def RetinaNetPusher(  # pylint: disable=invalid-name
     serving_dir: Parameter[str],
     postprocess_overrides: Parameter[str] = "{}",
     validation_timeout_seconds: Parameter[int] = 600,
+    export_formats: Parameter[str] = "",
     code_version: Parameter[str] = "",
 ) -> None:
   """Pushes the blessed SavedModel of `model` to `<serving_dir>/<version>/` (module docstring)."""
   del code_version
-  from retinanet.serving import export, validate, versioning  # pylint: disable=g-import-not-at-top
+  from retinanet.serving import export, portable, validate, versioning  # pylint: disable=g-import-not-at-top
 
   def not_pushed(reason: str, level: int = logging.ERROR) -> None:
     logger.log(level, "Not pushing %s: %s", model.uri, reason)
@@ -82,6 +94,14 @@ def RetinaNetPusher(  # pylint: disable=invalid-name
     not_pushed(refusal)
     return
 
+  workdir = tempfile.mkdtemp(prefix="retinanet-formats-")
+  try:
+    manifest, extras = _portable_formats(portable, validate, source, export_formats, workdir)
+  except portable.ExportError as e:
+    shutil.rmtree(workdir, ignore_errors=True)
+    not_pushed(f"export formats: {e}")
+    return
+
   def check(staged_dir: str) -> None:
     report = validate.validate_in_fresh_process(staged_dir, validation_timeout_seconds)
     if not report["valid"]:
@@ -89,11 +109,18 @@ def RetinaNetPusher(  # pylint: disable=invalid-name
     logger.info("Pre-push validation of %s passed: %s", staged_dir, report["valid_detections"])
 
   try:
-    version_dir = versioning.push_directory(source, serving_dir, validate=check)
+    version_dir = versioning.push_directory(source, serving_dir, validate=check, extras=extras)
   except validate.ValidationError as e:
     not_pushed(f"pre-push validation failed: {e}")
     pushed_model.set_string_custom_property("validation", f"failed: {e}")
     return
+  finally:
+    shutil.rmtree(workdir, ignore_errors=True)
+  if manifest:
+    pushed_model.set_string_custom_property("export_formats", json.dumps(manifest, sort_keys=True))
+    for fmt, entry in manifest.items():
+      pushed_model.set_string_custom_property(f"digest_{fmt}", entry["sha256"])
+      logger.info("Pushed %s beside the SavedModel: %s (%s)", fmt, entry["file"], entry["check"])
   version = int(version_dir.rstrip("/").rsplit("/", 1)[-1])
   pushed_model.set_int_custom_property("pushed", 1)
   pushed_model.set_string_custom_property("pushed_destination", version_dir)
@@ -103,3 +130,24 @@ def RetinaNetPusher(  # pylint: disable=invalid-name
   pushed_model.set_string_custom_property("validation", "passed")
   logger.info("Pushed model version %d to %s (the evaluated SavedModel %s)", version,
               version_dir, source)
+
+
+def _portable_formats(portable, validate, source: str, formats_flag: str,
+                      workdir: str) -> Tuple[Dict[str, Any], Dict[str, str]]:
+  """(manifest, extras for push_directory) of the requested formats, written from the
+  blessed model into workdir and verified against its SavedModel; ({}, {}) for none."""
+  formats = portable.parse_formats(formats_flag)
+  if not formats:
+    return {}, {}
+  manifest = portable.export_verified_formats(source, formats, workdir,
+                                              validate.canned_images())
+  extras = {}
+  for fmt, entry in manifest.items():
+    relative = os.path.join(validate.FORMATS_DIR, portable.FILENAMES[fmt])
+    extras[relative] = entry.pop("path")
+    entry["file"] = relative
+  manifest_path = os.path.join(workdir, portable.MANIFEST_FILENAME)
+  with open(manifest_path, "w") as f:
+    json.dump(manifest, f, indent=2, sort_keys=True)
+  extras[os.path.join(validate.FORMATS_DIR, portable.MANIFEST_FILENAME)] = manifest_path
+  return manifest, extras

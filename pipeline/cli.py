@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
   g.add_argument("--serving_dir",
                  help="Versioned serving dir of pushed models (default: <output_dir>/serving, "
                       "or <gcs_root>/serving on Vertex).")
+  g.add_argument("--export_formats", default="",
+                 help="Also push these formats beside the SavedModel, each checked against it: "
+                      "comma-separated onnx, tflite, tflite_int8 (<version>/formats/).")
 
   g = p.add_argument_group("Beam / Dataflow (data stage)")
   g.add_argument("--direct_mode", choices=("in_memory", "multi_processing"), default=None,

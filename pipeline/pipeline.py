@@ -74,6 +74,7 @@ def create_pipeline(
     base_model_uri: Optional[str] = None,
     freeze_patterns: Sequence[str] = (),
     postprocess_overrides: Optional[dict] = None,
+    export_formats: Sequence[str] = (),
     beam_pipeline_args: Sequence[str] = (),
     enable_cache: bool = True,
     keep_unfinished_trainings: int = 2,
@@ -84,7 +85,8 @@ def create_pipeline(
 
   `base_model_uri` (a Model artifact dir or pushed model dir with a
   `checkpoint/` folder) makes it a fine-tuning pipeline: the model is imported
-  into MLMD and the Trainer starts from it. `code_versions` ({node id: code
+  into MLMD and the Trainer starts from it. `export_formats` (portable.PUSHABLE_FORMATS)
+  are pushed beside the SavedModel. `code_versions` ({node id: code
   fingerprint}, pipeline/code_version.py) is passed to each component so that a
   cached result is invalidated exactly when the code that component runs changes.
   """
@@ -152,6 +154,7 @@ def create_pipeline(
       model_blessing=evaluator.outputs["blessing"],
       serving_dir=serving_dir,
       postprocess_overrides=overrides_json,
+      export_formats=",".join(export_formats),
       code_version=versions.get(PUSHER, "")).with_id(PUSHER)
   components.append(pusher)
 

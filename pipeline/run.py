@@ -131,6 +131,10 @@ def run(args: argparse.Namespace) -> int:
   config = load_experiment_config(args)
   postprocess = cli.parse_key_values(args.postprocess, "--postprocess")
   _check_postprocess_overrides(config, postprocess)
+  from retinanet.serving import portable  # pylint: disable=g-import-not-at-top
+  export_formats = portable.parse_formats(args.export_formats)
+  if portable.ONNX in export_formats:
+    portable.check_onnx_nms_mode(postprocess.get("nms_mode", config.postprocess.nms_mode))
   local = args.runner == "local"
   if local:
     output_dir = os.path.abspath(os.path.expanduser(args.output_dir))
@@ -174,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
       base_model_uri=base_model_uri,
       freeze_patterns=args.freeze,
       postprocess_overrides=postprocess,
+      export_formats=export_formats,
       beam_pipeline_args=cli.beam_args(
           args, [dataset.train_annotations, dataset.val_annotations] if local else []),
       enable_cache=not args.no_cache,

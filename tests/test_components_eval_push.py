@@ -9,6 +9,7 @@ import json
 import os
 
 import apache_beam as beam
+import numpy as np
 import pytest
 import tensorflow as tf
 from tfx.types import standard_artifacts
@@ -21,7 +22,7 @@ from data import coco, sample_data
 from retinanet import config as config_lib
 from retinanet import configs, factory
 from retinanet import model_dir as model_dir_lib
-from retinanet.serving import export, validate, versioning
+from retinanet.serving import export, portable, validate, versioning
 from retinanet.training import checkpointing
 
 
@@ -122,11 +123,11 @@ def evaluated(inputs, tmp_path_factory):
   return blessing
 
 
-def _push(inputs, tmp_path, blessing, postprocess_overrides="{}", model=None):
+def _push(inputs, tmp_path, blessing, postprocess_overrides="{}", model=None, **params):
   pushed = _artifact(standard_artifacts.PushedModel, tmp_path / "pushed")
   RetinaNetPusher.test_call(model=model or inputs[1], model_blessing=blessing,
                             pushed_model=pushed, serving_dir=str(tmp_path / "serving"),
-                            postprocess_overrides=postprocess_overrides)
+                            postprocess_overrides=postprocess_overrides, **params)
   return pushed
 
 
@@ -196,3 +197,35 @@ def test_pusher_pushes_the_evaluated_bytes(inputs, evaluated, tmp_path):
   assert out["boxes"].shape[0] == 2
   assert versioning.list_versions(str(tmp_path / "serving")) == [
       first.get_int_custom_property("pushed_version")]
+
+
+def test_pusher_pushes_checked_onnx_and_tflite_beside_the_saved_model(inputs, evaluated, tmp_path):
+  pushed = _push(inputs, tmp_path, evaluated, export_formats="onnx,tflite_int8")
+  assert pushed.get_int_custom_property("pushed") == 1
+  version_dir = pushed.get_string_custom_property("pushed_destination")
+  # The SavedModel part is still exactly the evaluated bytes.
+  assert validate.saved_model_digest(version_dir) == evaluated.get_string_custom_property(
+      "saved_model_digest")
+  manifest = json.loads(pushed.get_string_custom_property("export_formats"))
+  assert sorted(manifest) == ["onnx", "tflite_int8"]
+  with open(os.path.join(version_dir, "formats", "manifest.json")) as f:
+    assert json.load(f) == manifest
+  for fmt, entry in manifest.items():
+    path = os.path.join(version_dir, entry["file"])
+    assert validate.file_digest(path) == entry["sha256"] == pushed.get_string_custom_property(
+        f"digest_{fmt}")
+    assert os.path.getsize(path) == entry["bytes"]
+  assert manifest["onnx"]["check"].startswith("same detections as the SavedModel")
+  # The pushed ONNX answers like the pushed SavedModel.
+  images = np.random.RandomState(3).randint(0, 256, (2, 48, 80, 3)).astype(np.uint8)
+  onnx_out = portable.OnnxDetector(os.path.join(version_dir, "formats", "model.onnx"))(images)
+  saved = portable.load_detector("saved_model", version_dir)(images)
+  assert portable.compare_detections(saved, onnx_out) == []
+
+
+def test_pusher_refuses_unknown_or_gpu_only_formats(inputs, evaluated, tmp_path):
+  _not_pushed(_push(inputs, tmp_path, evaluated, export_formats="onnx,tftrt_fp16"), tmp_path,
+              "convert on the serving GPU")
+  assert portable.parse_formats(" onnx, tflite ") == ["onnx", "tflite"]
+  with pytest.raises(portable.ExportError, match="repeat"):
+    portable.parse_formats("onnx,onnx")

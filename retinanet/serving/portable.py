@@ -65,8 +65,26 @@ ONNX_OPSET = 17
 BOX_TOLERANCE = 1e-3
 
 
+# Formats the Pusher can push beside the SavedModel (TF-TRT is built on the serving GPU).
+PUSHABLE_FORMATS = (ONNX, TFLITE, TFLITE_INT8)
+MANIFEST_FILENAME = "manifest.json"
+
+
 class ExportError(ValueError):
   """The model cannot be written in the requested format (the message says why)."""
+
+
+def parse_formats(text: str, allowed: Sequence[str] = PUSHABLE_FORMATS) -> List[str]:
+  """"onnx,tflite" -> ["onnx", "tflite"]; unknown or repeated names raise ExportError."""
+  formats = [f.strip() for f in text.split(",") if f.strip()]
+  bad = [f for f in formats if f not in allowed]
+  if bad:
+    hint = (" (TF-TRT: convert on the serving GPU with python -m retinanet.serving.portable "
+            "--format=tftrt_fp16)" if TFTRT_FP16 in bad else "")
+    raise ExportError(f"export formats {bad} are not among {', '.join(allowed)}{hint}")
+  if len(set(formats)) != len(formats):
+    raise ExportError(f"export formats {formats} repeat a format")
+  return formats
 
 
 def nms_implementation(fmt: str, nms_mode: str) -> Dict[str, Any]:
@@ -220,6 +238,82 @@ def export_formats(model_dir: str, formats: Sequence[str], output_dir: str,
   tf.io.gfile.makedirs(output_dir)
   return {fmt: export_format(model_dir, fmt, os.path.join(output_dir, FILENAMES[fmt]),
                              postprocess_overrides) for fmt in formats}
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """IoU matrix of yxyx boxes a [N, 4] and b [M, 4]."""
+  top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+  bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+  inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=-1)
+  area = lambda x: np.prod(np.clip(x[:, 2:] - x[:, :2], 0, None), axis=-1)
+  return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-12)
+
+
+def detection_recall(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray],
+                     iou: float = 0.5) -> float:
+  """Fraction of the reference's detections that the candidate has too (same class,
+  IoU >= iou): how much of a float model a quantized one keeps. 1.0 when the
+  reference has none."""
+  found = total = 0
+  for i, n_ref in enumerate(np.asarray(reference["valid_detections"])):
+    n_new = int(candidate["valid_detections"][i])
+    total += int(n_ref)
+    if not n_ref or not n_new:
+      continue
+    overlap = _box_iou(np.asarray(reference["boxes"][i, :n_ref], np.float64),
+                       np.asarray(candidate["boxes"][i, :n_new], np.float64))
+    same = (np.asarray(reference["class_ids"][i, :n_ref])[:, None]
+            == np.asarray(candidate["class_ids"][i, :n_new])[None, :])
+    found += int(np.sum(np.any(same & (overlap >= iou), axis=1)))
+  return found / total if total else 1.0
+
+
+def export_verified_formats(model_dir: str, formats: Sequence[str], output_dir: str,
+                            images: Sequence[np.ndarray]) -> Dict[str, Dict[str, Any]]:
+  """Writes `formats` of model_dir (which must hold its SavedModel) and checks each against
+  that SavedModel on `images` (one batch per image).
+
+  ONNX and TFLite float32 must agree (`compare_detections`), or ExportError is
+  raised naming the format and the first differences; TFLite int8 is checked
+  to run and its `detection_recall` of the SavedModel's detections is
+  recorded. TF-TRT is only written (it needs the GPU it will serve on).
+  Returns {format: {"path", "sha256", "bytes", "check"}}.
+  """
+  from retinanet.serving import validate  # pylint: disable=g-import-not-at-top
+  if not model_dir_lib.has_saved_model(model_dir):
+    raise ExportError(f"{model_dir} holds no SavedModel to verify the formats against")
+  paths = export_formats(model_dir, formats, output_dir)
+  reference = load_detector("saved_model", model_dir_lib.resolve(model_dir))
+  references = [reference(image[None]) for image in images]
+  manifest = {}
+  for fmt, path in paths.items():
+    entry = {"path": path}
+    if fmt == TFTRT_FP16:
+      entry["check"] = "not run (TF-TRT needs the serving GPU)"
+    else:
+      detector = load_detector(fmt, path)
+      outputs = [detector(image[None]) for image in images]
+      count = int(sum(r["valid_detections"].sum() for r in references))
+      if fmt == TFLITE_INT8:
+        recall = float(np.mean([detection_recall(r, o) for r, o in zip(references, outputs)]))
+        entry["check"] = f"runs; keeps {recall:.3f} of the SavedModel's {count} detections"
+        entry["detection_recall"] = recall
+      else:
+        problems = [p for r, o in zip(references, outputs) for p in compare_detections(r, o)]
+        if problems:
+          raise ExportError(f"{fmt}: detections differ from the SavedModel's: "
+                            + "; ".join(problems[:3]))
+        entry["check"] = (f"same detections as the SavedModel on {len(images)} images "
+                          f"({count} detections)")
+    if tf.io.gfile.isdir(path):
+      entry["sha256"] = validate.saved_model_digest(path)
+      entry["bytes"] = sum(tf.io.gfile.stat(os.path.join(root, name)).length
+                           for root, _, names in tf.io.gfile.walk(path) for name in names)
+    else:
+      entry["sha256"] = validate.file_digest(path)
+      entry["bytes"] = tf.io.gfile.stat(path).length
+    manifest[fmt] = entry
+  return manifest
 
 
 def _write_bytes(path: str, data: bytes) -> None:

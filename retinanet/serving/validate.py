@@ -30,11 +30,19 @@ class ValidationError(RuntimeError):
   """The exported model failed to load or to answer well-formed outputs."""
 
 
+# Sub-directory of a pushed version holding the extra formats (portable.py); not part of
+# the SavedModel's digest, which must stay the evaluated one.
+FORMATS_DIR = "formats"
+
+
 def saved_model_digest(directory: str) -> str:
-  """sha256 over every file under `directory` (relative path and bytes), in path order."""
+  """sha256 over every file under `directory` (relative path and bytes), in path order;
+  the `formats/` sub-directory of a pushed version is left out."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   files = []
   for root, _, names in tf.io.gfile.walk(directory):
+    if os.path.relpath(root, directory).split(os.sep)[0] == FORMATS_DIR:
+      continue
     files += [os.path.join(root, name) for name in names]
   if not files:
     raise ValidationError(f"{directory} holds no files")
@@ -45,6 +53,21 @@ def saved_model_digest(directory: str) -> str:
       while chunk := f.read(1 << 22):
         digest.update(chunk)
   return digest.hexdigest()
+
+
+def file_digest(path: str) -> str:
+  """sha256 of one file's bytes."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  digest = hashlib.sha256()
+  with tf.io.gfile.GFile(path, "rb") as f:
+    while chunk := f.read(1 << 22):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def canned_images():
+  """The canned request images (uint8, CANNED_SIZES), also used to verify extra formats."""
+  return _canned_images()
 
 
 def _canned_images() -> List[Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Callable, List, Optional
+from typing import Callable, List, Mapping, Optional
 
 import tensorflow as tf
 
@@ -65,11 +65,14 @@ def _copy_tree(src: str, dst: str, last: str = SAVED_MODEL_PB) -> None:
 
 
 def push_directory(export_dir: str, base_dir: str, version: Optional[int] = None,
-                   validate: Optional[Callable[[str], None]] = None) -> str:
+                   validate: Optional[Callable[[str], None]] = None,
+                   extras: Optional[Mapping[str, str]] = None) -> str:
   """Publishes `export_dir` as a new version under `base_dir`; returns the version dir.
 
-  `validate(staged_dir)` runs on the staged copy before it becomes visible; if
-  it raises, the copy is deleted and the exception propagates (nothing pushed).
+  `extras` ({path relative to the version dir: file}) are copied into the staged
+  version too (e.g. formats/model.onnx). `validate(staged_dir)` runs on the
+  staged copy before it becomes visible; if it raises, the copy is deleted and
+  the exception propagates (nothing pushed).
   """
   version = version if version is not None else next_version(base_dir)
   final_dir = os.path.join(base_dir, str(version))
@@ -80,6 +83,10 @@ def push_directory(export_dir: str, base_dir: str, version: Optional[int] = None
   if tf.io.gfile.exists(staging):
     tf.io.gfile.rmtree(staging)
   _copy_tree(export_dir, staging)
+  for relative, path in (extras or {}).items():
+    target = os.path.join(staging, relative)
+    tf.io.gfile.makedirs(os.path.dirname(target))
+    tf.io.gfile.copy(path, target, overwrite=True)
   if validate is not None:
     try:
       validate(staging)
