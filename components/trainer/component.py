@@ -18,7 +18,9 @@ class RetinaNetTrainer(base_component.BaseComponent):
   Outputs `model` (in `Format-Serving/`: the SavedModel that is evaluated and
   pushed, config.json, label_map.json and the final checkpoint for fine-tuning)
   and `model_run` (TensorBoard logs). An unfinished training of the same
-  config and data is resumed from `resume_dir` (see executor.py).
+  config and data is resumed from `resume_dir` (see executor.py). With
+  `vertex_job` (a VertexJobSpec JSON) the training runs as a Vertex AI
+  CustomJob on the machines it names (vertex_job.py).
   """
   SPEC_CLASS = TrainerSpec
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
@@ -37,7 +39,8 @@ class RetinaNetTrainer(base_component.BaseComponent):
                freeze_patterns: Sequence[str] = (),
                code_version: str = "",
                resume_dir: str = "",
-               keep_unfinished_trainings: int = 2):
+               keep_unfinished_trainings: int = 2,
+               vertex_job: str = ""):
     spec = TrainerSpec(
         examples=examples,
         label_map=label_map,
@@ -52,6 +55,7 @@ class RetinaNetTrainer(base_component.BaseComponent):
         code_version=code_version,
         resume_dir=resume_dir,
         keep_unfinished_trainings=keep_unfinished_trainings,
+        vertex_job=vertex_job,
         model=types.Channel(type=standard_artifacts.Model),
         model_run=types.Channel(type=standard_artifacts.ModelRun),
     )

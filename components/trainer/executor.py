@@ -15,11 +15,12 @@ trainings beyond the newest `keep_unfinished_trainings` are pruned.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import tensorflow as tf
 from tfx import types
@@ -74,103 +75,221 @@ def load_label_map(label_map_uri: str):
   return coco.load_label_map(os.path.join(label_map_uri, artifact_layout.LABEL_MAP_FILE))
 
 
+RESULT_FILE = "training_result.json"
+
+
+@dataclasses.dataclass
+class TrainingPlan:
+  """Everything a training needs, resolved from the executor's inputs."""
+  config: config_lib.ExperimentConfig
+  strategy_name: str
+  freeze_patterns: List[str]
+  fingerprint: str
+  workspace: str
+  checkpoint_dir: str
+  resumed_from: Optional[str]
+  summary_dir: str
+  finetune_from: Optional[str]
+  label_map: Any
+  label_map_uri: str
+  examples: types.Artifact
+
+
+def plan_training(input_dict: Dict[str, List[types.Artifact]],
+                  output_dict: Dict[str, List[types.Artifact]],
+                  exec_properties: Dict[str, Any]) -> TrainingPlan:
+  """Config (with the anchor-fit decision), strategy, resume workspace and sources."""
+  from retinanet.training import checkpointing  # pylint: disable=g-import-not-at-top
+  examples = artifact_utils.get_single_instance(input_dict["examples"])
+  label_map_uri = artifact_utils.get_single_uri(input_dict["label_map"])
+  base_models = input_dict.get("base_model") or []
+  model = artifact_utils.get_single_instance(output_dict["model"])
+  model_run = artifact_utils.get_single_instance(output_dict["model_run"])
+
+  config = config_lib.config_from_dict(json.loads(exec_properties["config_json"]))
+  label_map = load_label_map(label_map_uri)
+  config_lib.check_num_classes(config, label_map.num_classes)
+  statistics = input_dict.get("box_statistics") or []
+  report = load_box_statistics(statistics[0].uri) if statistics else None
+  from data import box_statistics  # pylint: disable=g-import-not-at-top
+  config = box_statistics.apply_anchor_fit(config, report,
+                                           statistics[0].uri if statistics else "")
+  if report is not None:
+    logger.info("Dataset statistics: %s", box_statistics.coverage_line(report))
+  logger.info("Anchors: %s", config.anchor_fit.decision)
+  config_json = config_lib.config_to_json(config)
+  strategy_name = exec_properties.get("strategy") or config.train.strategy
+
+  fingerprint = training_fingerprint(
+      config_json=config_json, strategy=strategy_name,
+      freeze_patterns=exec_properties.get("freeze_patterns") or "[]",
+      code_version=exec_properties.get("code_version") or "", examples_uri=examples.uri,
+      label_map_uri=label_map_uri, base_model_uri=base_models[0].uri if base_models else None)
+  resume_dir = exec_properties.get("resume_dir") or ""
+  workspace = (os.path.join(resume_dir, fingerprint) if resume_dir
+               else os.path.join(model.uri, "training"))
+  checkpoint_dir = model_dir_lib.checkpoint_dir(workspace)
+  finetune_from = None
+  if base_models:
+    finetune_from = model_dir_lib.checkpoint_dir(base_models[0].uri)
+  return TrainingPlan(
+      config=config, strategy_name=strategy_name,
+      freeze_patterns=json.loads(exec_properties.get("freeze_patterns") or "[]"),
+      fingerprint=fingerprint, workspace=workspace, checkpoint_dir=checkpoint_dir,
+      resumed_from=checkpointing.latest_complete_checkpoint(checkpoint_dir),
+      summary_dir=os.path.join(model_run.uri, artifact_layout.MODEL_RUN_TENSORBOARD_DIR),
+      finetune_from=finetune_from, label_map=label_map, label_map_uri=label_map_uri,
+      examples=examples)
+
+
+def run_training(plan: TrainingPlan, exec_properties: Dict[str, Any]) -> Tuple[Any, bool]:
+  """(TrainResult, is_chief): trains (or resumes) in plan.workspace under its strategy."""
+  from retinanet.training import trainer  # pylint: disable=g-import-not-at-top
+  strategy = trainer.create_strategy(
+      plan.strategy_name,
+      tpu=exec_properties.get("tpu") or None,
+      tpu_zone=exec_properties.get("tpu_zone") or None,
+      gcp_project=exec_properties.get("gcp_project") or None)
+  eval_fn = None
+  if plan.config.train.eval_every > 0:
+    from retinanet.evaluation import evaluate_model  # pylint: disable=g-import-not-at-top
+    eval_fn = evaluate_model.make_eval_callback(
+        plan.config, file_pattern=artifact_layout.examples_file_pattern(plan.examples, "val"),
+        label_map=plan.label_map,
+        ground_truth_path=artifact_layout.examples_ground_truth_path(plan.examples, "val"),
+        summary_dir=os.path.join(plan.summary_dir, "eval"))
+  result = trainer.train(
+      plan.config,
+      train_files=artifact_layout.examples_file_pattern(plan.examples, "train"),
+      model_dir=plan.checkpoint_dir,
+      strategy=strategy,
+      finetune_from=plan.finetune_from,
+      freeze_patterns=plan.freeze_patterns,
+      eval_fn=eval_fn,
+      summary_dir=plan.summary_dir)
+  return result, bool(strategy.extended.should_checkpoint)
+
+
+def result_summary(result) -> Dict[str, Any]:
+  """The JSON-able part of a TrainResult that the Model artifact records."""
+  summary = {
+      "final_step": int(result.final_step),
+      "final_losses": {k: float(v) for k, v in result.final_losses.items()},
+      "history": [[int(step), {k: float(v) for k, v in values.items()}]
+                  for step, values in result.history],
+      "images_per_second": float(result.images_per_second),
+      "wall_time_seconds": float(result.wall_time_seconds),
+      "truncated_objects": int(result.truncated_objects),
+      "skipped_records": int(result.skipped_records),
+      "finetune": None,
+  }
+  if result.finetune is not None:
+    summary["finetune"] = {"source": result.finetune.source,
+                           "restored": len(result.finetune.restored),
+                           "reinitialized": len(result.finetune.reinitialized),
+                           "frozen": len(result.finetune.frozen)}
+  return summary
+
+
+def finish_training(plan: TrainingPlan, summary: Dict[str, Any], model: types.Artifact,
+                    model_run: types.Artifact) -> None:
+  """Exports the trained workspace into the Model artifact and records the run in MLMD."""
+  from retinanet.serving import export  # pylint: disable=g-import-not-at-top
+  config_lib.save_config(plan.config, model_dir_lib.config_path(plan.workspace))
+  tf.io.gfile.copy(os.path.join(plan.label_map_uri, artifact_layout.LABEL_MAP_FILE),
+                   model_dir_lib.label_map_path(plan.workspace), overwrite=True)
+  export.export_model_dir(plan.workspace, model_dir_lib.serving_model_dir(model.uri))
+  tf.io.gfile.rmtree(plan.workspace)
+  model.set_string_custom_property("training_fingerprint", plan.fingerprint)
+  model.set_string_custom_property("resumed_from", plan.resumed_from or "")
+  model.set_int_custom_property("truncated_objects", summary["truncated_objects"])
+  model.set_int_custom_property("skipped_records", summary["skipped_records"])
+  model.set_int_custom_property("final_step", summary["final_step"])
+  # A training killed after its last step resumes with no step left to run (no losses).
+  model.set_float_custom_property("final_total_loss",
+                                  summary["final_losses"].get("total_loss", float("nan")))
+  model.set_float_custom_property("train_images_per_second", summary["images_per_second"])
+  model.set_int_custom_property("num_classes", int(plan.config.model.num_classes))
+  model.set_string_custom_property("strategy", plan.strategy_name)
+  model.set_string_custom_property("anchor_fit_decision", plan.config.anchor_fit.decision)
+  model_run.set_float_custom_property("wall_time_seconds", summary["wall_time_seconds"])
+  finetune = summary.get("finetune")
+  if finetune:
+    model.set_string_custom_property("finetune_source", finetune["source"])
+    model.set_int_custom_property("finetune_restored", finetune["restored"])
+    model.set_int_custom_property("finetune_reinitialized", finetune["reinitialized"])
+    model.set_int_custom_property("finetune_frozen", finetune["frozen"])
+
+
+def _log_plan(plan: TrainingPlan) -> None:
+  if plan.resumed_from:
+    logger.info("Resuming the unfinished training %s of this config and data from %s",
+                plan.fingerprint, plan.resumed_from)
+  else:
+    logger.info("Training %s from scratch in %s", plan.fingerprint, plan.workspace)
+  if plan.finetune_from:
+    logger.info("Fine-tuning from %s", plan.finetune_from)
+
+
 class Executor(base_executor.BaseExecutor):
-  """Trains (or resumes) the model; exports it into the Model artifact (module docstring)."""
+  """Trains (or resumes) the model; exports it into the Model artifact (module docstring).
+
+  With the `vertex_job` parameter (components/trainer/vertex_job.py) the
+  training itself runs as a Vertex AI CustomJob whose workers run
+  `WorkerExecutor`; this executor waits for it and then exports.
+  """
 
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],
          exec_properties: Dict[str, Any]) -> None:
-    from retinanet.serving import export  # pylint: disable=g-import-not-at-top
-    from retinanet.training import checkpointing, trainer  # pylint: disable=g-import-not-at-top
-
-    examples = artifact_utils.get_single_instance(input_dict["examples"])
-    label_map_uri = artifact_utils.get_single_uri(input_dict["label_map"])
-    base_models = input_dict.get("base_model") or []
-    model = artifact_utils.get_single_instance(output_dict["model"])
-    model_run = artifact_utils.get_single_instance(output_dict["model_run"])
-
-    config = config_lib.config_from_dict(json.loads(exec_properties["config_json"]))
-    label_map = load_label_map(label_map_uri)
-    config_lib.check_num_classes(config, label_map.num_classes)
-    statistics = input_dict.get("box_statistics") or []
-    report = load_box_statistics(statistics[0].uri) if statistics else None
-    from data import box_statistics  # pylint: disable=g-import-not-at-top
-    config = box_statistics.apply_anchor_fit(config, report,
-                                             statistics[0].uri if statistics else "")
-    if report is not None:
-      logger.info("Dataset statistics: %s", box_statistics.coverage_line(report))
-    logger.info("Anchors: %s", config.anchor_fit.decision)
-    config_json = config_lib.config_to_json(config)
-    strategy_name = exec_properties.get("strategy") or config.train.strategy
-    freeze_patterns = json.loads(exec_properties.get("freeze_patterns") or "[]")
-
-    fingerprint = training_fingerprint(
-        config_json=config_json, strategy=strategy_name,
-        freeze_patterns=exec_properties.get("freeze_patterns") or "[]",
-        code_version=exec_properties.get("code_version") or "", examples_uri=examples.uri,
-        label_map_uri=label_map_uri, base_model_uri=base_models[0].uri if base_models else None)
+    plan = plan_training(input_dict, output_dict, exec_properties)
+    _log_plan(plan)
     resume_dir = exec_properties.get("resume_dir") or ""
-    workspace = (os.path.join(resume_dir, fingerprint) if resume_dir
-                 else os.path.join(model.uri, "training"))
-    checkpoint_dir = model_dir_lib.checkpoint_dir(workspace)
-    resumed_from = checkpointing.latest_complete_checkpoint(checkpoint_dir)
-    if resumed_from:
-      logger.info("Resuming the unfinished training %s of this config and data from %s",
-                  fingerprint, resumed_from)
-    else:
-      logger.info("Training %s from scratch in %s", fingerprint, workspace)
     if resume_dir:
       prune_unfinished_trainings(resume_dir, int(exec_properties.get("keep_unfinished_trainings")
-                                                 or 0), fingerprint)
-    summary_dir = os.path.join(model_run.uri, artifact_layout.MODEL_RUN_TENSORBOARD_DIR)
-    finetune_from = None
-    if base_models:
-      finetune_from = model_dir_lib.checkpoint_dir(base_models[0].uri)
-      logger.info("Fine-tuning from %s", finetune_from)
+                                                 or 0), plan.fingerprint)
+    model = artifact_utils.get_single_instance(output_dict["model"])
+    model_run = artifact_utils.get_single_instance(output_dict["model_run"])
+    if exec_properties.get("vertex_job"):
+      from components.trainer import vertex_job  # pylint: disable=g-import-not-at-top
+      job_name = vertex_job.run(vertex_job.VertexJobSpec.from_json(exec_properties["vertex_job"]),
+                                input_dict, output_dict, exec_properties)
+      model.set_string_custom_property("vertex_job_name", job_name)
+      model.set_string_custom_property("vertex_job_console", vertex_job.console_link(job_name))
+      summary = read_result(plan.workspace)
+    else:
+      result, _ = run_training(plan, exec_properties)
+      summary = result_summary(result)
+    finish_training(plan, summary, model, model_run)
 
-    strategy = trainer.create_strategy(
-        strategy_name,
-        tpu=exec_properties.get("tpu") or None,
-        tpu_zone=exec_properties.get("tpu_zone") or None,
-        gcp_project=exec_properties.get("gcp_project") or None)
-    eval_fn = None
-    if config.train.eval_every > 0:
-      from retinanet.evaluation import evaluate_model  # pylint: disable=g-import-not-at-top
-      eval_fn = evaluate_model.make_eval_callback(
-          config, file_pattern=artifact_layout.examples_file_pattern(examples, "val"),
-          label_map=label_map,
-          ground_truth_path=artifact_layout.examples_ground_truth_path(examples, "val"),
-          summary_dir=os.path.join(summary_dir, "eval"))
-    result = trainer.train(
-        config,
-        train_files=artifact_layout.examples_file_pattern(examples, "train"),
-        model_dir=checkpoint_dir,
-        strategy=strategy,
-        finetune_from=finetune_from,
-        freeze_patterns=freeze_patterns,
-        eval_fn=eval_fn,
-        summary_dir=summary_dir)
 
-    config_lib.save_config(config, model_dir_lib.config_path(workspace))
-    tf.io.gfile.copy(os.path.join(label_map_uri, artifact_layout.LABEL_MAP_FILE),
-                     model_dir_lib.label_map_path(workspace), overwrite=True)
-    export.export_model_dir(workspace, model_dir_lib.serving_model_dir(model.uri))
-    tf.io.gfile.rmtree(workspace)
-    model.set_string_custom_property("training_fingerprint", fingerprint)
-    model.set_string_custom_property("resumed_from", resumed_from or "")
-    model.set_int_custom_property("truncated_objects", int(result.truncated_objects))
-    model.set_int_custom_property("skipped_records", int(result.skipped_records))
-    model.set_int_custom_property("final_step", int(result.final_step))
-    # A training killed after its last step resumes with no step left to run (no losses).
-    model.set_float_custom_property("final_total_loss",
-                                    float(result.final_losses.get("total_loss", float("nan"))))
-    model.set_float_custom_property("train_images_per_second", float(result.images_per_second))
-    model.set_int_custom_property("num_classes", int(config.model.num_classes))
-    model.set_string_custom_property("strategy", strategy_name)
-    model.set_string_custom_property("anchor_fit_decision", config.anchor_fit.decision)
-    model_run.set_float_custom_property("wall_time_seconds", float(result.wall_time_seconds))
-    if result.finetune is not None:
-      model.set_string_custom_property("finetune_source", result.finetune.source)
-      model.set_int_custom_property("finetune_restored", len(result.finetune.restored))
-      model.set_int_custom_property("finetune_reinitialized", len(result.finetune.reinitialized))
-      model.set_int_custom_property("finetune_frozen", len(result.finetune.frozen))
+def read_result(workspace: str) -> Dict[str, Any]:
+  path = os.path.join(workspace, RESULT_FILE)
+  if not tf.io.gfile.exists(path):
+    raise RuntimeError(f"the training job finished but its chief wrote no {path}")
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+class WorkerExecutor(base_executor.BaseExecutor):
+  """The training entry point of every worker of a (multi-worker or TPU) training job.
+
+  Run by `python -m tfx.scripts.run_executor --executor_class_path
+  components.trainer.executor.WorkerExecutor --inputs ... --outputs ...
+  --exec-properties ...` (what TFX's Vertex training client puts in each
+  worker pool). The cluster comes from TF_CONFIG (Vertex sets it); every
+  worker trains in the shared workspace, only the chief writes checkpoints
+  there, and the chief writes `training_result.json` for the launching
+  Executor, which exports the model.
+  """
+
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]],
+         exec_properties: Dict[str, Any]) -> None:
+    plan = plan_training(input_dict, output_dict, exec_properties)
+    _log_plan(plan)
+    result, is_chief = run_training(plan, exec_properties)
+    if is_chief:
+      tf.io.gfile.makedirs(plan.workspace)
+      with tf.io.gfile.GFile(os.path.join(plan.workspace, RESULT_FILE), "w") as f:
+        json.dump(result_summary(result), f)

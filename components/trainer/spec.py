@@ -23,6 +23,8 @@ class TrainerSpec(ComponentSpec):
       "resume_dir": ExecutionParameter(type=str, optional=True),
       # Workspaces of unfinished trainings (other configs or data) kept for a later resume.
       "keep_unfinished_trainings": ExecutionParameter(type=int, optional=True),
+      # VertexJobSpec JSON (vertex_job.py): run the training as a Vertex CustomJob.
+      "vertex_job": ExecutionParameter(type=str, optional=True),
   }
   INPUTS = {
       "examples": ChannelParameter(type=standard_artifacts.Examples),

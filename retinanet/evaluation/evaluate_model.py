@@ -172,17 +172,49 @@ def evaluate_saved_model(export_dir: str, file_pattern: str, *,
   boxes stored in the records (every object; nothing is truncated here).
   """
   from retinanet.serving import export  # pylint: disable=g-import-not-at-top
-  label_map = export.load_label_map(export_dir)
-  config_file = model_dir_lib.config_path(export_dir)  # written beside the SavedModel
+  serve = tf.saved_model.load(export_dir).signatures[export.SERVE_ENCODED_WITH_ID]
+
+  def predict(encoded: tf.Tensor, image_ids: tf.Tensor) -> Dict[str, np.ndarray]:
+    return {k: v.numpy() for k, v in serve(encoded_images=encoded, image_id=image_ids).items()}
+
+  return evaluate_predictions(predict, export_dir, file_pattern,
+                              ground_truth_path=ground_truth_path, batch_size=batch_size,
+                              max_images=max_images)
+
+
+def evaluate_image_detector(detect: Callable[[np.ndarray], Mapping[str, np.ndarray]],
+                            model_dir: str, file_pattern: str, *,
+                            ground_truth_path: Optional[str] = None,
+                            max_images: int = 0) -> EvalResult:
+  """COCO metrics of any detector with the serving contract, called one image at a time:
+  detect(uint8 [1, H, W, 3]) -> the SavedModel's output dict (an ONNX or TFLite model,
+  retinanet/serving/portable.py). `model_dir` gives the label map and COCO backend."""
+
+  def predict(encoded: tf.Tensor, image_ids: tf.Tensor) -> Dict[str, np.ndarray]:
+    outputs = [detect(tf.io.decode_image(data, channels=3, expand_animations=False)
+                      .numpy()[None]) for data in encoded]
+    return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+
+  return evaluate_predictions(predict, model_dir, file_pattern,
+                              ground_truth_path=ground_truth_path, batch_size=1,
+                              max_images=max_images)
+
+
+def evaluate_predictions(predict: Callable[[tf.Tensor, tf.Tensor], Mapping[str, np.ndarray]],
+                         model_dir: str, file_pattern: str, *,
+                         ground_truth_path: Optional[str] = None, batch_size: int = 8,
+                         max_images: int = 0) -> EvalResult:
+  """COCO metrics of predict(encoded images [B], image ids [B]) -> serving outputs (boxes in
+  original pixels, class_ids, valid_detections) over the records of file_pattern."""
+  label_map = coco.load_label_map(model_dir_lib.label_map_path(model_dir))
+  config_file = model_dir_lib.config_path(model_dir)
   backend = (config_lib.load_config(config_file).eval.coco_backend
              if tf.io.gfile.exists(config_file) else coco_metrics.DEFAULT_BACKEND)
-  serve = tf.saved_model.load(export_dir).signatures[export.SERVE_ENCODED_WITH_ID]
   evaluator = make_evaluator(label_map, ground_truth_path, backend)
   start = time.time()
   num_images = 0
   for batch in _encoded_records(file_pattern, batch_size, max_images):
-    out = {k: v.numpy() for k, v in serve(encoded_images=batch[schema.ENCODED],
-                                          image_id=batch[schema.IMAGE_ID]).items()}
+    out = predict(batch[schema.ENCODED], batch[schema.IMAGE_ID])
     ids = batch[schema.IMAGE_ID].numpy()
     if evaluator.accumulates_ground_truth:
       sizes = np.stack([batch[schema.HEIGHT].numpy(), batch[schema.WIDTH].numpy()], axis=-1)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import tempfile
 import time
 from typing import IO, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -208,8 +209,11 @@ class Trainer:
       self.iterator = iter(self.dataset)
 
     self.is_chief = strategy.extended.should_checkpoint
-    checkpoint_dir = model_dir if self.is_chief else os.path.join(
-        model_dir, f".worker_{strategy.cluster_resolver.task_id}")
+    # Multi-worker: every worker takes part in a save, but only the chief's copy is kept.
+    # The others write to a local temporary directory (deleted after each save), never
+    # into model_dir; every worker restores from model_dir (restore_latest).
+    checkpoint_dir = model_dir if self.is_chief else tempfile.mkdtemp(
+        prefix=f"retinanet-worker{strategy.cluster_resolver.task_id}-checkpoint-")
     parts = dict(model=model, optimizer=optimizer, ema=self.ema,
                  loss_normalizer=self.loss_normalizer)
     self.checkpoint = checkpointing.make_checkpoint(iterator=self.iterator, **parts)
@@ -343,7 +347,7 @@ class Trainer:
   def restore_latest(self) -> Optional[str]:
     """Restores the newest complete checkpoint of model_dir (all state); None when there is none."""
     logger.info("Looking for existing checkpoints in %s", self.model_dir)
-    prefix = checkpointing.latest_complete_checkpoint(self.manager.directory)
+    prefix = checkpointing.latest_complete_checkpoint(self.model_dir)
     self._restored = prefix is not None
     if prefix is None:
       return None
@@ -378,6 +382,9 @@ class Trainer:
 
   def save_checkpoint(self) -> str:
     path = self.manager.save(checkpoint_number=self.global_step)
+    if not self.is_chief:
+      tf.io.gfile.rmtree(self.manager.directory)
+      return path
     logger.info("Saved checkpoint %s", path)
     return path
 
@@ -428,7 +435,7 @@ class Trainer:
     if restores >= self.options.max_nan_restores:
       raise NonFiniteLossError(bad_step, metrics,
                                f" after {restores} checkpoint restores (train.max_nan_restores)")
-    prefix = checkpointing.latest_complete_checkpoint(self.manager.directory)
+    prefix = checkpointing.latest_complete_checkpoint(self.model_dir)
     if prefix is None:
       raise NonFiniteLossError(bad_step, metrics, "; no checkpoint to restore")
     self._restore(prefix, with_input=False)
