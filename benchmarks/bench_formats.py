@@ -8,9 +8,11 @@ Two models:
     runs/local): its newest pushed version, scored on the run's val split
     against the data stage's ground truth JSON, one image per call, for every
     format (AP side by side), then timed;
-  * RetinaNet ResNet-50 FPN 640x640, 80 classes, random weights, combined NMS
-    with score_threshold 0 (every pre-NMS candidate enters NMS): timed, and its
-    ONNX and TFLite float32 detections compared with the SavedModel's.
+  * RetinaNet ResNet-50 FPN 640x640, 80 classes, random weights whose
+    prediction layers are rescaled so that scores spread over (0, 1) (random
+    heads score every anchor near the 0.01 prior, where ties make the top-k
+    arbitrary), combined NMS at the config's settings: timed, and its ONNX and
+    TFLite detections compared with the SavedModel's.
 Each format is written by `retinanet.serving.portable` from the same model
 directory. Latency: whole calls (preprocessing, model, NMS, boxes to original
 pixels) on uint8 480x640 images at batch 1 and 8, the formats interleaved
@@ -146,11 +148,12 @@ def bench_trained(run_dir: str, warmup: int, runs: int) -> List[Result]:
 def bench_r50(warmup: int, runs: int) -> List[Result]:
   config = configs.load_named_config(R50_CONFIG)
   config = dataclasses.replace(config, postprocess=dataclasses.replace(
-      config.postprocess, nms_mode="combined", score_threshold=0.0))
+      config.postprocess, nms_mode="combined"))
   num_classes = config.model.num_classes
   label_map = coco.LabelMap(tuple(range(1, num_classes + 1)),
                             tuple(f"class_{i}" for i in range(num_classes)))
   model = factory.build_model(config.model)
+  spread_scores(model, config)
   name = "R50-FPN 640 (random weights)"
   with tempfile.TemporaryDirectory() as tmp:
     model_dir = os.path.join(tmp, "model")
@@ -162,6 +165,24 @@ def bench_r50(warmup: int, runs: int) -> List[Result]:
     results, paths = write_formats(saved_model_dir, saved_model_dir, tmp, name)
     check_against_saved_model(results, time_formats(results, paths, warmup, runs))
   return list(results.values())
+
+
+def spread_scores(model, config) -> None:
+  """Rescales the random prediction layers: on a sample batch each class logit gets mean
+  -3 and std 1.5 (scores spread over (0, 1), a few hundred above 0.05 per image) and
+  each box delta std 0.3, so detections are distinct instead of tied at the prior."""
+  images = bench_serving.sample_images(1).astype(np.float32)
+  normalized = tf.image.resize(images, config.model.input_size)
+  normalized = (normalized - np.array(config.input.mean_rgb)) / np.array(config.input.stddev_rgb)
+  anchors = config.model.num_anchors_per_location
+  for head, key, std in ((model.class_head, "class_outputs", 1.5),
+                         (model.box_head, "box_outputs", 0.3)):
+    outputs = model(normalized, training=False)[key].numpy()
+    scale = std / np.maximum(np.std(outputs, axis=(0, 1)), 1e-6)
+    head.prediction.kernel.assign(head.prediction.kernel * np.tile(scale, anchors))
+  logits = model(normalized, training=False)["class_outputs"].numpy()
+  model.class_head.prediction.bias.assign(
+      np.tile(-3.0 - logits.mean(axis=(0, 1)), anchors).astype(np.float32))
 
 
 def markdown(results: List[Result], runs: Dict[str, str], load_start, load_end,
@@ -182,6 +203,12 @@ def markdown(results: List[Result], runs: Dict[str, str], load_start, load_end,
       "one image per call. Check: detections on the timed images against the SavedModel's "
       "(float formats: `portable.compare_detections`, same count, classes and boxes within "
       "1e-3 of the image size; int8: the share of the SavedModel's detections it keeps).", "",
+      "Batch 8 against batch 1: on 2 cores one image already keeps both cores busy inside "
+      "each convolution (intra-op threads), so a batch only saves per-call overhead (graph "
+      "dispatch, NMS set-up); the 3x aim is a GPU or many-core figure and is not reached on "
+      "this machine by any format. Dynamic-range int8 (int8 weights, float activations "
+      "quantized per call) measured slower than float32 on this CPU; what it gains here is "
+      "size, about 4x smaller.", "",
       "| Model | Format | Size MiB | Convert s | b1 p50 ms | b8 p50 ms | b1 images/s | "
       "b8 images/s | b8 / b1 gain | AP | AP50 | Check vs SavedModel |",
       "|---|---|---|---|---|---|---|---|---|---|---|---|",

@@ -157,6 +157,36 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "retinanet_pipeline.json"),
                  help="Where to write the compiled PipelineSpec (default: %(default)s).")
   g.add_argument("--submit", action="store_true", help="Submit the compiled spec to Vertex AI.")
+  g.add_argument("--dry_run", action="store_true",
+                 help="Compile, then print the Dataflow args and (with --vertex_training) the "
+                      "CustomJob request the Trainer would send; submit nothing.")
+  g.add_argument("--service_account", default="",
+                 help="Service account of the pipeline job, the training job and Dataflow workers.")
+  g.add_argument("--network", default="",
+                 help="VPC network (projects/NUMBER/global/networks/NAME) for the training job and "
+                      "Dataflow.")
+  g.add_argument("--subnetwork", default="",
+                 help="Dataflow subnetwork (regions/REGION/subnetworks/NAME or a full URL).")
+
+  g = p.add_argument_group("training hardware (Vertex AI)")
+  g.add_argument("--vertex_training", action="store_true",
+                 help="Run the Trainer's training as a Vertex AI CustomJob on the machines below "
+                      "(multi-worker and TPU need it); otherwise the Trainer step itself requests "
+                      "the accelerator.")
+  g.add_argument("--train_machine_type", default="n1-standard-8",
+                 help="Machine of each training worker (cloud-tpu for a TPU VM).")
+  g.add_argument("--train_accelerator_type", default="",
+                 help="NVIDIA_TESLA_V100, NVIDIA_TESLA_T4, NVIDIA_L4, NVIDIA_TESLA_A100, ... or "
+                      "TPU_V2 / TPU_V3 (with --vertex_training --train_machine_type=cloud-tpu).")
+  g.add_argument("--train_accelerator_count", type=int, default=0,
+                 help="Accelerators per worker (GPUs: 1, 2, 4, 8, 16; TPU VM: 8).")
+  g.add_argument("--train_workers", type=int, default=1,
+                 help="Training machines, the chief included (>1: MultiWorkerMirroredStrategy; "
+                      "needs --vertex_training).")
+  g.add_argument("--tpu", default="",
+                 help="TPU name or grpc:// address for --strategy=tpu outside Vertex (e.g. a "
+                      "Cloud TPU node next to the Trainer), 'local' on a TPU VM.")
+  g.add_argument("--tpu_zone", default="", help="Zone of --tpu.")
   return p
 
 
@@ -175,7 +205,13 @@ def parse_key_values(items: Sequence[str], flag: str) -> dict:
 
 def beam_args(args: argparse.Namespace, annotation_files: Sequence[str] = ()) -> List[str]:
   """Beam pipeline args: DirectRunner locally (its mode by the annotation files' size when
-  --direct_mode is not given), Dataflow with --dataflow."""
+  --direct_mode is not given), Dataflow with --dataflow.
+
+  Dataflow launched from Vertex (--runner=vertex) runs its workers in the pipeline's
+  own image (`sdk_container_image`, Runner v2): the code is already there, so no
+  setup_file and no path of the compiling machine enters the spec. Launched from
+  this machine, the repository is shipped with its setup.py.
+  """
   from data import convert  # pylint: disable=g-import-not-at-top
   if args.dataflow:
     missing = [f for f, v in (("--gcp_project", args.gcp_project), ("--gcs_root", args.gcs_root))
@@ -187,10 +223,20 @@ def beam_args(args: argparse.Namespace, annotation_files: Sequence[str] = ()) ->
         f"--project={args.gcp_project}",
         f"--region={args.gcp_region}",
         f"--temp_location={args.gcs_root}/tmp",
+        f"--staging_location={args.gcs_root}/staging",
         f"--machine_type={args.dataflow_machine_type}",
         f"--max_num_workers={args.dataflow_max_workers}",
-        f"--setup_file={os.path.join(REPO_ROOT, 'setup.py')}",
     ]
+    if args.runner == "vertex":
+      result += [f"--sdk_container_image={args.vertex_image}", "--experiments=use_runner_v2"]
+    else:
+      result.append(f"--setup_file={os.path.join(REPO_ROOT, 'setup.py')}")
+    if args.service_account:
+      result.append(f"--service_account_email={args.service_account}")
+    if args.network:
+      result.append(f"--network={args.network.rsplit('/', 1)[-1]}")
+    if args.subnetwork:
+      result.append(f"--subnetwork={args.subnetwork}")
   else:
     mode = [f"--direct_running_mode={args.direct_mode}"]
     if args.direct_mode == "multi_processing":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import List, Mapping, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence
 
 from ml_metadata.proto import metadata_store_pb2
 # TFX's own modules rather than `tfx.v1`, which also loads every standard component and the
@@ -75,6 +75,11 @@ def create_pipeline(
     freeze_patterns: Sequence[str] = (),
     postprocess_overrides: Optional[dict] = None,
     export_formats: Sequence[str] = (),
+    tpu: str = "",
+    tpu_zone: str = "",
+    gcp_project: str = "",
+    vertex_job_json: str = "",
+    trainer_resources: Optional[Any] = None,
     beam_pipeline_args: Sequence[str] = (),
     enable_cache: bool = True,
     keep_unfinished_trainings: int = 2,
@@ -86,7 +91,10 @@ def create_pipeline(
   `base_model_uri` (a Model artifact dir or pushed model dir with a
   `checkpoint/` folder) makes it a fine-tuning pipeline: the model is imported
   into MLMD and the Trainer starts from it. `export_formats` (portable.PUSHABLE_FORMATS)
-  are pushed beside the SavedModel. `code_versions` ({node id: code
+  are pushed beside the SavedModel. `tpu` / `tpu_zone` / `gcp_project` locate a TPU
+  for strategy "tpu"; `vertex_job_json` (a VertexJobSpec) runs the training as a
+  Vertex CustomJob; `trainer_resources` (a KFP ResourceSpec) is what the Trainer
+  step itself requests on Vertex (vertex_runner.trainer_resources). `code_versions` ({node id: code
   fingerprint}, pipeline/code_version.py) is passed to each component so that a
   cached result is invalidated exactly when the code that component runs changes.
   """
@@ -130,7 +138,11 @@ def create_pipeline(
       freeze_patterns=freeze_patterns,
       code_version=versions.get(TRAINER, ""),
       resume_dir=resume_dir(pipeline_root),
-      keep_unfinished_trainings=keep_unfinished_trainings).with_id(TRAINER)
+      keep_unfinished_trainings=keep_unfinished_trainings,
+      tpu=tpu, tpu_zone=tpu_zone, gcp_project=gcp_project,
+      vertex_job=vertex_job_json).with_id(TRAINER)
+  if trainer_resources is not None:
+    trainer.with_platform_config(trainer_resources)
   components.append(trainer)
 
   baseline = Resolver(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import time
@@ -165,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         args.finetune_from[len(MODELGARDEN_SCHEME):], config, output_dir)
   else:
     base_model_uri = resolve_base_model(args)
+  training_job, resources, strategy = _training_hardware(args, local)
   from pipeline import local_runner  # pylint: disable=g-import-not-at-top
   pipeline = pipeline_lib.create_pipeline(
       pipeline_name=args.pipeline_name,
@@ -174,7 +176,10 @@ def run(args: argparse.Namespace) -> int:
       serving_dir=serving_dir,
       thresholds=pipeline_lib.BlessingThresholds(args.min_ap, args.max_ap_regression),
       num_shards=args.num_shards,
-      strategy=args.strategy,
+      strategy=strategy,
+      tpu=args.tpu, tpu_zone=args.tpu_zone, gcp_project=args.gcp_project or "",
+      vertex_job_json=training_job.to_json() if training_job else "",
+      trainer_resources=resources,
       base_model_uri=base_model_uri,
       freeze_patterns=args.freeze,
       postprocess_overrides=postprocess,
@@ -191,13 +196,22 @@ def run(args: argparse.Namespace) -> int:
     os.makedirs(os.path.dirname(os.path.abspath(args.vertex_spec)), exist_ok=True)
     vertex_runner.compile_pipeline(pipeline, image=args.vertex_image, output_path=args.vertex_spec)
     print(f"Vertex pipeline spec: {args.vertex_spec}")
+    if args.dry_run:
+      print("Beam args of the data stage:\n  " + "\n  ".join(pipeline.beam_pipeline_args))
+      if training_job is not None:
+        trainer = next(c for c in pipeline.components if c.id == pipeline_lib.TRAINER)
+        print("CustomJob request of the Trainer:")
+        print(json.dumps(vertex_runner.dry_run_custom_job(trainer, training_job, pipeline_root),
+                         indent=2, sort_keys=True))
+      return 0
     if args.submit:
       if not args.gcp_project:
         raise ValueError("--submit needs --gcp_project")
       name = vertex_runner.submit(args.vertex_spec, project=args.gcp_project,
                                   region=args.gcp_region, pipeline_root=pipeline_root,
                                   display_name=args.pipeline_name,
-                                  enable_caching=not args.no_cache)
+                                  enable_caching=not args.no_cache,
+                                  service_account=args.service_account or None)
       print(f"Submitted: {name}")
     return 0
 
@@ -220,6 +234,35 @@ def run(args: argparse.Namespace) -> int:
     print_summary(metadata_path, args.pipeline_name, run_id, pipeline_root, time.time() - start,
                   error)
   return 0
+
+
+def _training_hardware(args: argparse.Namespace, local: bool):
+  """(VertexJobSpec or None, Trainer step ResourceSpec or None, strategy name) from the flags."""
+  asked = (args.vertex_training or args.train_accelerator_type or args.train_workers > 1)
+  if local:
+    if asked:
+      raise ValueError("--vertex_training / --train_accelerator_* / --train_workers describe "
+                       "Vertex AI machines: use them with --runner=vertex")
+    return None, None, args.strategy
+  from pipeline import vertex_runner  # pylint: disable=g-import-not-at-top
+  if args.vertex_training:
+    from components.trainer import vertex_job  # pylint: disable=g-import-not-at-top
+    if not args.gcp_project:
+      raise ValueError("--vertex_training needs --gcp_project")
+    spec = vertex_job.VertexJobSpec(
+        project=args.gcp_project, region=args.gcp_region, image=args.vertex_image,
+        machine_type=args.train_machine_type, accelerator_type=args.train_accelerator_type,
+        accelerator_count=args.train_accelerator_count, worker_count=args.train_workers,
+        service_account=args.service_account, network=args.network)
+    return spec, None, spec.strategy
+  if args.train_workers > 1:
+    raise ValueError("--train_workers > 1 needs --vertex_training (a CustomJob has worker pools; "
+                     "a pipeline step is one machine)")
+  resources = (vertex_runner.trainer_resources(args.train_accelerator_type,
+                                               args.train_accelerator_count)
+               if args.train_accelerator_type else None)
+  strategy = args.strategy or ("mirrored" if args.train_accelerator_count > 1 else "")
+  return None, resources, strategy
 
 
 # Partial runs: the nodes whose outputs a run starting at a stage takes from an earlier run.

@@ -8,9 +8,10 @@ the code fingerprint of the component) are served from cache when `enable_cachin
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from tfx import v1 as tfx
 
@@ -42,3 +43,58 @@ def submit(spec_path: str, *, project: str, region: str, pipeline_root: str,
   job.submit(service_account=service_account)
   logger.info("Submitted %s: %s", display_name, job.resource_name)
   return job.resource_name
+
+
+def trainer_resources(accelerator_type: str, accelerator_count: int, cpu_limit: float = 0.0,
+                      memory_limit_gb: float = 0.0):
+  """The ResourceSpec the Trainer step requests on Vertex Pipelines (GPUs; pipeline
+  steps cannot have TPUs: use a CustomJob, --vertex_training)."""
+  from kfp.pipeline_spec import pipeline_spec_pb2  # pylint: disable=g-import-not-at-top
+  from components.trainer import vertex_job  # pylint: disable=g-import-not-at-top
+  if accelerator_type in vertex_job.TPU_TYPES:
+    raise ValueError(f"{accelerator_type}: a Vertex pipeline step cannot have a TPU; add "
+                     "--vertex_training to train in a CustomJob on a TPU VM")
+  if accelerator_type and accelerator_type not in vertex_job.GPU_TYPES:
+    raise ValueError(f"--train_accelerator_type={accelerator_type!r} is not one of "
+                     f"{', '.join(vertex_job.GPU_TYPES + vertex_job.TPU_TYPES)}")
+  if accelerator_type and accelerator_count < 1:
+    raise ValueError("--train_accelerator_type needs --train_accelerator_count >= 1")
+  spec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec(
+      cpu_limit=cpu_limit, memory_limit=memory_limit_gb)
+  if accelerator_type:
+    spec.accelerator.type = accelerator_type
+    spec.accelerator.count = accelerator_count
+  return spec
+
+
+def _placeholder(artifact_class, uri: str, **properties):
+  artifact = artifact_class()
+  artifact.uri = uri
+  for key, value in properties.items():
+    setattr(artifact, key, value)
+  return artifact
+
+
+def dry_run_custom_job(trainer, spec, pipeline_root: str) -> Dict[str, Any]:
+  """The CustomJob request the Trainer step would send, built by the code that sends it
+  (vertex_job.custom_job_request), for placeholder artifacts under pipeline_root (on
+  Vertex the URIs carry the execution's ids instead of <id>)."""
+  from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
+  from components import artifacts  # pylint: disable=g-import-not-at-top
+  from components.trainer import vertex_job  # pylint: disable=g-import-not-at-top
+  root = pipeline_root.rstrip("/")
+  inputs = {
+      "examples": [_placeholder(standard_artifacts.Examples,
+                                f"{root}/CocoExampleGen/examples/<id>",
+                                split_names=json.dumps(["train", "val"]))],
+      "label_map": [_placeholder(artifacts.LabelMap, f"{root}/CocoExampleGen/label_map/<id>")],
+      "box_statistics": [_placeholder(artifacts.BoxStatistics,
+                                      f"{root}/BoxStatisticsGen/statistics/<id>")],
+  }
+  outputs = {
+      "model": [_placeholder(standard_artifacts.Model, f"{root}/{trainer.id}/model/<id>")],
+      "model_run": [_placeholder(standard_artifacts.ModelRun,
+                                 f"{root}/{trainer.id}/model_run/<id>")],
+  }
+  return vertex_job.custom_job_request(spec, inputs, outputs, dict(trainer.exec_properties),
+                                       display_name=f"{trainer.id.lower()}-dry-run")

@@ -249,3 +249,34 @@ def test_weight_average_reset_starts_from_the_current_weights():
   var.assign(4.0)       # e.g. fine-tuning weights loaded after the EMA was created
   average.reset()
   assert float(average.averages["w"]) == 4.0 and int(average.num_updates) == 0
+
+
+def test_tpu_strategy_is_built_from_the_flags(monkeypatch):
+  """create_strategy("tpu"): resolver from --tpu/--tpu_zone/--gcp_project, connect to a
+  remote TPU (not a local one), initialize, TPUStrategy over that resolver."""
+  resolver = strategy_lib.tpu_cluster_resolver("grpc://10.0.0.2:8470")
+  assert resolver.master() == "grpc://10.0.0.2:8470"
+  assert resolver.cluster_spec().as_dict() == {"worker": ["10.0.0.2:8470"]}
+  calls = []
+  monkeypatch.setattr(strategy_lib, "tpu_cluster_resolver",
+                      lambda *args: calls.append(("resolver", args)) or "RESOLVER")
+  monkeypatch.setattr(tf.config, "experimental_connect_to_cluster",
+                      lambda r: calls.append(("connect", r)))
+  monkeypatch.setattr(tf.tpu.experimental, "initialize_tpu_system",
+                      lambda r: calls.append(("initialize", r)))
+
+  class FakeTPUStrategy:
+    num_replicas_in_sync = 32
+
+    def __init__(self, r):
+      calls.append(("strategy", r))
+
+  monkeypatch.setattr(tf.distribute, "TPUStrategy", FakeTPUStrategy)
+  strategy_lib.create_strategy("tpu", tpu="my-v3-32", tpu_zone="europe-west4-a",
+                               gcp_project="proj")
+  assert calls == [("resolver", ("my-v3-32", "europe-west4-a", "proj")),
+                   ("connect", "RESOLVER"), ("initialize", "RESOLVER"),
+                   ("strategy", "RESOLVER")]
+  calls.clear()
+  strategy_lib.create_strategy("tpu", tpu="local")
+  assert [c[0] for c in calls] == ["resolver", "initialize", "strategy"]  # a TPU VM: no connect

@@ -47,8 +47,7 @@ def create_strategy(name: str, *, tpu: Optional[str] = None, tpu_zone: Optional[
   elif name == "multi_worker_mirrored":
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
   elif name == "tpu":
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
-        tpu=tpu or "", zone=tpu_zone, project=gcp_project)
+    resolver = tpu_cluster_resolver(tpu, tpu_zone, gcp_project)
     if tpu not in (None, "", "local"):
       tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
@@ -59,6 +58,18 @@ def create_strategy(name: str, *, tpu: Optional[str] = None, tpu_zone: Optional[
   logger.info("Created the %s strategy (%s) with %d replicas", name, type(strategy).__name__,
               strategy.num_replicas_in_sync)
   return strategy
+
+
+def tpu_cluster_resolver(tpu: Optional[str], zone: Optional[str] = None,
+                         project: Optional[str] = None
+                         ) -> tf.distribute.cluster_resolver.TPUClusterResolver:
+  """The TPU of the flags: "local" on a TPU VM (Vertex's cloud-tpu machines), "" to let
+  TensorFlow find it (TPU_NAME, Colab), a grpc://host:8470 address, or a Cloud TPU name (with zone / project, looked up through
+  the Cloud TPU API; pods: the name of the whole slice, every host then runs one input
+  pipeline, strategy.distribute_datasets_from_function)."""
+  return tf.distribute.cluster_resolver.TPUClusterResolver(
+      tpu=tpu or "", zone=zone or None,
+      project=project or None)
 
 
 def set_precision_policy(name: str) -> tf_keras.mixed_precision.Policy:
