@@ -154,3 +154,34 @@ def test_two_workers_equal_one_worker_and_resume_from_the_chief(inputs, tmp_path
   assert all(path.startswith("checkpoint/") or path == executor.RESULT_FILE
              for path in written), written
   assert any(path.startswith("checkpoint/ckpt-4") for path in written), written
+
+
+def test_executor_with_a_vertex_job_waits_for_it_then_exports(inputs, tmp_path, monkeypatch):
+  """The Trainer's Executor with `vertex_job`: launches (here: the chief's command run
+  in-process by a fake `vertex_job.run`), reads the chief's result, exports the model and
+  records the job in MLMD."""
+  examples, label_map = inputs
+  spec = vertex_job.VertexJobSpec(project="p", region="us-central1", image=IMAGE)
+  model, model_run = standard_artifacts.Model(), standard_artifacts.ModelRun()
+  model.uri, model_run.uri = str(tmp_path / "model"), str(tmp_path / "model_run")
+  input_dict = {"examples": [examples], "label_map": [label_map]}
+  output_dict = {"model": [model], "model_run": [model_run]}
+  exec_properties = {"config_json": config_lib.config_to_json(_config(2)),
+                     "freeze_patterns": "[]", "code_version": "", "resume_dir": "",
+                     "strategy": spec.strategy, "vertex_job": spec.to_json()}
+
+  def fake_run(job_spec, inputs_, outputs_, properties, client=None, poll_seconds=0):
+    assert job_spec == spec
+    request = vertex_job.custom_job_request(job_spec, inputs_, outputs_, properties)
+    command = request["job_spec"]["worker_pool_specs"][0]["container_spec"]["command"]
+    worker_properties = json.loads(command[command.index("--exec-properties") + 1])
+    executor.WorkerExecutor().Do(inputs_, outputs_, worker_properties)
+    return "projects/p/locations/us-central1/customJobs/99"
+
+  monkeypatch.setattr(vertex_job, "run", fake_run)
+  executor.Executor().Do(input_dict, output_dict, exec_properties)
+  assert model.get_string_custom_property("vertex_job_name").endswith("customJobs/99")
+  assert model.get_string_custom_property("vertex_job_console").endswith("training/99/cpu?project=p")
+  assert model.get_int_custom_property("final_step") == 2
+  assert os.path.exists(os.path.join(model.uri, "Format-Serving", "saved_model.pb"))
+  assert not os.path.exists(os.path.join(model.uri, "training"))   # the workspace is gone
