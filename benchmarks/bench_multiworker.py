@@ -34,8 +34,8 @@ HEADING = "## Multi-worker training"
 OVERRIDES = ["model.input_size=[128,128]", "train.global_batch_size=8", "train.eval_every=0",
              "train.steps_per_execution=1", "train.log_every=1", "train.checkpoint_every=100000",
              "input.deterministic=true", "input.shuffle_buffer=1", "input.scale_min=1.0",
-             "input.scale_max=1.0", "input.horizontal_flip=false",
-             "model.backbone.freeze_batch_norm=true"]
+             "input.scale_max=1.0", "input.horizontal_flip=false", "optimizer.warmup_steps=0",
+             "optimizer.boundaries=[]", "optimizer.decay_rates=[]"]
 
 
 def worker_main(args) -> int:
@@ -141,8 +141,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     one = run_cluster(1, files, root, args.steps)
     two = run_cluster(2, files, root, args.steps)
   t1, t2 = step_seconds(one["history"]), step_seconds(two["history"])
-  losses = [abs(a[1]["total_loss"] - b[1]["total_loss"]) / abs(a[1]["total_loss"])
-            for a, b in zip(one["history"], two["history"])]
   text = "\n".join([
       HEADING, "",
       f"Command: `python benchmarks/bench_multiworker.py --write_markdown` "
@@ -150,8 +148,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       f"load average {common.format_load(load_start)} at the start, "
       f"{common.format_load(common.load_average())} at the end.", "",
       "`sample/tiny` at 128x128, global batch 8, the same data (one TFRecord file: each of "
-      "two workers reads every other record; no shuffle or augmentation, frozen batch norm, "
-      "so both runs see the same global batches), MultiWorkerMirroredStrategy in both runs; "
+      "two workers reads every other record; no shuffle or augmentation, so both runs see "
+      "the same global batches), MultiWorkerMirroredStrategy in both runs; "
       "one process, then a chief and a worker on loopback ports (TF_CONFIG), both on this "
       f"machine's cores. s/step: median over steps 3..{args.steps}.", "",
       "| Workers | Replicas | s/step | images/s | Wall s (start-up included) |",
@@ -159,8 +157,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       f"| 1 | {one['replicas']} | {t1:.3f} | {8 / t1:.1f} | {one['wall_seconds']:.0f} |",
       f"| 2 | {two['replicas']} | {t2:.3f} | {8 / t2:.1f} | {two['wall_seconds']:.0f} |", "",
       f"Two workers take {t2 / t1:.2f}x the time per step of one ({(t2 - t1) * 1e3:+.0f} ms per "
-      "step: gradient all-reduce over gRPC plus two processes sharing two cores). The losses of "
-      f"the two runs agree step by step (largest relative difference {max(losses):.1e}), as "
+      "step: gradient all-reduce over gRPC plus two processes sharing two cores). Losses are not "
+      "compared here: sample/tiny's batch norm uses per-replica statistics, so two replicas "
+      "of 4 images differ from one of 8 by design; equality with frozen batch norm is what "
       "tests/test_training_multiworker.py asserts. On real hosts each worker has its own "
       "accelerators, so the step time should stay near one worker's while the global batch "
       "doubles; this overhead is the number to compare against.", ""])
