@@ -24,7 +24,8 @@ and NMS are inside every file. Where NMS lives, per format:
     `global_soft` raise `ExportError` naming the modes that do.
   * TFLite: every mode; NMS runs as TFLite builtins or TF Select ("Flex") ops,
     which `tf.lite.Interpreter` of the tensorflow wheel includes (a standalone
-    runtime needs the Flex delegate linked in).
+    runtime needs the Flex delegate linked in). `global_soft` runs as the
+    vectorized NMS loop (`nms_implementation`): TFLite's soft-NMS op is wrong.
   * TF-TRT: a converted SavedModel; TensorRT takes the convolutions, TF runs
     the rest (NMS included). Needs an NVIDIA GPU with TensorRT.
 
@@ -63,8 +64,6 @@ ONNX_NMS_MODES = ("combined", "per_class_hard", "global_hard")
 ONNX_OPSET = 17
 # Relative box tolerance of `compare_detections`: a fraction of the image's longer side.
 BOX_TOLERANCE = 1e-3
-
-
 # Formats the Pusher can push beside the SavedModel (TF-TRT is built on the serving GPU).
 PUSHABLE_FORMATS = (ONNX, TFLITE, TFLITE_INT8)
 MANIFEST_FILENAME = "manifest.json"
