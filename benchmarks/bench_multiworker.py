@@ -28,6 +28,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_train  # noqa: E402  pylint: disable=g-import-not-at-top
 import common  # noqa: E402  pylint: disable=g-import-not-at-top
 
 HEADING = "## Multi-worker training"
@@ -53,30 +54,6 @@ def worker_main(args) -> int:
       json.dump({"replicas": strategy.num_replicas_in_sync,
                  "history": [[s, v] for s, v in result.history]}, f)
   return 0
-
-
-def write_records(directory: str, num_images: int) -> str:
-  """num_images sample images in ONE TFRecord file; returns its path."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from data import coco, example_codec, sample_data  # pylint: disable=g-import-not-at-top
-  dataset = sample_data.generate_sample_dataset(os.path.join(directory, "raw"),
-                                                num_train=num_images, num_val=0,
-                                                image_size=(128, 128))
-  annotations, image_dir = dataset.splits["train"]
-  with open(annotations) as f:
-    data = json.load(f)
-  label_map = coco.LabelMap.from_categories(data["categories"])
-  by_image: Dict[int, list] = {}
-  for ann in data["annotations"]:
-    by_image.setdefault(ann["image_id"], []).append(ann)
-  path = os.path.join(directory, "train.tfrecord")
-  with tf.io.TFRecordWriter(path) as writer:
-    for image in data["images"]:
-      with open(os.path.join(image_dir, image["file_name"]), "rb") as f:
-        example, _ = example_codec.build_example(f.read(), image, by_image.get(image["id"], []),
-                                                 label_map)
-      writer.write(example.SerializeToString())
-  return path
 
 
 def _ports(count: int) -> List[int]:
@@ -137,7 +114,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return worker_main(args)
   start, load_start = time.time(), common.load_average()
   with tempfile.TemporaryDirectory() as root:
-    files = write_records(root, 64)
+    files = bench_train.write_records(root, (128, 128), 64)   # one TFRecord file
     one = run_cluster(1, files, root, args.steps)
     two = run_cluster(2, files, root, args.steps)
   t1, t2 = step_seconds(one["history"]), step_seconds(two["history"])

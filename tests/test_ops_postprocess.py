@@ -117,15 +117,14 @@ def _assert_same(got, ref, image):
   np.testing.assert_allclose(got["boxes"][image, :valid], [r[2] for r in ref], atol=1e-3)
 
 
-@pytest.mark.parametrize("per_level", [True, False])
-@pytest.mark.parametrize("mode", postprocess.NMS_MODES)
-def test_modes_match_numpy_brute_force(mode, per_level):
-  logits, deltas = _random_outputs(0)
+def _check_against_numpy(mode, per_level, seed=0, **options):
+  logits, deltas = _random_outputs(seed)
   kwargs = dict(nms_mode=mode, pre_nms_top_k=60, score_threshold=0.3, iou_threshold=0.5,
                 soft_nms_sigma=0.5, max_detections=25, max_detections_per_class=5)
   levels = PER_LEVEL if per_level else None
   got = postprocess.generate_detections(logits, deltas, ANCHORS.boxes(), IMAGE,
-                                        anchors_per_level=levels, variances=VARIANCES, **kwargs)
+                                        anchors_per_level=levels, variances=VARIANCES,
+                                        **kwargs, **options)
   anchors = ANCHORS.boxes().numpy()
   for i in range(len(logits)):
     ref = np_detections(logits[i], deltas[i], anchors, mode, kwargs["pre_nms_top_k"],
@@ -136,22 +135,16 @@ def test_modes_match_numpy_brute_force(mode, per_level):
     _assert_same(got, ref, i)
 
 
+@pytest.mark.parametrize("per_level", [True, False])
+@pytest.mark.parametrize("mode", postprocess.NMS_MODES)
+def test_modes_match_numpy_brute_force(mode, per_level):
+  _check_against_numpy(mode, per_level)
+
+
 @pytest.mark.parametrize("mode", ["global_hard", "global_soft"])
 def test_global_modes_by_loop_match_numpy_brute_force(mode):
   """global_nms_by_loop (the TFLite path) selects what the tf.image op path selects."""
-  logits, deltas = _random_outputs(2)
-  kwargs = dict(nms_mode=mode, pre_nms_top_k=60, score_threshold=0.3, iou_threshold=0.5,
-                soft_nms_sigma=0.5, max_detections=25, max_detections_per_class=5)
-  got = postprocess.generate_detections(logits, deltas, ANCHORS.boxes(), IMAGE,
-                                        variances=VARIANCES, global_nms_by_loop=True, **kwargs)
-  anchors = ANCHORS.boxes().numpy()
-  for i in range(len(logits)):
-    ref = np_detections(logits[i], deltas[i], anchors, mode, kwargs["pre_nms_top_k"],
-                        kwargs["score_threshold"], kwargs["iou_threshold"],
-                        kwargs["soft_nms_sigma"], kwargs["max_detections"],
-                        kwargs["max_detections_per_class"], None)
-    assert len(ref) > 5
-    _assert_same(got, ref, i)
+  _check_against_numpy(mode, per_level=False, seed=2, global_nms_by_loop=True)
 
 
 def test_combined_and_per_class_hard_match_tf_image_ops():
