@@ -96,7 +96,7 @@ def RetinaNetPusher(  # pylint: disable=invalid-name
 
   workdir = tempfile.mkdtemp(prefix="retinanet-formats-")
   try:
-    manifest, extras = _portable_formats(portable, validate, source, export_formats, workdir)
+    manifest, extras = _portable_formats(source, export_formats, workdir)
   except portable.ExportError as e:
     shutil.rmtree(workdir, ignore_errors=True)
     not_pushed(f"export formats: {e}")
@@ -132,10 +132,11 @@ def RetinaNetPusher(  # pylint: disable=invalid-name
               version_dir, source)
 
 
-def _portable_formats(portable, validate, source: str, formats_flag: str,
+def _portable_formats(source: str, formats_flag: str,
                       workdir: str) -> Tuple[Dict[str, Any], Dict[str, str]]:
   """(manifest, extras for push_directory) of the requested formats, written from the
   blessed model into workdir and verified against its SavedModel; ({}, {}) for none."""
+  from retinanet.serving import portable, validate  # pylint: disable=g-import-not-at-top
   formats = portable.parse_formats(formats_flag)
   if not formats:
     return {}, {}
