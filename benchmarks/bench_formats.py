@@ -49,7 +49,7 @@ from retinanet.serving import export, portable, versioning  # noqa: E402
 from retinanet.training import checkpointing  # noqa: E402
 
 HEADING = "## Serving formats"
-SAVED_MODEL = "saved_model"
+SAVED_MODEL = portable.SAVED_MODEL
 FORMATS = (SAVED_MODEL, portable.ONNX, portable.TFLITE, portable.TFLITE_INT8)
 LABELS = {SAVED_MODEL: "SavedModel (TF)", portable.ONNX: "ONNX (onnxruntime CPU)",
           portable.TFLITE: "TFLite float32", portable.TFLITE_INT8: "TFLite dynamic-range int8"}

@@ -190,9 +190,10 @@ def evaluate_image_detector(detect: Callable[[np.ndarray], Mapping[str, np.ndarr
   detect(uint8 [1, H, W, 3]) -> the SavedModel's output dict (an ONNX or TFLite model,
   retinanet/serving/portable.py). `model_dir` gives the label map and COCO backend."""
 
+  from retinanet.serving import preprocess  # pylint: disable=g-import-not-at-top
+
   def predict(encoded: tf.Tensor, image_ids: tf.Tensor) -> Dict[str, np.ndarray]:
-    outputs = [detect(tf.io.decode_image(data, channels=3, expand_animations=False)
-                      .numpy()[None]) for data in encoded]
+    outputs = [detect(preprocess.decode_image(data).numpy()[None]) for data in encoded]
     return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
 
   return evaluate_predictions(predict, model_dir, file_pattern,

@@ -48,6 +48,7 @@ import tensorflow as tf
 
 from retinanet import config as config_lib
 from retinanet import model_dir as model_dir_lib
+from retinanet.evaluation import report
 from retinanet.serving import export
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ TFLITE = "tflite"
 TFLITE_INT8 = "tflite_int8"
 TFTRT_FP16 = "tftrt_fp16"
 FORMATS = (ONNX, TFLITE, TFLITE_INT8, TFTRT_FP16)
+# load_detector's name for the SavedModel itself (the reference every format is checked against).
+SAVED_MODEL = "saved_model"
 # File (or, for TF-TRT, directory) name of each format inside a pushed version.
 FILENAMES = {ONNX: "model.onnx", TFLITE: "model.tflite", TFLITE_INT8: "model_int8.tflite",
              TFTRT_FP16: "tftrt_fp16"}
@@ -220,7 +223,11 @@ def export_format(model_dir: str, fmt: str, output: str,
   if fmt == ONNX:
     wanted = export.effective_postprocess(model_dir, postprocess_overrides)
     check_onnx_nms_mode(wanted.nms_mode)  # before loading the model
-  module = load_module(model_dir, postprocess_overrides)
+  return _write_module(load_module(model_dir, postprocess_overrides), fmt, output)
+
+
+def _write_module(module: export.DetectionModule, fmt: str, output: str) -> str:
+  """Writes a loaded module as ONNX or TFLite (float32 / int8)."""
   if fmt == ONNX:
     return export_onnx(module, output)
   return export_tflite(module, output, quantize=fmt == TFLITE_INT8)
@@ -228,24 +235,23 @@ def export_format(model_dir: str, fmt: str, output: str,
 
 def export_formats(model_dir: str, formats: Sequence[str], output_dir: str,
                    postprocess_overrides: Optional[Mapping[str, Any]] = None) -> Dict[str, str]:
-  """{format: path} of each format written into output_dir under FILENAMES."""
+  """{format: path} of each format written into output_dir under FILENAMES (the model is
+  restored once for all of ONNX and TFLite)."""
   unknown = [f for f in formats if f not in FORMATS]
   if unknown:
     raise ExportError(f"unknown export format(s) {unknown}; choose from {', '.join(FORMATS)}")
   if ONNX in formats:
     check_onnx_nms_mode(export.effective_postprocess(model_dir, postprocess_overrides).nms_mode)
   tf.io.gfile.makedirs(output_dir)
-  return {fmt: export_format(model_dir, fmt, os.path.join(output_dir, FILENAMES[fmt]),
-                             postprocess_overrides) for fmt in formats}
-
-
-def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  """IoU matrix of yxyx boxes a [N, 4] and b [M, 4]."""
-  top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-  bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-  inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=-1)
-  area = lambda x: np.prod(np.clip(x[:, 2:] - x[:, :2], 0, None), axis=-1)
-  return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-12)
+  paths, module = {}, None
+  for fmt in formats:
+    output = os.path.join(output_dir, FILENAMES[fmt])
+    if fmt == TFTRT_FP16:
+      paths[fmt] = export_format(model_dir, fmt, output, postprocess_overrides)
+      continue
+    module = module or load_module(model_dir, postprocess_overrides)
+    paths[fmt] = _write_module(module, fmt, output)
+  return paths
 
 
 def detection_recall(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray],
@@ -259,7 +265,7 @@ def detection_recall(reference: Mapping[str, np.ndarray], candidate: Mapping[str
     total += int(n_ref)
     if not n_ref or not n_new:
       continue
-    overlap = _box_iou(np.asarray(reference["boxes"][i, :n_ref], np.float64),
+    overlap = report.pairwise_iou(np.asarray(reference["boxes"][i, :n_ref], np.float64),
                        np.asarray(candidate["boxes"][i, :n_new], np.float64))
     same = (np.asarray(reference["class_ids"][i, :n_ref])[:, None]
             == np.asarray(candidate["class_ids"][i, :n_new])[None, :])
@@ -282,7 +288,7 @@ def export_verified_formats(model_dir: str, formats: Sequence[str], output_dir: 
   if not model_dir_lib.has_saved_model(model_dir):
     raise ExportError(f"{model_dir} holds no SavedModel to verify the formats against")
   paths = export_formats(model_dir, formats, output_dir)
-  reference = load_detector("saved_model", model_dir_lib.resolve(model_dir))
+  reference = load_detector(SAVED_MODEL, model_dir_lib.resolve(model_dir))
   references = [reference(image[None]) for image in images]
   manifest = {}
   for fmt, path in paths.items():

@@ -49,20 +49,22 @@ def saved_model_digest(directory: str) -> str:
   digest = hashlib.sha256()
   for path in sorted(files):
     digest.update(os.path.relpath(path, directory).encode())
-    with tf.io.gfile.GFile(path, "rb") as f:
-      while chunk := f.read(1 << 22):
-        digest.update(chunk)
+    _hash_file(digest, path)
   return digest.hexdigest()
 
 
 def file_digest(path: str) -> str:
   """sha256 of one file's bytes."""
+  return _hash_file(hashlib.sha256(), path).hexdigest()
+
+
+def _hash_file(digest: Any, path: str) -> Any:
+  """Feeds a file's bytes (local or gs://) into digest in 4 MiB chunks; returns digest."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  digest = hashlib.sha256()
   with tf.io.gfile.GFile(path, "rb") as f:
     while chunk := f.read(1 << 22):
       digest.update(chunk)
-  return digest.hexdigest()
+  return digest
 
 
 def canned_images():
