@@ -30,6 +30,12 @@ BOX_LOSSES = ("huber", "giou")
 # compares any (variances, delta, weight) with these in unscaled-delta units.
 REFERENCE_HUBER_DELTA = 0.1
 REFERENCE_BOX_LOSS_WEIGHT = 50.0
+# The seed's (and keras.io RetinaNet's) scaled variant, consistent with itself:
+# targets scaled by 10/10/5/5 and a Huber loss tuned for that scale. In unscaled
+# units it bends at 0.1 (centre) / 0.2 (size) anchor units and weighs 100 / 25.
+SCALED_BOX_VARIANCES = (0.1, 0.1, 0.2, 0.2)
+SCALED_HUBER_DELTA = 1.0
+SCALED_BOX_LOSS_WEIGHT = 1.0
 # Accepted ranges of the effective (unscaled) Huber bend and box weight.
 EFFECTIVE_HUBER_DELTA_RANGE = (0.02, 0.5)
 EFFECTIVE_BOX_WEIGHT_RANGE = (5.0, 500.0)
@@ -228,6 +234,10 @@ class TrainConfig:
   eval_every: int = 0
   strategy: str = "default"
   seed: int = 0
+  # Run one TensorFlow op at a time (inter-op threads 1; each op still uses
+  # every core), so two runs with the same seeds and deterministic input give
+  # bit-identical weights on one machine (retinanet/training/determinism.py).
+  deterministic: bool = False
 
 
 @dataclasses.dataclass
@@ -541,8 +551,9 @@ def check_box_loss_convention(box_variances: Sequence[float], box_loss: str, hub
         f"accepted: bend {d_low:g}..{d_high:g}, weight {w_low:g}..{w_high:g}). Use unscaled "
         f"deltas, box_variances=[1, 1, 1, 1] with huber_delta={REFERENCE_HUBER_DELTA:g} and "
         f"box_loss_weight={REFERENCE_BOX_LOSS_WEIGHT:g} (Model Garden), or the scaled "
-        "variant box_variances=[0.1, 0.1, 0.2, 0.2] with huber_delta=1.0 and "
-        "box_loss_weight=1.0 (the seed / keras.io RetinaNet)")
+        f"variant box_variances={list(SCALED_BOX_VARIANCES)} with "
+        f"huber_delta={SCALED_HUBER_DELTA} and box_loss_weight={SCALED_BOX_LOSS_WEIGHT} "
+        "(the seed / keras.io RetinaNet; sample/tiny)")
 
 
 def check_num_classes(config: ExperimentConfig, label_map_size: int) -> None:

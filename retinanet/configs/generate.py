@@ -27,7 +27,7 @@ Two recipes:
           heads, lr 0.08 per 64 images (0.32 at 256, Model Garden's value), warm-up over
           500 steps from 0.0067 * batch / 256, weight decay 4e-5.
 
-Box coder and loss, every config: unscaled deltas (box_variances 1, 1, 1, 1) with
+Box coder and loss, every COCO config: unscaled deltas (box_variances 1, 1, 1, 1) with
 Huber delta 0.1 and box loss weight 50, Model Garden's retinanet_resnetfpn_coco
 convention (detectron2 and torchvision also use unscaled deltas). config.validate
 rejects the seed's scaled variances combined with these loss settings.
@@ -53,7 +53,12 @@ sample/tiny is a CPU config for the built-in shapes dataset (data/sample_data.py
 256x256 images, 5 classes, objects 16 px to 60% of the image): ResNet-18 at half
 width from scratch, 192x192 input (objects from 12 px), levels 3..6 with 64
 channels, anchors 16..203 px (anchor_size 2). Sized so the whole local pipeline
-finishes in minutes on a 2-core CPU (see BENCHMARKS.md).
+finishes in minutes on a 2-core CPU (see BENCHMARKS.md). Its box loss is the seed's
+scaled variant with its own consistent loss settings (variances 0.1/0.1/0.2/0.2, Huber
+delta 1, weight 1): on this 500-step task it reaches the old mixed convention's AP,
+where Model Garden's unscaled settings lose 0.03-0.05 AP, all of it localization
+(BENCHMARKS.md "Box-loss convention on the main job"). sample/mobile keeps Model
+Garden's settings, with which its figures were measured.
 """
 from __future__ import annotations
 
@@ -216,6 +221,20 @@ def coco_v2_recipe_config() -> config_lib.ExperimentConfig:
   return c
 
 
+def set_scaled_box_loss(c: config_lib.ExperimentConfig) -> None:
+  """The seed's scaled box targets with the Huber settings of their own scale."""
+  c.model.box_variances = config_lib.SCALED_BOX_VARIANCES
+  c.loss.huber_delta = config_lib.SCALED_HUBER_DELTA
+  c.loss.box_loss_weight = config_lib.SCALED_BOX_LOSS_WEIGHT
+
+
+def set_modelgarden_box_loss(c: config_lib.ExperimentConfig) -> None:
+  """Unscaled deltas with Model Garden's Huber delta and weight."""
+  c.model.box_variances = (1.0, 1.0, 1.0, 1.0)
+  c.loss.huber_delta = config_lib.REFERENCE_HUBER_DELTA
+  c.loss.box_loss_weight = config_lib.REFERENCE_BOX_LOSS_WEIGHT
+
+
 def tiny_sample_config() -> config_lib.ExperimentConfig:
   """CPU config for the shapes sample data (steps and learning rate tuned on it)."""
   c = config_lib.ExperimentConfig(name="sample/tiny")
@@ -235,6 +254,7 @@ def tiny_sample_config() -> config_lib.ExperimentConfig:
   m.head.use_batch_norm = True
   m.anchors.anchor_size = 2.0  # P3 anchors 16 px: the smallest shapes are 16 px
   m.matcher.allow_low_quality_matches = True  # small shapes between anchor centres
+  set_scaled_box_loss(c)
   c.input.scale_min, c.input.scale_max = 0.75, 1.25
   c.input.shuffle_buffer = 256
   o = c.optimizer
@@ -340,6 +360,7 @@ def mobile_sample_config() -> config_lib.ExperimentConfig:
   c.name = "sample/mobile"
   set_mobile_model(c.model, "mobilenet_v3_large")
   set_keras_input_normalization(c)
+  set_modelgarden_box_loss(c)  # the settings its BENCHMARKS figures were measured with
   config_lib.validate(c)
   return c
 
