@@ -25,13 +25,11 @@ STAGE_NODES = {
 
 def seed_overrides(seed: int) -> List[str]:
   """Config overrides that make a run reproducible on one machine: the same model
-  initialization (train.seed), the same input order and augmentation
-  (input.seed, input.deterministic) and the same arithmetic (train.deterministic:
-  one op at a time). A negative seed keeps the config's own."""
+  initialization (train.seed) and the same input order and augmentation
+  (input.seed, input.deterministic). A negative seed keeps the config's own."""
   if seed < 0:
     return []
-  return [f"train.seed={seed}", f"input.seed={seed}", "input.deterministic=true",
-          "train.deterministic=true"]
+  return [f"train.seed={seed}", f"input.seed={seed}", "input.deterministic=true"]
 
 
 def load_experiment_config(args: argparse.Namespace):
@@ -132,9 +130,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
   start = time.time()
   config = load_experiment_config(args)
-  if args.runner == "local" and config.train.deterministic:
-    from retinanet.training import determinism  # pylint: disable=g-import-not-at-top
-    determinism.run_ops_one_at_a_time()  # before any stage runs a TensorFlow op
   postprocess = cli.parse_key_values(args.postprocess, "--postprocess")
   _check_postprocess_overrides(config, postprocess)
   from retinanet.serving import portable  # pylint: disable=g-import-not-at-top

@@ -234,10 +234,6 @@ class TrainConfig:
   eval_every: int = 0
   strategy: str = "default"
   seed: int = 0
-  # Run one TensorFlow op at a time (inter-op threads 1; each op still uses
-  # every core), so two runs with the same seeds and deterministic input give
-  # bit-identical weights on one machine (retinanet/training/determinism.py).
-  deterministic: bool = False
 
 
 @dataclasses.dataclass

@@ -21,7 +21,6 @@ from retinanet.dataloader import input_reader
 from retinanet.modeling import resnet
 from retinanet.modeling.retinanet_model import RetinaNetModel
 from retinanet.training import checkpointing
-from retinanet.training import determinism
 from retinanet.training import finetune
 from retinanet.training.learning_rate import build_learning_rate
 from retinanet.training.optimizer import build_optimizer
@@ -94,7 +93,7 @@ def train(config: config_lib.ExperimentConfig, *, train_files: Union[str, Sequen
     summary_dir: TensorBoard root (train/ and eval/ below); default <model_dir>/summaries.
     progress_stream: where the TTY progress bar goes (default stderr; only if a TTY).
   Seeds Python, numpy and TF with config.train.seed (model initialization is
-  reproducible), runs one op at a time if config.train.deterministic, and sets the tf_keras precision policy for the duration of the
+  reproducible) and sets the tf_keras precision policy for the duration of the
   call. Raises NonFiniteLossError (naming the step) on a NaN/Inf loss or
   gradient with nan_policy="raise".
   """
@@ -102,8 +101,6 @@ def train(config: config_lib.ExperimentConfig, *, train_files: Union[str, Sequen
   set_precision_policy(config.train.mixed_precision)
   try:
     tf_keras.utils.set_random_seed(config.train.seed)
-    if config.train.deterministic:
-      determinism.run_ops_one_at_a_time()
     if strategy is None:
       strategy = create_strategy(config.train.strategy)
     tf.io.gfile.makedirs(model_dir)
