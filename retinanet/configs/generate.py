@@ -56,7 +56,7 @@ channels, anchors 16..203 px (anchor_size 2). Sized so the whole local pipeline
 finishes in minutes on a 2-core CPU (see BENCHMARKS.md). Its box loss is the seed's
 scaled variant with its own consistent loss settings (variances 0.1/0.1/0.2/0.2, Huber
 delta 1, weight 1): on this 500-step task it reaches the old mixed convention's AP,
-where Model Garden's unscaled settings lose 0.03-0.05 AP, all of it localization
+where Model Garden's unscaled settings lose 0.02-0.05 AP, all of it localization
 (BENCHMARKS.md "Box-loss convention on the main job"). sample/mobile keeps Model
 Garden's settings, with which its figures were measured.
 """
