@@ -3,7 +3,10 @@ PY := .venv/bin/python
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: env browser run test test-fast test-slow bench
+# Two xdist workers, one group (test module or named group) at a time, in conftest's order.
+XDIST := -n 2 --dist loadgroup --no-loadscope-reorder
+
+.PHONY: env browser run test test-fast test-e2e bench
 
 env:
 	@scripts/bootstrap.sh
@@ -18,10 +21,12 @@ run: env
 
 # The whole test suite (CI runs this through .ci/run).
 test: env browser
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests $(XDIST) $(PYTEST_ARGS)
 
+# Everything but the end-to-end pipeline runs.
 test-fast: env browser
-	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest tests -m "not e2e" $(XDIST) $(PYTEST_ARGS)
 
-test-slow: env
-	$(PY) -m pytest tests -m slow $(PYTEST_ARGS)
+# Only the end-to-end pipeline runs.
+test-e2e: env
+	$(PY) -m pytest tests -m e2e $(XDIST) $(PYTEST_ARGS)

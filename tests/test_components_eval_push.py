@@ -123,6 +123,17 @@ def evaluated(inputs, tmp_path_factory):
   return blessing
 
 
+@pytest.fixture
+def validate_in_process(monkeypatch):
+  """The Pusher's pre-push validation in this process (the same checks and report).
+
+  One test here, and every end-to-end pipeline run, validates in a fresh process; the
+  others save that interpreter's start-up.
+  """
+  monkeypatch.setattr(validate, "validate_in_fresh_process",
+                      lambda export_dir, timeout_seconds: validate.validation_report(export_dir))
+
+
 def _push(inputs, tmp_path, blessing, postprocess_overrides="{}", model=None, **params):
   pushed = _artifact(standard_artifacts.PushedModel, tmp_path / "pushed")
   RetinaNetPusher.test_call(model=model or inputs[1], model_blessing=blessing,
@@ -144,6 +155,7 @@ def test_pusher_refuses_an_unblessed_model(inputs, tmp_path):
   _not_pushed(_push(inputs, tmp_path, blessing), tmp_path, "below the threshold")
 
 
+@pytest.mark.usefixtures("validate_in_process")
 def test_pusher_refuses_post_processing_that_was_not_evaluated(inputs, evaluated, tmp_path):
   pushed = _push(inputs, tmp_path, evaluated, postprocess_overrides='{"nms_mode": "global_soft"}')
   _not_pushed(pushed, tmp_path, "rerun from the Evaluator with these --postprocess settings")
@@ -159,6 +171,7 @@ def test_pusher_refuses_a_blessing_of_another_model(inputs, evaluated, tmp_path)
               "the blessing is for Model artifact 17, not 18")
 
 
+@pytest.mark.usefixtures("validate_in_process")
 def test_pusher_does_not_push_a_model_that_fails_validation(inputs, tmp_path):
   broken = str(tmp_path / "broken")
   tf.io.gfile.makedirs(broken)
@@ -199,6 +212,7 @@ def test_pusher_pushes_the_evaluated_bytes(inputs, evaluated, tmp_path):
       first.get_int_custom_property("pushed_version")]
 
 
+@pytest.mark.usefixtures("validate_in_process")
 def test_pusher_pushes_checked_onnx_and_tflite_beside_the_saved_model(inputs, evaluated, tmp_path):
   pushed = _push(inputs, tmp_path, evaluated, export_formats="onnx,tflite_int8")
   assert pushed.get_int_custom_property("pushed") == 1

@@ -279,7 +279,6 @@ def test_output_is_byte_identical_across_runs(bad, tmp_path):
   assert (mismatch, errors) == ([], [])
 
 
-@pytest.mark.slow
 def test_multi_processing_output_equals_in_memory_output(bad, tmp_path):
   a = convert.convert_coco(bad, str(tmp_path / "a"), num_shards=2, beam_pipeline_args=IN_MEMORY)
   b = convert.convert_coco(bad, str(tmp_path / "b"), num_shards=2, beam_pipeline_args=[

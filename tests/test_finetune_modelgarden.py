@@ -10,7 +10,7 @@ from pipeline import cli, metadata_queries
 from retinanet import config as config_lib
 from retinanet import model_dir as model_dir_lib
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 CHECKPOINT = os.path.join(os.path.dirname(__file__), "fixtures", "modelgarden_retinanet", "ckpt")
 

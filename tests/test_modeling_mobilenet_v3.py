@@ -13,7 +13,7 @@ import tf_keras
 from retinanet import config as config_lib
 from retinanet import factory
 from retinanet.modeling import imagenet_weights, mobilenet_v3
-from tests.test_training_fixtures import tiny_config, write_sample_records
+from tests.test_training_fixtures import tiny_config
 
 VARIANT_CASES = [("large", 1.0, False), ("large", 0.75, False), ("large", 1.0, True),
                  ("small", 1.0, False), ("small", 0.5, False), ("small", 0.75, True)]
@@ -194,8 +194,8 @@ def test_separable_head_parameters_by_hand_and_class_prediction_variables():
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-  return write_sample_records(str(tmp_path_factory.mktemp("records")), num_images=8)
+def files(shared_records):
+  return shared_records(num_images=8)
 
 
 def test_loss_falls_and_freezing_by_regex_with_mobilenet(files, tmp_path):

@@ -1,4 +1,4 @@
-"""End-to-end local pipeline runs, and the accuracy gate (slow: run with -m slow).
+"""End-to-end local pipeline runs, and the accuracy gate (marked e2e: run alone with `make test-e2e`).
 
 One full run of the main job (the built-in sample data, the shipped sample/tiny
 config, the default seed) that must reach SAMPLE_AP_FLOOR: a change that breaks
@@ -19,7 +19,7 @@ from pipeline import cli, lineage, metadata_queries
 from retinanet import model_dir as model_dir_lib
 from pipeline import pipeline as pipeline_lib
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 # Floors set from measurement with margin (README "Results on the sample data"):
 # the main job measured 0.599-0.603 (seed 0, AVX2), the fine-tuning run 0.661.

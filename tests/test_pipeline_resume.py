@@ -1,4 +1,4 @@
-"""Production reruns (slow): resume after SIGKILL, precise partial runs, per-run summaries.
+"""Production reruns (e2e): resume after SIGKILL, precise partial runs, per-run summaries.
 
 The pipeline runs as a real subprocess (`run_pipeline.py`), is killed with
 SIGKILL while the Trainer is training, and the same command is run again: it
@@ -18,7 +18,7 @@ import pytest
 from data import sample_data
 from pipeline import cli, metadata_queries
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOTAL_STEPS = 60

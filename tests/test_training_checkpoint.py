@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from retinanet import config as config_lib
 from retinanet import factory
 from retinanet.training import checkpointing
 from retinanet.training import ema as ema_lib
 from retinanet.training import trainer
-from tests.test_training_fixtures import run_in_subprocess, tiny_config, write_sample_records
+from tests.test_training_fixtures import tiny_config
 
 RESUME_OVERRIDES = ("optimizer.ema_decay=0.9", "loss.normalizer_momentum=0.9")
 
@@ -92,8 +93,8 @@ def _all_tensors(prefix):
           and not k.startswith(("save_counter", "iterator/"))}
 
 
-def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
-  files = write_sample_records(str(tmp_path / "data"), num_images=16)
+def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, shared_records):
+  files = shared_records(num_images=16)
   cfg = tiny_config(RESUME_OVERRIDES, total_steps=6, steps_per_execution=1, log_every=1,
                     checkpoint_every=3)
   straight = trainer.train(cfg, train_files=files, model_dir=str(tmp_path / "a"))
@@ -106,18 +107,12 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
     shutil.copy(f, killed)
   tf.compat.v1.train.update_checkpoint_state(str(killed), str(killed / "ckpt-3"))
 
-  # A fresh process resumes from ckpt-3 (model, optimizer, EMA, normalizer, input position).
-  code = f"""
-import json
-import logging
-from retinanet import config as config_lib
-from retinanet.training import trainer
-cfg = config_lib.config_from_dict(json.loads({json.dumps(json.dumps(config_lib_to_dict(cfg)))}))
-r = trainer.train(cfg, train_files={files!r}, model_dir={str(tmp_path / "b")!r})
-print("RESULT" + json.dumps({{"history": r.history, "final_step": r.final_step}}))
-"""
-  out = run_in_subprocess(code)
-  resumed = json.loads(out.split("RESULT", 1)[1])
+  # A new Trainer, built from the config's JSON form, resumes from what is on disk at ckpt-3
+  # (model, optimizer, EMA, normalizer, input position). A fresh process after SIGKILL is
+  # the end-to-end gate tests/test_pipeline_resume.py.
+  restored_cfg = config_lib.config_from_dict(json.loads(json.dumps(config_lib.config_to_dict(cfg))))
+  result = trainer.train(restored_cfg, train_files=files, model_dir=str(killed))
+  resumed = {"history": result.history, "final_step": result.final_step}
   assert resumed["final_step"] == 6
   resumed_losses = {step: m["total_loss"] for step, m in resumed["history"]}
   assert sorted(resumed_losses) == [4, 5, 6]
@@ -163,14 +158,9 @@ print("RESULT" + json.dumps({{"history": r.history, "final_step": r.final_step}}
                                   checkpointing.VARIABLE_SUFFIX])
 
 
-def config_lib_to_dict(cfg):
-  from retinanet import config as config_lib  # pylint: disable=g-import-not-at-top
-  return config_lib.config_to_dict(cfg)
-
-
-def test_resume_with_state_the_checkpoint_lacks(tmp_path, caplog):
+def test_resume_with_state_the_checkpoint_lacks(tmp_path, caplog, shared_records):
   """A checkpoint without EMA / normalizer state (e.g. the option was off) still resumes."""
-  files = write_sample_records(str(tmp_path / "data"), num_images=4)
+  files = shared_records(num_images=4)
   strategy = tf.distribute.get_strategy()
   plain = trainer.build_trainer(tiny_config(), train_files=files, model_dir=str(tmp_path / "m"),
                                 strategy=strategy)

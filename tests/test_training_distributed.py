@@ -1,66 +1,58 @@
 """Two replicas (MirroredStrategy over two logical CPUs) == one replica on the same
 global batch: same losses, gradient norms and updated weights.
 
-Logical devices must be configured before TensorFlow initializes, so each case
-runs in a fresh interpreter.
+The two logical CPUs are configured by tests/conftest.py before TensorFlow
+initializes, so the cases run in the test process.
 """
-import json
-
-import pytest
-
-from tests.test_training_fixtures import run_in_subprocess, write_sample_records
-
-_SCRIPT = """
-import json
 import numpy as np
+import pytest
 import tensorflow as tf
-cpus = tf.config.list_physical_devices("CPU")
-tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
 from retinanet.training import checkpointing, trainer
+from tests.conftest import LOGICAL_CPUS
 from tests.test_training_fixtures import tiny_config
 
-cfg = tiny_config({overrides!r}, total_steps=2, steps_per_execution=2, log_every=1,
-                  checkpoint_every=100)
-runs = {{}}
-initial = None
-for name in ("default", "mirrored"):
-  strategy = trainer.create_strategy(name)
-  tr = trainer.build_trainer(cfg, train_files={files!r}, model_dir={model_dir!r} + name,
-                             strategy=strategy)
-  paths = checkpointing.variable_paths(tr.model)
-  if initial is None:
-    initial = {{p: v.numpy() for p, v in paths.items()}}
-  else:
-    for p, v in paths.items():
-      v.assign(initial[p])
-  result = tr.train()
-  runs[name] = dict(
-      replicas=strategy.num_replicas_in_sync,
-      history=result.history,
-      weights={{p: v.numpy() for p, v in paths.items()}},
-      ema=({{p: v.numpy() for p, v in tr.ema.averages.items()}} if tr.ema else {{}}),
-      normalizer=(float(tr.loss_normalizer.value.numpy()) if tr.loss_normalizer else None))
-one, two = runs["default"], runs["mirrored"]
 
-def max_rel(a, b):
+@pytest.fixture(scope="module")
+def files(shared_records):
+  return shared_records(num_images=8)
+
+
+def _max_rel(a, b):
   return max(float(np.max(np.abs(a[k] - b[k])) / (np.max(np.abs(a[k])) + 1e-6)) for k in a)
 
-moved = max(float(np.max(np.abs(one["weights"][k] - initial[k]))) for k in initial)
-print("RESULT" + json.dumps(dict(
-    replicas=[one["replicas"], two["replicas"]],
-    history=[one["history"], two["history"]],
-    weights_rel_diff=max_rel(one["weights"], two["weights"]),
-    ema_rel_diff=max_rel(one["ema"], two["ema"]) if one["ema"] else None,
-    normalizers=[one["normalizer"], two["normalizer"]],
-    moved=moved)))
-"""
 
-
-def _run(tmp_path, overrides):
-  files = write_sample_records(str(tmp_path / "data"), num_images=8)
-  code = _SCRIPT.format(overrides=list(overrides), files=files,
-                        model_dir=str(tmp_path / "model_"))
-  return json.loads(run_in_subprocess(code).split("RESULT", 1)[1])
+def _run(tmp_path, files, overrides):
+  """One replica (default strategy) and two (mirrored), from the same initial weights."""
+  assert len(tf.config.list_logical_devices("CPU")) == LOGICAL_CPUS
+  cfg = tiny_config(list(overrides), total_steps=2, steps_per_execution=2, log_every=1,
+                    checkpoint_every=100)
+  runs, initial = {}, None
+  for name in ("default", "mirrored"):
+    strategy = trainer.create_strategy(name)
+    tr = trainer.build_trainer(cfg, train_files=files, model_dir=str(tmp_path / name),
+                               strategy=strategy)
+    paths = checkpointing.variable_paths(tr.model)
+    if initial is None:
+      initial = {p: v.numpy() for p, v in paths.items()}
+    else:
+      for p, v in paths.items():
+        v.assign(initial[p])
+    result = tr.train()
+    runs[name] = dict(
+        replicas=strategy.num_replicas_in_sync,
+        history=result.history,
+        weights={p: v.numpy() for p, v in paths.items()},
+        ema=({p: v.numpy() for p, v in tr.ema.averages.items()} if tr.ema else {}),
+        normalizer=(float(tr.loss_normalizer.value.numpy()) if tr.loss_normalizer else None))
+  one, two = runs["default"], runs["mirrored"]
+  return dict(
+      replicas=[one["replicas"], two["replicas"]],
+      history=[one["history"], two["history"]],
+      weights_rel_diff=_max_rel(one["weights"], two["weights"]),
+      ema_rel_diff=_max_rel(one["ema"], two["ema"]) if one["ema"] else None,
+      normalizers=[one["normalizer"], two["normalizer"]],
+      moved=max(float(np.max(np.abs(one["weights"][k] - initial[k]))) for k in initial))
 
 
 def _check_same(result):
@@ -75,9 +67,9 @@ def _check_same(result):
   assert result["weights_rel_diff"] < 1e-4
 
 
-def test_two_replicas_equal_one_replica(tmp_path):
+def test_two_replicas_equal_one_replica(tmp_path, files):
   """Frozen batch norm (no batch statistics), EMA and a moving-average loss normalizer."""
-  result = _run(tmp_path, ["model.backbone.freeze_batch_norm=true", "optimizer.ema_decay=0.9",
+  result = _run(tmp_path, files, ["model.backbone.freeze_batch_norm=true", "optimizer.ema_decay=0.9",
                            "loss.normalizer_momentum=0.9", "optimizer.warmup_steps=0",
                            "optimizer.gradient_clip_norm=0.5"])
   _check_same(result)
@@ -85,16 +77,14 @@ def test_two_replicas_equal_one_replica(tmp_path):
   assert result["normalizers"][0] == pytest.approx(result["normalizers"][1])
 
 
-@pytest.mark.slow
-def test_two_replicas_with_sync_batch_norm_equal_one_replica(tmp_path):
+def test_two_replicas_with_sync_batch_norm_equal_one_replica(tmp_path, files):
   """Batch norm in training mode: synchronized BN gives the global-batch statistics."""
-  _check_same(_run(tmp_path, ["model.norm.use_sync_bn=true", "optimizer.warmup_steps=0"]))
+  _check_same(_run(tmp_path, files, ["model.norm.use_sync_bn=true", "optimizer.warmup_steps=0"]))
 
 
-@pytest.mark.slow
-def test_two_replicas_equal_one_replica_with_mobilenet_v3(tmp_path):
+def test_two_replicas_equal_one_replica_with_mobilenet_v3(tmp_path, files):
   """MobileNetV3-Small (SE, hard-swish, depthwise convs) and separable heads under
   MirroredStrategy: the same step as one replica."""
-  _check_same(_run(tmp_path, ["model.backbone.type=mobilenet_v3_small",
+  _check_same(_run(tmp_path, files, ["model.backbone.type=mobilenet_v3_small",
                               "model.head.separable=true", "model.backbone.freeze_batch_norm=true",
                               "optimizer.warmup_steps=0"]))

@@ -12,7 +12,7 @@ from retinanet.training import checkpointing
 from retinanet.training import ema as ema_lib
 from retinanet.training import finetune
 from retinanet.training import trainer
-from tests.test_training_fixtures import tiny_config, write_sample_records
+from tests.test_training_fixtures import tiny_config
 
 HEAD_FINAL = ["class_head/prediction/kernel", "class_head/prediction/bias"]
 
@@ -108,9 +108,9 @@ def test_freeze_mask_matches_paths_and_names():
     finetune.freeze_mask(paths, ["backbone/("])
 
 
-def test_train_finetunes_and_freezes(tmp_path, caplog):
+def test_train_finetunes_and_freezes(tmp_path, caplog, shared_records):
   source = _write_source(tmp_path / "base" / "checkpoint")
-  files = write_sample_records(str(tmp_path / "data"), num_images=8)
+  files = shared_records(num_images=8)
   cfg = tiny_config(["model.num_classes=3", "optimizer.base_learning_rate=0.001",
                      "optimizer.gradient_clip_norm=1.0"], total_steps=2,
                     steps_per_execution=2, log_every=2, checkpoint_every=100)

@@ -12,13 +12,13 @@ from retinanet import config as config_lib
 from retinanet.dataloader import input_reader
 from retinanet.training import trainer
 from retinanet.training.train_loop import NonFiniteLossError
-from tests.test_training_fixtures import tiny_config, write_sample_records
+from tests.test_training_fixtures import tiny_config
 from tests.test_training_units import SEED_LINE
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-  return write_sample_records(str(tmp_path_factory.mktemp("records")), num_images=16)
+def files(shared_records):
+  return shared_records(num_images=16)
 
 
 def _poisoned(cfg, files, bad_batches):

@@ -8,12 +8,12 @@ import tf_keras
 from retinanet.training import optimizer as optimizer_lib
 from retinanet.training import strategy as strategy_lib
 from retinanet.training import trainer
-from tests.test_training_fixtures import tiny_config, write_sample_records
+from tests.test_training_fixtures import tiny_config
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-  return write_sample_records(str(tmp_path_factory.mktemp("records")), num_images=8)
+def files(shared_records):
+  return shared_records(num_images=8)
 
 
 def _train(precision, files, model_dir, total_steps):
@@ -62,7 +62,6 @@ def test_mixed_precision_steps_are_finite_and_close_to_float32(
     assert not optimizer_lib.is_loss_scaled(tr.optimizer)
 
 
-@pytest.mark.slow
 def test_xla_step_matches_the_graph_step(files, tmp_path, float32_first_loss):
   """train.jit_compile=True compiles forward + backward with XLA (slow to compile on CPU)."""
   cfg = tiny_config(["train.jit_compile=true"], total_steps=2, steps_per_execution=1,

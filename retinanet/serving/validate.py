@@ -182,15 +182,21 @@ def validate_in_fresh_process(export_dir: str,
           "error": f"validation process exited with {done.returncode}: {tail}"}
 
 
+def validation_report(export_dir: str) -> Dict[str, Any]:
+  """`validate_export_dir`'s report, or {"valid": False, "error": one line} when it raises:
+  what the fresh validation process prints."""
+  try:
+    return validate_export_dir(export_dir)
+  except Exception as e:  # pylint: disable=broad-except
+    return {"export_dir": export_dir, "valid": False,
+            "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+
+
 def main(argv: List[str]) -> int:
   if len(argv) != 1:
     print("usage: python -m retinanet.serving.validate EXPORT_DIR", file=sys.stderr)
     return 2
-  try:
-    report = validate_export_dir(argv[0])
-  except Exception as e:  # pylint: disable=broad-except
-    report = {"export_dir": argv[0], "valid": False,
-              "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+  report = validation_report(argv[0])
   print(json.dumps(report, sort_keys=True))
   return 0 if report["valid"] else 1
 

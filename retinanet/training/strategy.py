@@ -27,6 +27,23 @@ def _mirrored_devices() -> Optional[list]:
   return [d.name for d in cpus] if len(cpus) > 1 else None
 
 
+# Collective group and instance keys of one strategy object; TensorFlow caches collective
+# parameters per key for the life of the process.
+_COLLECTIVE_KEY_RANGE = 100000
+
+
+def _new_collective_key_range(strategy_class) -> None:
+  """Gives the next strategy of `strategy_class` keys no earlier one used.
+
+  Every (MultiWorker)MirroredStrategy starts its collective keys at the class's base, so a
+  second one in
+  the same process (a notebook training twice, a test comparing strategies) would reuse
+  the first one's keys and fail with a collective shape mismatch. TensorFlow's own
+  strategy test combinations move the base the same way.
+  """
+  strategy_class._collective_key_base += _COLLECTIVE_KEY_RANGE  # pylint: disable=protected-access
+
+
 def create_strategy(name: str, *, tpu: Optional[str] = None, tpu_zone: Optional[str] = None,
                     gcp_project: Optional[str] = None,
                     device: Optional[str] = None) -> tf.distribute.Strategy:
@@ -43,8 +60,11 @@ def create_strategy(name: str, *, tpu: Optional[str] = None, tpu_zone: Optional[
       device = "/gpu:0" if tf.config.list_logical_devices("GPU") else "/cpu:0"
     strategy = tf.distribute.OneDeviceStrategy(device)
   elif name == "mirrored":
+    _new_collective_key_range(tf.distribute.MirroredStrategy)
     strategy = tf.distribute.MirroredStrategy(devices=_mirrored_devices())
   elif name == "multi_worker_mirrored":
+    # Every worker process creates its strategies in the same order: their keys agree.
+    _new_collective_key_range(tf.distribute.MultiWorkerMirroredStrategy)
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
   elif name == "tpu":
     resolver = tpu_cluster_resolver(tpu, tpu_zone, gcp_project)
