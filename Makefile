@@ -3,8 +3,8 @@ PY := .venv/bin/python
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-# Two xdist workers, one group (test module or named group) at a time, in conftest's order.
-XDIST := -n 2 --dist loadgroup --no-loadscope-reorder
+# Two xdist workers, a whole test module at a time, in tests/conftest.py's order.
+XDIST := -n 2 --dist loadscope --no-loadscope-reorder
 
 .PHONY: env browser run test test-fast test-e2e bench
 

@@ -1,10 +1,11 @@
 """Test configuration: Keras 2, TensorFlow threads per worker, two logical CPUs, scheduling.
 
-`make test` runs the suite on pytest-xdist workers (`-n 2 --dist loadgroup`).
-Every test module is one xdist group, so its module fixtures are built once;
-modules that must share more (a run, a port) name a common group with
-`pytest.mark.xdist_group`. The end-to-end runs (marked `e2e`) are scheduled
-first: they are the longest chain.
+`make test` runs the suite on two pytest-xdist workers, a whole test module at a
+time (`--dist loadscope`), so module fixtures are built once and tests that share
+a run, a port or a directory share a module. The end-to-end runs (marked `e2e`)
+are handed out first (RUN_FIRST): they are the longest chain. (xdist 3.8's
+`loadgroup` does not group under pytest 9: it rewrites a node id attribute that
+pytest 9 no longer reads.)
 
 Each worker gets `cores // workers` TensorFlow threads (TF_NUM_INTRAOP_THREADS /
 TF_NUM_INTEROP_THREADS, inherited by the processes tests start), so that two
@@ -45,38 +46,30 @@ def pytest_configure(config):
       cpus[0], [tf.config.LogicalDeviceConfiguration()] * LOGICAL_CPUS)
 
 
-def _group_and_rank(item):
-  """(xdist group, rank): the module unless the test names a group; e2e runs first."""
-  marks = [m.args[0] if m.args else m.kwargs.get("name") for m in
-           item.iter_markers("xdist_group")]
-  group = marks[0] if marks else item.module.__name__.rsplit(".", 1)[-1]
-  return group, (0 if item.get_closest_marker("e2e") else 1)
+# Modules handed out first, in this order; the others follow in collection order. xdist
+# starts each worker with two modules and sends more only when one is nearly done, so
+# the main-job chain (the longest) goes first with a module of a second beside it, and
+# the other end-to-end runs go to the second worker.
+RUN_FIRST = ("test_pipeline_e2e", "test_config", "test_pipeline_resume",
+             "test_finetune_modelgarden", "test_training_multiworker")
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-  """Groups every test by module (or its named group) and puts the e2e groups first.
-
-  Runs before xdist's own hook (conftest hooks run first), which appends the group
-  to the node id; with `--no-loadscope-reorder` the groups are then handed out in
-  this order.
-  """
-  del config
-  ranks = {}
+def pytest_collection_modifyitems(items):
+  """Orders whole modules (`--dist loadscope --no-loadscope-reorder`): RUN_FIRST, then the rest."""
+  def module(item):
+    return item.module.__name__.rsplit(".", 1)[-1]
+  first_seen = {}
   for item in items:
-    group, rank = _group_and_rank(item)
-    if not any(True for _ in item.iter_markers("xdist_group")):
-      item.add_marker(pytest.mark.xdist_group(group))
-    ranks[group] = min(rank, ranks.get(group, rank))
-  order = {group: i for i, group in enumerate(dict.fromkeys(_group_and_rank(i)[0] for i in items))}
-  items.sort(key=lambda item: (ranks[_group_and_rank(item)[0]], order[_group_and_rank(item)[0]]))
+    first_seen.setdefault(module(item), len(first_seen))
+  rank = {name: i for i, name in enumerate(RUN_FIRST)}
+  items.sort(key=lambda item: (rank.get(module(item), len(RUN_FIRST)), first_seen[module(item)]))
 
 
 @pytest.fixture(scope="session")
 def shared_records(tmp_path_factory):
   """fn(num_images=16, image_size=(128, 128), seed=0, num_shards=2) -> TFRecord glob of
   generated sample images (tests/test_training_fixtures.write_sample_records), written
-  once per session and argument set. Read them; never write next to them."""
+  once per worker and argument set. Read them; never write next to them."""
   from tests.test_training_fixtures import write_sample_records  # pylint: disable=g-import-not-at-top
   written = {}
 
