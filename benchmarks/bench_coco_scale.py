@@ -21,7 +21,6 @@ with the machine named. Results go to BENCHMARKS.md "## Data stage at COCO scale
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import random

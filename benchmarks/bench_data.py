@@ -111,8 +111,9 @@ def child_loop(ann: str, image_dir: str, out: str, num_shards: int) -> Dict[str,
   """The Beam stage's work in one plain loop (same library calls, same output)."""
   import collections  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from data import coco, convert  # pylint: disable=g-import-not-at-top
+  from data import convert  # pylint: disable=g-import-not-at-top
   from data import example_codec as codec  # pylint: disable=g-import-not-at-top
+  from retinanet import coco  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   data = coco.read_coco_json(ann)
   label_map = coco.label_map_from_coco(data)

@@ -38,10 +38,11 @@ import common  # noqa: E402  pylint: disable=g-import-not-at-top
 
 import tensorflow as tf  # noqa: E402
 
-from data import coco  # noqa: E402
 from data import convert as convert_lib  # noqa: E402
+from retinanet import coco  # noqa: E402
 from retinanet import config as config_lib  # noqa: E402
 from retinanet import factory  # noqa: E402
+from retinanet import layout  # noqa: E402
 from retinanet.evaluation import coco_metrics  # noqa: E402
 from retinanet.evaluation import evaluate_model  # noqa: E402
 
@@ -87,8 +88,8 @@ def ensure_dataset(data_dir: str, num_images: int) -> Tuple[str, str, Optional[f
   root = os.path.join(data_dir, f"val{num_images}_{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}")
   out = os.path.join(root, "tfrecords")
   pattern = os.path.join(convert.split_dir(out, "val"), "*")
-  label_map_path = os.path.join(out, convert.LABEL_MAP_FILE)
-  if os.path.exists(os.path.join(out, convert.STATS_FILE)):
+  label_map_path = os.path.join(out, layout.LABEL_MAP_FILE)
+  if os.path.exists(os.path.join(out, layout.CONVERSION_REPORT_FILE)):
     return pattern, label_map_path, None
   print(f"generating {num_images} images into {root} ...", flush=True)
   dataset = sample_data.generate_sample_dataset(os.path.join(root, "raw"), num_train=0,
@@ -237,7 +238,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   print(f"load average at start: {common.format_load(load_start)}", flush=True)
   pattern, label_map_path, convert_seconds = ensure_dataset(args.data_dir, args.num_images)
   label_map = coco.load_label_map(label_map_path)
-  with open(os.path.join(os.path.dirname(label_map_path), convert_lib.STATS_FILE)) as f:
+  with open(os.path.join(os.path.dirname(label_map_path), layout.CONVERSION_REPORT_FILE)) as f:
     num_gt = int(json.load(f)["splits"]["val"]["boxes_written"])
   config, description = tiny_config(label_map.num_classes)
   tf.random.set_seed(0)

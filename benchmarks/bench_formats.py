@@ -41,9 +41,10 @@ import common  # noqa: E402  pylint: disable=g-import-not-at-top
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from data import coco  # noqa: E402
+from retinanet import coco  # noqa: E402
 from retinanet import config as config_lib  # noqa: E402
 from retinanet import configs, factory  # noqa: E402
+from retinanet import layout  # noqa: E402
 from retinanet.evaluation import evaluate_model  # noqa: E402
 from retinanet.serving import export, portable, versioning  # noqa: E402
 from retinanet.training import checkpointing  # noqa: E402
@@ -158,9 +159,9 @@ def bench_r50(warmup: int, runs: int) -> List[Result]:
   with tempfile.TemporaryDirectory() as tmp:
     model_dir = os.path.join(tmp, "model")
     tf.train.CheckpointManager(checkpointing.make_checkpoint(model=model),
-                               os.path.join(model_dir, export.CHECKPOINT_DIR), 1).save(1)
-    config_lib.save_config(config, os.path.join(model_dir, export.CONFIG_FILENAME))
-    coco.save_label_map(label_map, os.path.join(model_dir, export.LABEL_MAP_FILENAME))
+                               os.path.join(model_dir, layout.CHECKPOINT_DIR), 1).save(1)
+    config_lib.save_config(config, os.path.join(model_dir, layout.CONFIG_FILE))
+    coco.save_label_map(label_map, os.path.join(model_dir, layout.LABEL_MAP_FILE))
     saved_model_dir = export.export_model_dir(model_dir, os.path.join(tmp, "export"))
     results, paths = write_formats(saved_model_dir, saved_model_dir, tmp, name)
     check_against_saved_model(results, time_formats(results, paths, warmup, runs))

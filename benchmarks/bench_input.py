@@ -35,6 +35,7 @@ import tensorflow as tf  # noqa: E402
 from data import convert, sample_data  # noqa: E402
 from retinanet import config as config_lib  # noqa: E402
 from retinanet.dataloader import decoder, input_reader  # noqa: E402
+from retinanet.task import RetinaNetTask  # noqa: E402
 
 SETTINGS = (
     # name, image (height, width), model input, batch size
@@ -97,7 +98,7 @@ def pipelines(file_pattern: str, input_size: int, batch_size: int
       f"model.input_size=[{input_size},{input_size}]", "model.num_classes=5",
       f"train.global_batch_size={batch_size}", f"eval.batch_size={batch_size}"])
   deterministic = config_lib.apply_overrides(config, ["input.deterministic=true"])
-  train_parser = input_reader.build_parser(config, is_training=True)
+  train_parser = RetinaNetTask(config).build_parser(is_training=True)
 
   def augment_only() -> tf.data.Dataset:
     return input_reader.build_dataset(
@@ -106,12 +107,12 @@ def pipelines(file_pattern: str, input_size: int, batch_size: int
 
   return {
       "read+decode": lambda: decode_only(file_pattern, batch_size),
-      "train": lambda: input_reader.dataset_fn_from_config(config, file_pattern, True)(None),
+      "train": lambda: RetinaNetTask(config).build_inputs(file_pattern, is_training=True)(None),
       "train, no targets": augment_only,
-      "train (deterministic)": lambda: input_reader.dataset_fn_from_config(
-          deterministic, file_pattern, True)(None),
-      "eval": lambda: input_reader.dataset_fn_from_config(
-          config, file_pattern, False)(None).repeat(),
+      "train (deterministic)": lambda: RetinaNetTask(deterministic).build_inputs(
+          file_pattern, is_training=True)(None),
+      "eval": lambda: RetinaNetTask(config).build_inputs(
+          file_pattern, is_training=False)(None).repeat(),
   }
 
 

@@ -77,7 +77,7 @@ def case_config(backbone: str, head: str):
 def measure(backbone: str, head: str, files: str) -> Dict:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from retinanet import factory  # pylint: disable=g-import-not-at-top
-  from retinanet.dataloader import input_reader  # pylint: disable=g-import-not-at-top
+  from retinanet.task import RetinaNetTask  # pylint: disable=g-import-not-at-top
   from retinanet.training import trainer  # pylint: disable=g-import-not-at-top
   cfg = case_config(backbone, head)
   model = factory.build_model(cfg.model)
@@ -90,7 +90,7 @@ def measure(backbone: str, head: str, files: str) -> Dict:
   forward(images)
   timings = [common.timed_call(lambda: forward(images)["class_outputs"].numpy())
              for _ in range(FORWARD_ITERS)]
-  base = input_reader.dataset_fn_from_config(cfg, files, is_training=True)
+  base = RetinaNetTask(cfg).build_inputs(files, is_training=True)
   with tempfile.TemporaryDirectory() as model_dir:
     tr = trainer.build_trainer(cfg, train_files=files, model_dir=model_dir,
                                strategy=tf.distribute.get_strategy(),

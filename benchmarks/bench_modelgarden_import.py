@@ -40,8 +40,8 @@ def main(argv=None) -> int:
   parser.add_argument("--venv", default=parity.DEFAULT_VENV)
   parser.add_argument("--write_markdown", action="store_true")
   args = parser.parse_args(argv)
+  from retinanet import task  # pylint: disable=g-import-not-at-top
   from retinanet.modeling import modelgarden_import  # pylint: disable=g-import-not-at-top
-  from retinanet import model_dir as model_dir_lib  # pylint: disable=g-import-not-at-top
   parity.ensure_venv(args.venv, sys.executable)
   with tempfile.TemporaryDirectory(prefix="mg_import_") as tmp:
     mg_dir = os.path.join(tmp, "modelgarden")
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     info = modelgarden_import.import_checkpoint(os.path.join(mg_dir, "ckpt"),
                                                 os.path.join(tmp, "ours"))
     import_seconds = time.perf_counter() - start
-    model, config, label_map, _ = model_dir_lib.load(os.path.join(tmp, "ours"))
+    model, config, label_map, _ = task.load_model_dir(os.path.join(tmp, "ours"))
     trainable = sum(int(np.prod(v.shape)) for v in model.variables if "moving_" not in v.name)
     reference = np.load(os.path.join(mg_dir, "outputs.npz"))
     classes, boxes = model.call_per_level(tf.constant(reference["images"]), training=False)

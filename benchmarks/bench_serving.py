@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from data import coco  # noqa: E402
+from retinanet import coco  # noqa: E402
 from retinanet import config as config_lib  # noqa: E402
 from retinanet import factory  # noqa: E402
 from retinanet.serving import export  # noqa: E402

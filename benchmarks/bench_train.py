@@ -64,7 +64,8 @@ def model_config(name: str):
 
 def write_records(directory: str, image_size, num_images: int = 16) -> str:
   """Sample-shapes images as TFRecords (data.sample_data + data.example_codec)."""
-  from data import coco, example_codec, sample_data  # pylint: disable=g-import-not-at-top
+  from data import example_codec, sample_data  # pylint: disable=g-import-not-at-top
+  from retinanet import coco  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   raw = sample_data.generate_sample_dataset(os.path.join(directory, "raw"), num_train=num_images,
                                             num_val=0, image_size=image_size)
@@ -91,7 +92,7 @@ def run_case(model: str, precision: str, xla: bool, steps: int, files: str,
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tf_keras  # pylint: disable=g-import-not-at-top
   from retinanet import config as config_lib  # pylint: disable=g-import-not-at-top
-  from retinanet.dataloader import input_reader  # pylint: disable=g-import-not-at-top
+  from retinanet.task import RetinaNetTask  # pylint: disable=g-import-not-at-top
   from retinanet.training import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
   from retinanet.training import trainer  # pylint: disable=g-import-not-at-top
 
@@ -99,7 +100,7 @@ def run_case(model: str, precision: str, xla: bool, steps: int, files: str,
       f'train.mixed_precision="{precision}"', f"train.jit_compile={str(xla).lower()}",
       "input.deterministic=true"])
   strategy_lib.set_precision_policy(precision)
-  base = input_reader.dataset_fn_from_config(cfg, files, is_training=True)
+  base = RetinaNetTask(cfg).build_inputs(files, is_training=True)
   with tempfile.TemporaryDirectory() as model_dir:
     tr = trainer.build_trainer(cfg, train_files=files, model_dir=model_dir,
                                strategy=tf.distribute.get_strategy(),

@@ -3,6 +3,6 @@
 Artifact types live here (importable as `components.LabelMap`) because the
 Vertex compiler resolves custom types by their class path.
 """
-from components.artifacts import BoxStatistics, DatasetStatistics, LabelMap
+from components.artifacts import BoxStatistics, ConversionReport, LabelMap
 
-__all__ = ["BoxStatistics", "DatasetStatistics", "LabelMap"]
+__all__ = ["BoxStatistics", "ConversionReport", "LabelMap"]

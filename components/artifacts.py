@@ -18,9 +18,10 @@ class LabelMap(Artifact):
   TYPE_NAME = "components.LabelMap"
 
 
-class DatasetStatistics(Artifact):
-  """`statistics.json`: per-split counts that reconcile (read = written + skipped)."""
-  TYPE_NAME = "components.DatasetStatistics"
+class ConversionReport(Artifact):
+  """The data stage's `conversion_report.json`: per-split counts that reconcile
+  (read = written + skipped, with reasons). Not to be confused with BoxStatistics."""
+  TYPE_NAME = "components.ConversionReport"
 
 
 class BoxStatistics(Artifact):
@@ -29,18 +30,8 @@ class BoxStatistics(Artifact):
   TYPE_NAME = "components.BoxStatistics"
 
 
-LABEL_MAP_FILE = "label_map.json"
-STATISTICS_FILE = "statistics.json"
-
-# Custom properties of a ModelBlessing: what the Evaluator evaluated, which
-# the Pusher checks before it pushes those exact bytes.
-BLESSED_SAVED_MODEL = "saved_model_dir"
-BLESSED_DIGEST = "saved_model_digest"
-BLESSED_POSTPROCESS = "postprocess"
-
 # A Model artifact is a trained-model directory: see retinanet/model_dir.py.
 # A ModelRun holds the TensorBoard logs under <uri>/tensorboard/.
-MODEL_RUN_TENSORBOARD_DIR = "tensorboard"
 
 
 def examples_file_pattern(examples: Artifact, split: str) -> str:

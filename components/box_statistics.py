@@ -17,10 +17,13 @@ from tfx.dsl.component.experimental.annotations import (BeamComponentParameter, 
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
-from components.artifacts import LABEL_MAP_FILE, BoxStatistics, LabelMap, examples_file_pattern
-from data import box_statistics, coco
+from components.artifacts import BoxStatistics, LabelMap, examples_file_pattern
+from data import box_statistics
+from retinanet import coco
 from retinanet import config as config_lib
 from retinanet import factory
+from retinanet import layout
+from retinanet.training import anchor_policy
 
 logger = logging.getLogger(__name__)
 
@@ -30,20 +33,20 @@ SPLITS = ("train", "val")
 def record_report_properties(artifact, report: Mapping[str, Any]) -> None:
   """Headline numbers of the report as custom properties (MLMD, lineage, the run summary)."""
   if report["coverage"] is not None:
-    artifact.set_float_custom_property("coverage", float(report["coverage"]))
-  artifact.set_float_custom_property("min_coverage", float(report["min_coverage"]))
-  artifact.set_int_custom_property("coverage_ok", int(bool(report["coverage_ok"])))
-  artifact.set_int_custom_property("num_anomalies", len(report["anomalies"]))
+    artifact.set_float_custom_property(layout.BoxStatisticsKeys.COVERAGE, float(report["coverage"]))
+  artifact.set_float_custom_property(layout.BoxStatisticsKeys.MIN_COVERAGE, float(report["min_coverage"]))
+  artifact.set_int_custom_property(layout.BoxStatisticsKeys.COVERAGE_OK, int(bool(report["coverage_ok"])))
+  artifact.set_int_custom_property(layout.BoxStatisticsKeys.NUM_ANOMALIES, len(report["anomalies"]))
   for split, summary in report["splits"].items():
-    artifact.set_int_custom_property(f"{split}_boxes", int(summary["num_boxes"]))
-    artifact.set_float_custom_property(f"{split}_coverage",
+    artifact.set_int_custom_property(layout.BoxStatisticsKeys.boxes(split), int(summary["num_boxes"]))
+    artifact.set_float_custom_property(layout.BoxStatisticsKeys.split_coverage(split),
                                        float(summary["coverage"]["positive"]))
   suggestion = report.get("suggestion")
   if suggestion and suggestion["changes_layout"]:
-    artifact.set_float_custom_property("suggested_anchor_size", float(suggestion["anchor_size"]))
-    artifact.set_string_custom_property("suggested_aspect_ratios",
+    artifact.set_float_custom_property(layout.BoxStatisticsKeys.SUGGESTED_ANCHOR_SIZE, float(suggestion["anchor_size"]))
+    artifact.set_string_custom_property(layout.BoxStatisticsKeys.SUGGESTED_ASPECT_RATIOS,
                                         json.dumps(suggestion["aspect_ratios"]))
-    artifact.set_float_custom_property("suggested_coverage",
+    artifact.set_float_custom_property(layout.BoxStatisticsKeys.SUGGESTED_COVERAGE,
                                        float(suggestion["coverage_on_sample"]["positive"]))
 
 
@@ -62,7 +65,7 @@ def BoxStatisticsGen(  # pylint: disable=invalid-name
   """
   del code_version
   config = config_lib.config_from_dict(json.loads(config_json))
-  labels = coco.load_label_map(os.path.join(label_map.uri, LABEL_MAP_FILE))
+  labels = coco.load_label_map(os.path.join(label_map.uri, layout.LABEL_MAP_FILE))
   spec = box_statistics.AnalysisSpec(
       anchors=factory.build_anchors(config.model), positive_iou=config.model.matcher.positive_iou,
       negative_iou=config.model.matcher.negative_iou, num_classes=labels.num_classes,
@@ -72,7 +75,7 @@ def BoxStatisticsGen(  # pylint: disable=invalid-name
       spec=spec, output_dir=statistics.uri, class_names=[e.name for e in labels.entries],
       min_coverage=config.anchor_fit.min_coverage, beam_pipeline=beam_pipeline)
   log = logger.info if report["coverage_ok"] else logger.warning
-  log("Dataset statistics: %s", box_statistics.coverage_line(report))
+  log("Dataset statistics: %s", anchor_policy.coverage_line(report))
   for anomaly in report["anomalies"]:
     logger.warning("Train/val anomaly: %s", anomaly["message"])
   record_report_properties(statistics, report)

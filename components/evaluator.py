@@ -30,19 +30,12 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
-from components.artifacts import (BLESSED_DIGEST, BLESSED_POSTPROCESS, BLESSED_SAVED_MODEL,
-                                  examples_file_pattern, examples_ground_truth_path)
+from components.artifacts import examples_file_pattern, examples_ground_truth_path
+from retinanet import layout
 
 logger = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
-PER_CLASS_FILE = "per_class_ap.json"
-DETECTIONS_FILE = "detections.json"
-SUMMARY_FILE = "summary.txt"
-REPORT_FILE = "report.html"
-HEADLINE_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "ARmax100")
 # Where a SavedModel with overridden post-processing is exported (evaluation artifact).
-EVALUATED_MODEL_DIR = "Format-Serving"
 BASELINE_EXPORT_DIR = "baseline_export"
 
 
@@ -94,22 +87,22 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
                                                ground_truth_path=ground_truth)
 
   saved_model, postprocess = export.serving_model_for(
-      model.uri, overrides, os.path.join(evaluation.uri, EVALUATED_MODEL_DIR))
+      model.uri, overrides, os.path.join(evaluation.uri, layout.SERVING_MODEL_DIR))
   digest = validate.saved_model_digest(saved_model)  # of the bytes about to be evaluated
   result = evaluate(saved_model, postprocess)
-  coco_metrics.write_metrics_json(os.path.join(evaluation.uri, METRICS_FILE), result.metrics)
-  coco_metrics.write_metrics_json(os.path.join(evaluation.uri, PER_CLASS_FILE),
+  coco_metrics.write_metrics_json(os.path.join(evaluation.uri, layout.METRICS_FILE), result.metrics)
+  coco_metrics.write_metrics_json(os.path.join(evaluation.uri, layout.PER_CLASS_AP_FILE),
                                   {"per_class": result.per_class_ap})
-  coco_metrics.write_detections_json(os.path.join(evaluation.uri, DETECTIONS_FILE),
+  coco_metrics.write_detections_json(os.path.join(evaluation.uri, layout.DETECTIONS_FILE),
                                      result.detections)
-  with tf.io.gfile.GFile(os.path.join(evaluation.uri, SUMMARY_FILE), "w") as f:
+  with tf.io.gfile.GFile(os.path.join(evaluation.uri, layout.EVALUATION_SUMMARY_FILE), "w") as f:
     f.write(result.summary)
-  for name in HEADLINE_METRICS:
+  for name in layout.EvaluationKeys.HEADLINE_METRICS:
     evaluation.set_float_custom_property(name, float(result.metrics[name]))
-  evaluation.set_int_custom_property("num_images", int(result.num_images))
-  evaluation.set_string_custom_property("split", split)
-  evaluation.set_string_custom_property("ground_truth", ground_truth or "records")
-  evaluation.set_string_custom_property("saved_model_dir", saved_model)
+  evaluation.set_int_custom_property(layout.EvaluationKeys.NUM_IMAGES, int(result.num_images))
+  evaluation.set_string_custom_property(layout.EvaluationKeys.SPLIT, split)
+  evaluation.set_string_custom_property(layout.EvaluationKeys.GROUND_TRUTH, ground_truth or "records")
+  evaluation.set_string_custom_property(layout.EvaluationKeys.SAVED_MODEL_DIR, saved_model)
 
   baseline_ap, baseline = None, None
   if baseline_model is not None and baseline_model.uri != model.uri:
@@ -118,11 +111,11 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
     if tf.io.gfile.exists(scratch):
       tf.io.gfile.rmtree(scratch)
     baseline_ap = float(baseline.metrics["AP"])
-    evaluation.set_float_custom_property("baseline_AP", baseline_ap)
+    evaluation.set_float_custom_property(layout.EvaluationKeys.BASELINE_AP, baseline_ap)
   decision = decide_blessing(float(result.metrics["AP"]), min_ap, baseline_ap, max_ap_regression)
   logger.info("Blessing: %s (%s)", decision["blessed"], decision["reason"])
   report = evaluate_model.write_report(
-      os.path.join(evaluation.uri, REPORT_FILE), result,
+      os.path.join(evaluation.uri, layout.REPORT_FILE), result,
       title=f"Evaluation of model {model.id} on the {split} split", file_pattern=file_pattern,
       ground_truth_path=ground_truth, blessing=decision, baseline=baseline,
       details=[("model", model.uri), ("SavedModel", saved_model),
@@ -130,20 +123,20 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
                ("baseline model", baseline_model.uri if baseline is not None else "none"),
                ("images", str(result.num_images)),
                ("ground truth", ground_truth or "the records")])
-  evaluation.set_string_custom_property("report", report)
+  evaluation.set_string_custom_property(layout.EvaluationKeys.REPORT, report)
 
   # The properties LatestBlessedModelStrategy and the standard Pusher read.
-  blessing.set_int_custom_property("blessed", int(decision["blessed"]))
-  blessing.set_string_custom_property("current_model", model.uri)
-  blessing.set_int_custom_property("current_model_id", model.id)
-  blessing.set_string_custom_property("reason", decision["reason"])
-  blessing.set_float_custom_property("AP", float(result.metrics["AP"]))
-  blessing.set_string_custom_property(BLESSED_SAVED_MODEL, saved_model)
-  blessing.set_string_custom_property(BLESSED_DIGEST, digest)
-  blessing.set_string_custom_property(BLESSED_POSTPROCESS, export.postprocess_json(postprocess))
+  blessing.set_int_custom_property(layout.BlessingKeys.BLESSED, int(decision["blessed"]))
+  blessing.set_string_custom_property(layout.BlessingKeys.CURRENT_MODEL, model.uri)
+  blessing.set_int_custom_property(layout.BlessingKeys.CURRENT_MODEL_ID, model.id)
+  blessing.set_string_custom_property(layout.BlessingKeys.REASON, decision["reason"])
+  blessing.set_float_custom_property(layout.BlessingKeys.AP, float(result.metrics["AP"]))
+  blessing.set_string_custom_property(layout.BlessingKeys.SAVED_MODEL_DIR, saved_model)
+  blessing.set_string_custom_property(layout.BlessingKeys.SAVED_MODEL_DIGEST, digest)
+  blessing.set_string_custom_property(layout.BlessingKeys.POSTPROCESS, export.postprocess_json(postprocess))
   if baseline_model is not None:
-    blessing.set_string_custom_property("baseline_model", baseline_model.uri)
-    blessing.set_int_custom_property("baseline_model_id", baseline_model.id)
+    blessing.set_string_custom_property(layout.BlessingKeys.BASELINE_MODEL, baseline_model.uri)
+    blessing.set_int_custom_property(layout.BlessingKeys.BASELINE_MODEL_ID, baseline_model.id)
   marker = "BLESSED" if decision["blessed"] else "NOT_BLESSED"
   with tf.io.gfile.GFile(os.path.join(blessing.uri, marker), "w") as f:
     f.write(decision["reason"] + "\n")

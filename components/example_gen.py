@@ -16,34 +16,35 @@ from tfx.dsl.component.experimental.annotations import (BeamComponentParameter, 
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
-from components.artifacts import LABEL_MAP_FILE, STATISTICS_FILE, DatasetStatistics, LabelMap
+from components.artifacts import ConversionReport, LabelMap
 from data import convert
+from retinanet import layout
 
 SPLITS = ("train", "val")
 
 
-def record_statistics_properties(examples, label_map, statistics, stats: Dict[str, Any],
+def record_conversion_properties(examples, label_map, conversion_report, stats: Dict[str, Any],
                                  num_classes: int) -> None:
   """Copies the headline counts of the conversion stats onto MLMD custom properties."""
   for split, split_stats in stats["splits"].items():
-    examples.set_int_custom_property(f"{split}_examples", int(split_stats["images_written"]))
-    examples.set_int_custom_property(f"{split}_shards", int(split_stats["num_shards"]))
+    examples.set_int_custom_property(layout.ExamplesKeys.examples(split), int(split_stats["images_written"]))
+    examples.set_int_custom_property(layout.ExamplesKeys.shards(split), int(split_stats["num_shards"]))
     for key in ("images_in", "images_written", "annotations_in", "boxes_written",
                 "boxes_clipped", "crowd_boxes", "negative_images"):
-      statistics.set_int_custom_property(f"{split}_{key}", int(split_stats[key]))
+      conversion_report.set_int_custom_property(layout.ExamplesKeys.count(split, key), int(split_stats[key]))
     for reason, count in sorted(split_stats["images_skipped"].items()):
-      statistics.set_int_custom_property(f"{split}_images_skipped_{reason}", int(count))
+      conversion_report.set_int_custom_property(layout.ExamplesKeys.count(split, f"images_skipped_{reason}"), int(count))
     for reason, count in sorted(split_stats["annotations_dropped"].items()):
-      statistics.set_int_custom_property(f"{split}_annotations_dropped_{reason}", int(count))
-  for artifact in (examples, label_map, statistics):
-    artifact.set_int_custom_property("num_classes", num_classes)
+      conversion_report.set_int_custom_property(layout.ExamplesKeys.count(split, f"annotations_dropped_{reason}"), int(count))
+  for artifact in (examples, label_map, conversion_report):
+    artifact.set_int_custom_property(layout.ExamplesKeys.NUM_CLASSES, num_classes)
 
 
 @component(use_beam=True)
 def CocoExampleGen(  # pylint: disable=invalid-name
     examples: OutputArtifact[standard_artifacts.Examples],
     label_map: OutputArtifact[LabelMap],
-    statistics: OutputArtifact[DatasetStatistics],
+    conversion_report: OutputArtifact[ConversionReport],
     train_annotations: Parameter[str],
     train_images: Parameter[str],
     val_annotations: Parameter[str],
@@ -55,7 +56,7 @@ def CocoExampleGen(  # pylint: disable=invalid-name
   """Converts a COCO-format train/val dataset into the `Examples` layout.
 
   Writes `Split-train/` and `Split-val/` GZIP TFRecord shards into the Examples
-  artifact, `label_map.json` and `statistics.json` into the other two.
+  artifact, `label_map.json` and `conversion_report.json` into the other two.
   `num_shards=0` picks the shard count from the data size. `code_version` only
   keys the cache (see pipeline/code_version.py).
   """
@@ -63,10 +64,11 @@ def CocoExampleGen(  # pylint: disable=invalid-name
   splits = {"train": (train_annotations, train_images), "val": (val_annotations, val_images)}
   result = convert.convert_coco(splits=splits, output_dir=examples.uri,
                                 num_shards=num_shards or None, beam_pipeline=beam_pipeline)
-  tf.io.gfile.copy(result.label_map_path, os.path.join(label_map.uri, LABEL_MAP_FILE),
+  tf.io.gfile.copy(result.label_map_path, os.path.join(label_map.uri, layout.LABEL_MAP_FILE),
                    overwrite=True)
-  tf.io.gfile.copy(result.stats_path, os.path.join(statistics.uri, STATISTICS_FILE),
+  tf.io.gfile.copy(result.stats_path,
+                   os.path.join(conversion_report.uri, layout.CONVERSION_REPORT_FILE),
                    overwrite=True)
   examples.split_names = json.dumps(list(SPLITS))
-  record_statistics_properties(examples, label_map, statistics, result.stats,
+  record_conversion_properties(examples, label_map, conversion_report, result.stats,
                                result.label_map.num_classes)

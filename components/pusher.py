@@ -34,7 +34,7 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
-from components.artifacts import BLESSED_DIGEST, BLESSED_POSTPROCESS, BLESSED_SAVED_MODEL
+from retinanet import layout
 
 logger = logging.getLogger(__name__)
 
@@ -74,21 +74,21 @@ def RetinaNetPusher(  # pylint: disable=invalid-name
 
   def not_pushed(reason: str, level: int = logging.ERROR) -> None:
     logger.log(level, "Not pushing %s: %s", model.uri, reason)
-    pushed_model.set_int_custom_property("pushed", 0)
-    pushed_model.set_string_custom_property("reason", reason)
+    pushed_model.set_int_custom_property(layout.PushKeys.PUSHED, 0)
+    pushed_model.set_string_custom_property(layout.PushKeys.REASON, reason)
 
-  if model_blessing.get_int_custom_property("blessed") != 1:
-    reason = model_blessing.get_string_custom_property("reason") or "model not blessed"
+  if model_blessing.get_int_custom_property(layout.BlessingKeys.BLESSED) != 1:
+    reason = model_blessing.get_string_custom_property(layout.PushKeys.REASON) or "model not blessed"
     not_pushed(f"not blessed: {reason}", logging.INFO)
     return
 
-  source = model_blessing.get_string_custom_property(BLESSED_SAVED_MODEL)
-  blessed_digest = model_blessing.get_string_custom_property(BLESSED_DIGEST)
+  source = model_blessing.get_string_custom_property(layout.BlessingKeys.SAVED_MODEL_DIR)
+  blessed_digest = model_blessing.get_string_custom_property(layout.BlessingKeys.SAVED_MODEL_DIGEST)
   wanted = export.postprocess_json(export.effective_postprocess(
       model.uri, json.loads(postprocess_overrides or "{}")))
   refusal = push_refusal(
-      model.id, model_blessing.get_int_custom_property("current_model_id"), wanted,
-      model_blessing.get_string_custom_property(BLESSED_POSTPROCESS), blessed_digest,
+      model.id, model_blessing.get_int_custom_property(layout.BlessingKeys.CURRENT_MODEL_ID), wanted,
+      model_blessing.get_string_custom_property(layout.BlessingKeys.POSTPROCESS), blessed_digest,
       validate.saved_model_digest(source) if blessed_digest and source else "")
   if refusal:
     not_pushed(refusal)
@@ -112,22 +112,22 @@ def RetinaNetPusher(  # pylint: disable=invalid-name
     version_dir = versioning.push_directory(source, serving_dir, validate=check, extras=extras)
   except validate.ValidationError as e:
     not_pushed(f"pre-push validation failed: {e}")
-    pushed_model.set_string_custom_property("validation", f"failed: {e}")
+    pushed_model.set_string_custom_property(layout.PushKeys.VALIDATION, f"failed: {e}")
     return
   finally:
     shutil.rmtree(workdir, ignore_errors=True)
   if manifest:
-    pushed_model.set_string_custom_property("export_formats", json.dumps(manifest, sort_keys=True))
+    pushed_model.set_string_custom_property(layout.PushKeys.EXPORT_FORMATS, json.dumps(manifest, sort_keys=True))
     for fmt, entry in manifest.items():
-      pushed_model.set_string_custom_property(f"digest_{fmt}", entry["sha256"])
+      pushed_model.set_string_custom_property(layout.PushKeys.digest(fmt), entry["sha256"])
       logger.info("Pushed %s beside the SavedModel: %s (%s)", fmt, entry["file"], entry["check"])
   version = int(version_dir.rstrip("/").rsplit("/", 1)[-1])
-  pushed_model.set_int_custom_property("pushed", 1)
-  pushed_model.set_string_custom_property("pushed_destination", version_dir)
-  pushed_model.set_int_custom_property("pushed_version", version)
-  pushed_model.set_string_custom_property("model_uri", model.uri)
-  pushed_model.set_string_custom_property("saved_model_digest", blessed_digest)
-  pushed_model.set_string_custom_property("validation", "passed")
+  pushed_model.set_int_custom_property(layout.PushKeys.PUSHED, 1)
+  pushed_model.set_string_custom_property(layout.PushKeys.DESTINATION, version_dir)
+  pushed_model.set_int_custom_property(layout.PushKeys.VERSION, version)
+  pushed_model.set_string_custom_property(layout.PushKeys.MODEL_URI, model.uri)
+  pushed_model.set_string_custom_property(layout.PushKeys.SAVED_MODEL_DIGEST, blessed_digest)
+  pushed_model.set_string_custom_property(layout.PushKeys.VALIDATION, "passed")
   logger.info("Pushed model version %d to %s (the evaluated SavedModel %s)", version,
               version_dir, source)
 
@@ -144,11 +144,11 @@ def _portable_formats(source: str, formats_flag: str,
                                               validate.canned_images())
   extras = {}
   for fmt, entry in manifest.items():
-    relative = os.path.join(validate.FORMATS_DIR, portable.FILENAMES[fmt])
+    relative = os.path.join(layout.FORMATS_DIR, portable.FILENAMES[fmt])
     extras[relative] = entry.pop("path")
     entry["file"] = relative
-  manifest_path = os.path.join(workdir, portable.MANIFEST_FILENAME)
+  manifest_path = os.path.join(workdir, layout.FORMATS_MANIFEST_FILE)
   with open(manifest_path, "w") as f:
     json.dump(manifest, f, indent=2, sort_keys=True)
-  extras[os.path.join(validate.FORMATS_DIR, portable.MANIFEST_FILENAME)] = manifest_path
+  extras[os.path.join(layout.FORMATS_DIR, layout.FORMATS_MANIFEST_FILE)] = manifest_path
   return manifest, extras

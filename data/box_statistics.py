@@ -33,14 +33,14 @@ import numpy as np
 import pyarrow as pa
 import tensorflow as tf
 
-from data import schema
+from retinanet import layout
+from retinanet.dataloader import schema
 from retinanet.ops import anchor_fit
 from retinanet.ops.anchors import Anchors
 
 QUANTILE_BUCKETS = 20
 QUANTILE_EPSILON = 0.005
 SAMPLE_BOXES = 20000
-REPORT_FILE = "report.json"
 
 # Fixed histogram bins, the same for every split so that splits compare bin by bin.
 # Each histogram has len(boundaries) + 1 counts: below the first boundary, between
@@ -348,19 +348,6 @@ def drift_anomalies(train: Mapping[str, Any], val: Mapping[str, Any], class_name
   return anomalies
 
 
-def coverage_json(c: anchor_fit.Coverage) -> Dict[str, float]:
-  return {"positive": c.positive, "ignored_only": c.ignored_only, "background": c.background,
-          "no_positive": c.no_positive, "mean_best_anchor_iou": c.mean_best_iou,
-          "num_boxes": c.num_boxes}
-
-
-def layout_json(anchors: Anchors) -> Dict[str, Any]:
-  return {"input_size": list(anchors.image_size), "min_level": anchors.min_level,
-          "max_level": anchors.max_level, "anchor_size": anchors.anchor_size,
-          "scales_per_octave": anchors.scales_per_octave,
-          "aspect_ratios": list(anchors.aspect_ratios)}
-
-
 def build_report(summaries: Mapping[str, Mapping[str, Any]], sample: np.ndarray,
                  spec: AnalysisSpec, class_names: Sequence[str], min_coverage: float,
                  thresholds: DriftThresholds = DriftThresholds()) -> Dict[str, Any]:
@@ -368,7 +355,7 @@ def build_report(summaries: Mapping[str, Mapping[str, Any]], sample: np.ndarray,
   train = summaries.get("train")
   coverage = train["coverage"]["positive"] if train else None
   report = {
-      "anchors": layout_json(spec.anchors),
+      "anchors": spec.anchors.layout_json(),
       "matcher": {"positive_iou": spec.positive_iou, "negative_iou": spec.negative_iou},
       "class_names": list(class_names),
       "splits": dict(summaries),
@@ -382,34 +369,16 @@ def build_report(summaries: Mapping[str, Mapping[str, Any]], sample: np.ndarray,
                                          spec.negative_iou)
   if suggestion is not None:
     report["suggestion"] = {
-        **layout_json(suggestion.anchors(spec.anchors)),
+        **suggestion.anchors(spec.anchors).layout_json(),
         "sample_boxes": int(len(sample)),
-        "coverage_on_sample": coverage_json(suggestion.coverage),
-        "current_coverage_on_sample": coverage_json(suggestion.current),
+        "coverage_on_sample": suggestion.coverage.to_json(),
+        "current_coverage_on_sample": suggestion.current.to_json(),
         "changes_layout": suggestion.coverage != suggestion.current,
     }
   if "train" in summaries and "val" in summaries:
     report["anomalies"] = drift_anomalies(summaries["train"], summaries["val"], class_names,
                                           thresholds)
   return report
-
-
-def coverage_line(report: Mapping[str, Any]) -> str:
-  """One line for logs and the run summary: coverage, floor, and the suggestion."""
-  coverage = report.get("coverage")
-  if coverage is None:
-    return "anchor coverage: no training boxes"
-  train = report["splits"]["train"]["coverage"]
-  line = (f"anchor coverage {coverage:.1%} of {report['splits']['train']['num_boxes']} train "
-          f"boxes have an anchor at IoU >= {report['matcher']['positive_iou']} "
-          f"({train['ignored_only']:.1%} ignored only, {train['background']:.1%} background only; "
-          f"floor {report['min_coverage']:.0%})")
-  suggestion = report.get("suggestion")
-  if not report["coverage_ok"] and suggestion and suggestion["changes_layout"]:
-    line += (f"; suggested anchor_size {suggestion['anchor_size']:g}, aspect_ratios "
-             f"{suggestion['aspect_ratios']} would reach "
-             f"{suggestion['coverage_on_sample']['positive']:.1%}")
-  return line
 
 
 def load_sample(output_dir: str) -> np.ndarray:
@@ -433,60 +402,5 @@ def run_statistics(*, file_patterns: Mapping[str, str], spec: AnalysisSpec, outp
   report = build_report(summaries, load_sample(output_dir), spec, class_names, min_coverage,
                         thresholds)
   report["plots"] = stat_plots.write_plots(report, os.path.join(output_dir, "plots"))
-  _write_json(report, os.path.join(output_dir, REPORT_FILE))
+  _write_json(report, os.path.join(output_dir, layout.BOX_STATISTICS_REPORT_FILE))
   return report
-
-
-# --- What the Trainer does with the report (config.anchor_fit). ---
-
-class AnchorCoverageError(RuntimeError):
-  """Anchor coverage is below config.anchor_fit.min_coverage with policy "fail"."""
-
-
-def apply_anchor_fit(config, report: Optional[Mapping[str, Any]], source: str = ""):
-  """The config to train with: per `config.anchor_fit.policy`, the configured anchors or the
-  statistics stage's suggestion, with what was done written into `anchor_fit.decision`.
-
-  Raises AnchorCoverageError when coverage is below the floor and the policy is "fail".
-  """
-  from retinanet import config as config_lib  # pylint: disable=g-import-not-at-top
-  from retinanet import factory  # pylint: disable=g-import-not-at-top
-  fit = config.anchor_fit
-  model = config.model
-  if report is None:
-    decision = "no dataset statistics: anchors as configured"
-  elif report["anchors"] != layout_json(factory.build_anchors(model)):
-    decision = (f"dataset statistics {source} were computed for other anchors "
-                f"({report['anchors']}): anchors as configured")
-  elif report["coverage"] is None:
-    decision = "no training boxes in the dataset statistics: anchors as configured"
-  elif report["coverage"] >= fit.min_coverage:
-    decision = (f"coverage {report['coverage']:.1%} >= floor {fit.min_coverage:.0%}: "
-                "anchors as configured")
-  else:
-    line = coverage_line(report)
-    suggestion = report.get("suggestion") or {}
-    if fit.policy == "fail":
-      raise AnchorCoverageError(
-          f"{line}. Stopping before training (anchor_fit.policy=fail, statistics in {source}): "
-          "set model.anchors from the suggestion, or anchor_fit.policy=adopt to train with it, "
-          "or anchor_fit.policy=log to train anyway")
-    if fit.policy == "adopt" and suggestion.get("changes_layout"):
-      anchors = dataclasses.replace(
-          model.anchors, anchor_size=float(suggestion["anchor_size"]),
-          scales_per_octave=int(suggestion["scales_per_octave"]),
-          aspect_ratios=tuple(float(r) for r in suggestion["aspect_ratios"]))
-      model = dataclasses.replace(model, anchors=anchors)
-      decision = (f"adopted the suggested anchors: anchor_size {config.model.anchors.anchor_size:g}"
-                  f" -> {anchors.anchor_size:g}, aspect_ratios "
-                  f"{list(config.model.anchors.aspect_ratios)} -> {list(anchors.aspect_ratios)}; "
-                  f"coverage {suggestion['current_coverage_on_sample']['positive']:.1%} -> "
-                  f"{suggestion['coverage_on_sample']['positive']:.1%} on "
-                  f"{suggestion['sample_boxes']} sampled train boxes (statistics: {source})")
-    else:
-      decision = (f"coverage {report['coverage']:.1%} < floor {fit.min_coverage:.0%}, trained with "
-                  f"the anchors as configured (anchor_fit.policy={fit.policy})")
-  result = dataclasses.replace(config, model=model,
-                               anchor_fit=dataclasses.replace(fit, decision=decision))
-  config_lib.validate(result)
-  return result

@@ -3,8 +3,8 @@
 Output (the TFX `Examples` artifact layout, plus two JSON files):
 
     <output_dir>/Split-<name>/data_tfrecord-00000-of-00004.gz   (one Example per image)
-    <output_dir>/label_map.json                                 (data.coco.LabelMap.to_json)
-    <output_dir>/conversion_stats.json                          (per-split counts, below)
+    <output_dir>/label_map.json                                 (retinanet.coco.LabelMap.to_json)
+    <output_dir>/conversion_report.json                          (per-split counts, below)
     <output_dir>/ground_truth/instances_<name>.json             (COCO ground truth, below)
 
 Ground truth for evaluation: the split's annotation file restricted to the
@@ -33,7 +33,7 @@ Label map: built from the categories of the split named `label_map_split`
 is not in it is dropped and counted ("unknown_category"). A category id that
 two splits name differently is an error.
 
-Bad input, one outcome each (counted in conversion_stats.json):
+Bad input, one outcome each (counted in conversion_report.json):
   image file missing                 -> image skipped, "missing_image"
   unreadable header / truncated file -> image skipped, "corrupt_image"
   not JPEG or PNG (BMP, GIF, ...)    -> image skipped, "unsupported_format"
@@ -77,13 +77,12 @@ import apache_beam as beam  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from data import coco  # noqa: E402
 from data import example_codec as codec  # noqa: E402
-from data import schema  # noqa: E402
-from data.coco import LabelMap  # noqa: E402
+from retinanet import coco  # noqa: E402
+from retinanet import layout  # noqa: E402
+from retinanet.coco import LabelMap  # noqa: E402
+from retinanet.dataloader import schema  # noqa: E402
 
-LABEL_MAP_FILE = "label_map.json"
-STATS_FILE = "conversion_stats.json"
 GROUND_TRUTH_DIR = "ground_truth"
 SHARD_PREFIX = "data_tfrecord"
 # Shards of ~128 MiB: large enough for efficient sequential reads, small
@@ -418,7 +417,7 @@ def merge_ground_truth(counters: Mapping[str, int], output_dir: str, split: str,
 
 def summarize_split(counters: Mapping[str, int], split: str, label_map: LabelMap,
                     num_shards: int, annotations_path: str, image_dir: str) -> Dict[str, Any]:
-  """The per-split section of conversion_stats.json (every reason listed)."""
+  """The per-split section of conversion_report.json (every reason listed)."""
   get = lambda key: int(counters.get(key, 0))  # noqa: E731
   summary = {
       "split": split,
@@ -470,7 +469,7 @@ def check_reconciles(summary: Mapping[str, Any]) -> None:
 
 def write_stats_json(summaries: List[Dict[str, Any]], path: str, label_map_file: str,
                      label_map_source: str) -> None:
-  """Writes conversion_stats.json; `label_map_source` is a split name or "given"."""
+  """Writes conversion_report.json; `label_map_source` is a split name or "given"."""
   stats = {
       "label_map_file": label_map_file,
       "label_map_source": label_map_source,
@@ -485,7 +484,7 @@ class CocoToTFRecords(beam.PTransform):
 
   The shards' input records are written beforehand by `write_shard_inputs`
   (whose counters are `input_counters`). The output PCollection holds exactly
-  one element, the split's section of conversion_stats.json (`summarize_split`).
+  one element, the split's section of conversion_report.json (`summarize_split`).
   """
 
   def __init__(self, *, split: str, annotations_path: str, image_dir: str,
@@ -676,7 +675,7 @@ def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
   writes it, runs the Beam job (on `beam_pipeline` if given, which this
   function runs and waits for; otherwise on a new pipeline made from
   `pipeline_args_with_defaults(beam_pipeline_args)`),
-  and returns the paths and the parsed conversion_stats.json.
+  and returns the paths and the parsed conversion_report.json.
   `num_shards` applies to every split; None estimates it per split for
   ~target_shard_bytes per shard. `compression_level` is the deflate level of
   the gzip shards (0-9; see GZIP_LEVEL). `in_process` runs the same steps as
@@ -702,8 +701,8 @@ def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
                                                  num_shards, target_shard_bytes)
   for path in split_dirs.values():
     tf.io.gfile.makedirs(path)
-  label_map_path = os.path.join(output_dir, LABEL_MAP_FILE)
-  stats_path = os.path.join(output_dir, STATS_FILE)
+  label_map_path = os.path.join(output_dir, layout.LABEL_MAP_FILE)
+  stats_path = os.path.join(output_dir, layout.CONVERSION_REPORT_FILE)
   coco.save_label_map(label_map, label_map_path)
 
   start = time.monotonic()
@@ -713,7 +712,7 @@ def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
           split=split, annotations_path=splits[split][0], image_dir=splits[split][1],
           output_dir=output_dir, label_map=label_map, num_shards=shards[split],
           input_counters=input_counters[split], compression_level=compression_level)
-                        for split in sorted(splits)], stats_path, LABEL_MAP_FILE,
+                        for split in sorted(splits)], stats_path, layout.LABEL_MAP_FILE,
                        label_map_source)
     else:
       pipeline = beam_pipeline or beam.Pipeline(options=PipelineOptions(
@@ -728,7 +727,7 @@ def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
       _ = (summaries
            | "AllSplits" >> beam.Flatten()
            | "ToList" >> beam.combiners.ToList()
-           | "WriteStats" >> beam.Map(write_stats_json, stats_path, LABEL_MAP_FILE,
+           | "WriteStats" >> beam.Map(write_stats_json, stats_path, layout.LABEL_MAP_FILE,
                                       label_map_source))
       pipeline.run().wait_until_finish()
   finally:

@@ -1,4 +1,4 @@
-"""tf.train.Example encoding and decoding with the schema of data/schema.py.
+"""tf.train.Example encoding of the schema in retinanet/dataloader/schema.py (its reader).
 
 The Example carries the ORIGINAL file bytes: JPEG and PNG are never decoded
 or re-encoded here (no quality loss, no CPU spent on pixels). The format comes
@@ -24,12 +24,11 @@ import math
 import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from data import schema
-from data.coco import LabelMap
+from retinanet.coco import LabelMap
+from retinanet.dataloader import schema
 
 # Image-level skip reasons (the image is not written).
 MISSING_IMAGE = "missing_image"
@@ -220,7 +219,7 @@ def build_example(image_bytes: bytes, image: Mapping[str, Any],
   """The Example of one image and what happened to its annotations.
 
   `image` is the COCO image record ("id", "file_name"); `annotations` are its
-  COCO annotation records (already validated by data.coco). Raises
+  COCO annotation records (already validated by retinanet.coco). Raises
   ImageSkipped when the bytes are not a complete JPEG/PNG or, with
   `decode_check`, do not decode (`check_decodes`).
   """
@@ -246,55 +245,3 @@ def build_example(image_bytes: bytes, image: Mapping[str, Any],
     feature[key].int64_list.SetInParent()
     feature[key].int64_list.value.extend(values)
   return example, report
-
-
-_SCALAR_BYTES = (schema.ENCODED, schema.FORMAT, schema.FILENAME)
-_SCALAR_INTS = (schema.HEIGHT, schema.WIDTH, schema.IMAGE_ID)
-_FLOAT_LISTS = (schema.XMIN, schema.YMIN, schema.XMAX, schema.YMAX, schema.AREA)
-_INT_LISTS = (schema.LABEL, schema.CATEGORY_ID, schema.IS_CROWD)
-
-# For tf.io.parse_single_example / parse_example: scalars are FixedLen, the
-# per-object lists VarLen (SparseTensors; densify with tf.sparse.to_dense).
-FEATURE_SPEC: Dict[str, Any] = {
-    **{k: tf.io.FixedLenFeature([], tf.string) for k in _SCALAR_BYTES},
-    **{k: tf.io.FixedLenFeature([], tf.int64) for k in _SCALAR_INTS},
-    **{k: tf.io.VarLenFeature(tf.float32) for k in _FLOAT_LISTS},
-    **{k: tf.io.VarLenFeature(tf.int64) for k in _INT_LISTS},
-}
-
-
-def parse_example(serialized: bytes) -> Dict[str, Any]:
-  """Decodes a serialized Example into python/numpy values (tests, tools).
-
-  image/encoded is bytes; image/format and image/filename are str; scalar
-  ints are int; the per-object lists are float32 / int64 numpy arrays. A
-  missing or mistyped key raises ValueError naming it.
-  """
-  example = tf.train.Example.FromString(serialized)
-  feature = example.features.feature
-  out: Dict[str, Any] = {}
-
-  def get(key: str, kind: str) -> Sequence[Any]:
-    if key not in feature:
-      raise ValueError(f"Example has no feature {key!r}")
-    if feature[key].WhichOneof("kind") not in (kind, None):
-      raise ValueError(f"Example feature {key!r} is {feature[key].WhichOneof('kind')}, "
-                       f"expected {kind}")
-    return getattr(feature[key], kind).value
-
-  for key in _SCALAR_BYTES + _SCALAR_INTS:
-    values = get(key, "bytes_list" if key in _SCALAR_BYTES else "int64_list")
-    if len(values) != 1:
-      raise ValueError(f"Example feature {key!r} has {len(values)} values, expected 1")
-    out[key] = values[0]
-  out[schema.FORMAT] = out[schema.FORMAT].decode()
-  out[schema.FILENAME] = out[schema.FILENAME].decode("utf-8")
-  for key in _FLOAT_LISTS:
-    out[key] = np.asarray(get(key, "float_list"), np.float32)
-  for key in _INT_LISTS:
-    out[key] = np.asarray(get(key, "int64_list"), np.int64)
-  lengths = {len(out[k]) for k in _FLOAT_LISTS + _INT_LISTS}
-  if len(lengths) != 1:
-    raise ValueError(f"Example per-object lists have different lengths: "
-                     f"{ {k: len(out[k]) for k in _FLOAT_LISTS + _INT_LISTS} }")
-  return out

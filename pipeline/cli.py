@@ -6,8 +6,6 @@ import json
 import logging
 import os
 import sys
-import textwrap
-import time
 from typing import List, Optional, Sequence
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

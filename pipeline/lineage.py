@@ -15,19 +15,26 @@ import sys
 from typing import List, Optional, Sequence
 
 from pipeline import metadata_queries
+from retinanet import layout
 
-# Custom properties worth showing per artifact type.
+# Custom properties worth showing per artifact type (None: all of them).
 _SHOWN = {
-    "Examples": ("train_examples", "val_examples", "train_shards", "val_shards", "num_classes"),
-    "DatasetStatistics": None,  # all (but TFX's own bookkeeping, below)
+    "Examples": (*(layout.ExamplesKeys.examples(s) for s in ("train", "val")),
+                 *(layout.ExamplesKeys.shards(s) for s in ("train", "val")),
+                 layout.ExamplesKeys.NUM_CLASSES),
+    "ConversionReport": None,
     "BoxStatistics": None,
-    "LabelMap": ("num_classes",),
-    "Model": ("final_step", "final_total_loss", "train_images_per_second", "strategy",
-              "num_classes", "anchor_fit_decision"),
-    "ModelRun": ("wall_time_seconds",),
-    "ModelEvaluation": ("AP", "AP50", "AP75", "num_images", "split", "baseline_AP"),
-    "ModelBlessing": ("blessed", "reason", "AP"),
-    "PushedModel": ("pushed", "pushed_destination", "pushed_version", "reason"),
+    "LabelMap": (layout.ExamplesKeys.NUM_CLASSES,),
+    "Model": (layout.ModelKeys.FINAL_STEP, layout.ModelKeys.FINAL_TOTAL_LOSS,
+              layout.ModelKeys.TRAIN_IMAGES_PER_SECOND, layout.ModelKeys.STRATEGY,
+              layout.ModelKeys.NUM_CLASSES, layout.ModelKeys.ANCHOR_FIT_DECISION),
+    "ModelRun": (layout.ModelKeys.WALL_TIME_SECONDS,),
+    "ModelEvaluation": ("AP", "AP50", "AP75", layout.EvaluationKeys.NUM_IMAGES,
+                        layout.EvaluationKeys.SPLIT, layout.EvaluationKeys.BASELINE_AP),
+    "ModelBlessing": (layout.BlessingKeys.BLESSED, layout.BlessingKeys.REASON,
+                      layout.BlessingKeys.AP),
+    "PushedModel": (layout.PushKeys.PUSHED, layout.PushKeys.DESTINATION, layout.PushKeys.VERSION,
+                    layout.PushKeys.REASON),
 }
 _TFX_BOOKKEEPING = ("is_external", "tfx_version")
 

@@ -12,6 +12,8 @@ from typing import Dict, List, Optional, Sequence
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from retinanet import layout
+
 COMPLETE = metadata_store_pb2.Execution.COMPLETE
 CACHED = metadata_store_pb2.Execution.CACHED
 OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
@@ -126,7 +128,7 @@ def artifacts_of_type(store: metadata_store.MetadataStore, type_name: str) -> li
 def latest_pushed_model(store: metadata_store.MetadataStore, pipeline_name: Optional[str] = None):
   """The newest PushedModel artifact with pushed=1 (optionally of one pipeline), or None."""
   pushed = [a for a in artifacts_of_type(store, "PushedModel")
-            if custom_properties(a).get("pushed") == 1]
+            if custom_properties(a).get(layout.PushKeys.PUSHED) == 1]
   if pipeline_name:
     contexts = store.get_contexts_by_type("pipeline")
     ids = {c.id for c in contexts if c.name == pipeline_name}

@@ -65,7 +65,7 @@ def match_num_classes(config, train_annotations: str, explicit: bool):
   A user's own dataset then needs no --set model.num_classes; an explicit value
   that disagrees with the data fails here, before any conversion or training.
   """
-  from data import coco  # pylint: disable=g-import-not-at-top
+  from retinanet import coco  # pylint: disable=g-import-not-at-top
   from retinanet import config as config_lib  # pylint: disable=g-import-not-at-top
   # Streams the categories only: a COCO-size file is never loaded here.
   label_map = coco.LabelMap.from_categories(coco.read_categories(train_annotations),
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
                                explicit=any(o.startswith("model.num_classes=")
                                             for o in args.overrides))
   base_model_uri = None
-  from retinanet.factory import MODELGARDEN_SCHEME  # pylint: disable=g-import-not-at-top
+  from retinanet.config import MODELGARDEN_SCHEME  # pylint: disable=g-import-not-at-top
   if (args.finetune_from or "").startswith(MODELGARDEN_SCHEME):
     if not local:
       raise ValueError("--finetune_from=modelgarden:... imports the checkpoint locally: run the "

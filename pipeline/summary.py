@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import List, Mapping, Optional, Sequence
 
 from pipeline import metadata_queries as mq
+from retinanet import layout
 
 STATE_WORDS = {"COMPLETE": "ran", "CACHED": "cached (reused)", "FAILED": "FAILED",
                "RUNNING": "did not finish", "NEW": "did not start", "CANCELED": "canceled"}
@@ -25,47 +26,56 @@ def coverage_lines(runs: Mapping[str, mq.NodeRun], statistics: str) -> List[str]
   run = runs.get(statistics)
   # components.artifacts.BoxStatistics.TYPE_NAME (not imported: it would load TFX here).
   [stats] = (run.outputs.get("components.BoxStatistics", [None]) if run is not None else [None])
-  if stats is None or "coverage" not in stats.properties:
+  keys = layout.BoxStatisticsKeys
+  if stats is None or keys.COVERAGE not in stats.properties:
     return []
   p = stats.properties
-  line = (f"  Anchor coverage: {p['coverage']:.1%} of {p.get('train_boxes', '?')} train boxes "
-          f"reach a positive anchor (floor {p['min_coverage']:.0%})")
-  if p.get("coverage_ok") == 0 and "suggested_anchor_size" in p:
-    line += (f"; suggested anchor_size={p['suggested_anchor_size']:g} aspect_ratios="
-             f"{p['suggested_aspect_ratios']} reaches {p['suggested_coverage']:.1%}")
+  line = (f"  Anchor coverage: {p[keys.COVERAGE]:.1%} of {p.get(keys.boxes('train'), '?')} train "
+          f"boxes reach a positive anchor (floor {p[keys.MIN_COVERAGE]:.0%})")
+  if p.get(keys.COVERAGE_OK) == 0 and keys.SUGGESTED_ANCHOR_SIZE in p:
+    line += (f"; suggested anchor_size={p[keys.SUGGESTED_ANCHOR_SIZE]:g} aspect_ratios="
+             f"{p[keys.SUGGESTED_ASPECT_RATIOS]} reaches {p[keys.SUGGESTED_COVERAGE]:.1%}")
   lines = [line]
-  if p.get("num_anomalies"):
-    lines.append(f"  Train/val anomalies: {p['num_anomalies']} ({stats.uri}/report.json)")
+  if p.get(keys.NUM_ANOMALIES):
+    lines.append(f"  Train/val anomalies: {p[keys.NUM_ANOMALIES]} "
+                 f"({stats.uri}/{layout.BOX_STATISTICS_REPORT_FILE})")
   return lines
+
+
+def _evaluation_lines(run: mq.NodeRun) -> List[str]:
+  lines = []
+  [metrics] = run.outputs.get("ModelEvaluation", [None])
+  if metrics is not None and layout.EvaluationKeys.AP in metrics.properties:
+    p = metrics.properties
+    lines.append(f"  COCO AP@[.5:.95] = {p['AP']:.3f}   AP50 = {p['AP50']:.3f}   "
+                 f"AP75 = {p['AP75']:.3f}   ({metrics.uri}/{layout.METRICS_FILE})")
+    if p.get(layout.EvaluationKeys.REPORT):
+      lines.append(f"  Evaluation report: {p[layout.EvaluationKeys.REPORT]}")
+  [blessing] = run.outputs.get("ModelBlessing", [None])
+  if blessing is not None:
+    blessed = blessing.properties.get(layout.BlessingKeys.BLESSED) == 1
+    lines.append(f"  Blessed: {'yes' if blessed else 'no'} "
+                 f"({blessing.properties.get(layout.BlessingKeys.REASON, '')})")
+  return lines
+
+
+def _push_lines(run: mq.NodeRun) -> List[str]:
+  [pushed] = run.outputs.get("PushedModel", [None])
+  if pushed is None:
+    return []
+  if pushed.properties.get(layout.PushKeys.PUSHED) == 1:
+    return [f"  Pushed model: {pushed.properties[layout.PushKeys.DESTINATION]}"]
+  return [f"  Not pushed: {pushed.properties.get(layout.PushKeys.REASON, 'no reason recorded')}"]
 
 
 def result_lines(runs: Mapping[str, mq.NodeRun], evaluator: str, pusher: str) -> List[str]:
   """AP / blessing / push lines from the Evaluator's and Pusher's outputs in this run."""
   lines = []
-  evaluation = runs.get(evaluator)
-  if evaluation is not None:
-    [metrics] = evaluation.outputs.get("ModelEvaluation", [None])
-    if metrics is not None and "AP" in metrics.properties:
-      p = metrics.properties
-      lines.append(f"  COCO AP@[.5:.95] = {p['AP']:.3f}   AP50 = {p['AP50']:.3f}   "
-                   f"AP75 = {p['AP75']:.3f}   ({metrics.uri}/metrics.json)")
-      if p.get("report"):
-        lines.append(f"  Evaluation report: {p['report']}")
-    [blessing] = evaluation.outputs.get("ModelBlessing", [None])
-    if blessing is not None:
-      blessed = blessing.properties.get("blessed") == 1
-      lines.append(f"  Blessed: {'yes' if blessed else 'no'} "
-                   f"({blessing.properties.get('reason', '')})")
-  push = runs.get(pusher)
-  if push is not None:
-    [pushed] = push.outputs.get("PushedModel", [None])
-    if pushed is not None and pushed.properties.get("pushed") == 1:
-      lines.append(f"  Pushed model: {pushed.properties['pushed_destination']}")
-    elif pushed is not None:
-      lines.append(f"  Not pushed: {pushed.properties.get('reason', 'no reason recorded')}")
-  if not lines:
-    lines.append("  No model was evaluated or pushed in this run.")
-  return lines
+  if runs.get(evaluator) is not None:
+    lines += _evaluation_lines(runs[evaluator])
+  if runs.get(pusher) is not None:
+    lines += _push_lines(runs[pusher])
+  return lines or ["  No model was evaluated or pushed in this run."]
 
 
 def summary_lines(*, pipeline_name: str, run_id: str, stages: Sequence[str], evaluator: str,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, TypeVar
+from typing import Any, Dict, List, Sequence, Tuple, Type, TypeVar
 
 import tensorflow as tf
 
@@ -40,6 +40,11 @@ SCALED_BOX_LOSS_WEIGHT = 1.0
 EFFECTIVE_HUBER_DELTA_RANGE = (0.02, 0.5)
 EFFECTIVE_BOX_WEIGHT_RANGE = (5.0, 500.0)
 GIOU_BOX_LOSS_WEIGHT_RANGE = (0.1, 10.0)
+
+
+# model.backbone.init_checkpoint="modelgarden:PREFIX" and --finetune_from=modelgarden:PREFIX
+# read a TF Model Garden checkpoint (retinanet/task.py, retinanet/modeling/modelgarden_import.py).
+MODELGARDEN_SCHEME = "modelgarden:"
 
 
 class ConfigError(ValueError):
@@ -430,7 +435,7 @@ def validate(config: ExperimentConfig) -> None:
   else:
     _check(not m.backbone.stride_in_1x1,
            f"model.backbone.stride_in_1x1 applies to ResNets only, not {m.backbone.type}")
-    _check(not m.backbone.init_checkpoint.startswith("modelgarden:"),
+    _check(not m.backbone.init_checkpoint.startswith(MODELGARDEN_SCHEME),
            f"model.backbone.init_checkpoint='modelgarden:...' reads Model Garden ResNets only; "
            f"for {m.backbone.type} convert Keras-applications weights with "
            "python -m retinanet.modeling.imagenet_weights")
@@ -492,7 +497,10 @@ def validate(config: ExperimentConfig) -> None:
   _check(t.steps_per_execution >= 1, "train.steps_per_execution must be >= 1")
   _check(t.checkpoint_every >= 1 and t.log_every >= 1,
          "train.checkpoint_every and train.log_every must be >= 1")
-  _check(o.warmup_steps <= t.total_steps, "optimizer.warmup_steps must be <= train.total_steps")
+  _check(o.warmup_steps <= t.total_steps,
+         f"optimizer.warmup_steps={o.warmup_steps} must be <= train.total_steps={t.total_steps}: "
+         f"also set optimizer.warmup_steps={t.total_steps} or fewer (run_pipeline.py: --set "
+         f"optimizer.warmup_steps={t.total_steps})")
   _check_choice(t.mixed_precision, PRECISIONS, "train.mixed_precision")
   _check_choice(t.nan_policy, NAN_POLICIES, "train.nan_policy")
   _check_choice(t.strategy, STRATEGIES, "train.strategy")

@@ -109,7 +109,7 @@ def build_model(model_config: ModelConfig) -> RetinaNetModel:
   """A RetinaNetModel with all variables created (one tiny inference-mode pass).
 
   Build it inside the distribution strategy scope and mixed-precision policy
-  of the trainer. Backbone init weights are loaded by `initialize_backbone`.
+  of the trainer. Backbone init weights are loaded by `task.initialize_backbone`.
   """
   class_head, box_head = build_heads(model_config)
   model = RetinaNetModel(
@@ -119,27 +119,6 @@ def build_model(model_config: ModelConfig) -> RetinaNetModel:
       box_head=box_head)
   model(tf.zeros([1, _BUILD_IMAGE_SIDE, _BUILD_IMAGE_SIDE, 3]), training=False)
   return model
-
-
-# model.backbone.init_checkpoint="modelgarden:PATH" reads a TF Model Garden ResNet checkpoint.
-MODELGARDEN_SCHEME = "modelgarden:"
-
-
-def initialize_backbone(model: RetinaNetModel, backbone_config: BackboneConfig) -> bool:
-  """Loads `model.backbone.init_checkpoint` into the backbone; False when it is "".
-
-  Call once when training starts from scratch (not when resuming a training
-  checkpoint, which already holds the backbone).
-  """
-  if not backbone_config.init_checkpoint:
-    return False
-  path = backbone_config.init_checkpoint
-  if path.startswith(MODELGARDEN_SCHEME):  # a Model Garden ImageNet (or detector) checkpoint
-    from retinanet.modeling import modelgarden_import  # pylint: disable=g-import-not-at-top
-    modelgarden_import.load_backbone_into(model.backbone, path[len(MODELGARDEN_SCHEME):])
-  else:
-    resnet.load_backbone_checkpoint(model.backbone, path)
-  return True
 
 
 def class_prediction_variables(model: RetinaNetModel) -> List[tf.Variable]:

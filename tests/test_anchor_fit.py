@@ -5,12 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data import box_statistics
-from data.box_statistics import AnchorCoverageError, apply_anchor_fit
 from retinanet import config as config_lib
 from retinanet import factory
 from retinanet.dataloader import preprocess_ops
 from retinanet.ops import anchor_fit, box_ops
+from retinanet.training.anchor_policy import AnchorCoverageError, apply_anchor_fit
 from retinanet.ops.anchors import Anchors
 
 # One level (stride 8), one 8x8 anchor per cell: centres at 4, 12, ..., 60.
@@ -109,7 +108,7 @@ def _config(policy):
 
 
 def _report(config, coverage, suggested_coverage=0.95):
-  layout = box_statistics.layout_json(factory.build_anchors(config.model))
+  layout = factory.build_anchors(config.model).layout_json()
   return {
       "anchors": layout, "matcher": {"positive_iou": 0.5, "negative_iou": 0.4},
       "coverage": coverage, "min_coverage": config.anchor_fit.min_coverage,

@@ -9,9 +9,11 @@ import tensorflow as tf
 from PIL import Image
 
 from data import box_statistics as bs
-from data import schema
+from retinanet import layout
+from retinanet.dataloader import schema
 from retinanet.ops import box_ops
 from retinanet.ops.anchors import Anchors
+from retinanet.training import anchor_policy
 
 LAYOUT = Anchors((192, 192), 3, 6, 4.0, 3, (0.5, 1.0, 2.0))
 SPEC = bs.AnalysisSpec(LAYOUT, positive_iou=0.5, negative_iou=0.4, num_classes=4,
@@ -145,7 +147,7 @@ def test_coverage_equals_brute_force_and_is_poor_for_elongated_boxes(analyzed):
   assert suggestion["changes_layout"] and suggestion["coverage_on_sample"]["positive"] >= 0.9
   assert suggestion["sample_boxes"] == report["splits"]["train"]["num_boxes"]  # all sampled
   assert min(suggestion["aspect_ratios"]) <= 0.3 and max(suggestion["aspect_ratios"]) >= 3.0
-  line = bs.coverage_line(report)
+  line = anchor_policy.coverage_line(report)
   assert "suggested anchor_size" in line and "floor 90%" in line
 
 
@@ -170,7 +172,7 @@ def test_drift_measures_by_hand():
 
 def test_report_file_and_plots(analyzed):
   _, report, out = analyzed
-  with open(os.path.join(out, bs.REPORT_FILE)) as f:
+  with open(os.path.join(out, layout.BOX_STATISTICS_REPORT_FILE)) as f:
     assert json.load(f)["coverage"] == report["coverage"]
   assert sorted(report["plots"]) == ["aspect_ratios", "best_anchor_iou", "box_sizes"]
   for path in report["plots"].values():

@@ -1,6 +1,5 @@
 """run_pipeline.py's command line: help, configs, argument errors, Vertex/Dataflow compile."""
 import json
-import os
 
 import pytest
 
@@ -32,6 +31,8 @@ def test_list_configs(capsys):
     (["--dataset=coco2017"], "--dataset=coco2017 needs --coco_dir"),
     (["--dataset=coco2017", "--coco_dir=/nonexistent"], "prepare it with: python -m data.download_coco"),
     (["--set", "train.totl_steps=3"], "unknown config key train.totl_steps"),
+    # A quick try of two steps names the coupled setting to add, as a --set.
+    (["--set", "train.total_steps=2"], "--set optimizer.warmup_steps=2"),
     (["--postprocess", "nms_mode=soft"], "postprocess.nms_mode='soft'"),
     (["--config=nope/none"], "nope/none"),
     (["--finetune_from=/nonexistent/model"], "--finetune_from=/nonexistent/model does not exist"),

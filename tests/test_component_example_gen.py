@@ -7,11 +7,11 @@ import pytest
 from tfx import v1 as tfx
 from tfx.types import standard_artifacts
 
-from components import DatasetStatistics, LabelMap
-from components.artifacts import LABEL_MAP_FILE, STATISTICS_FILE
+from components import ConversionReport, LabelMap
 from components.example_gen import CocoExampleGen
-from data import coco, sample_data
+from data import sample_data
 from pipeline import metadata_queries
+from retinanet import coco, layout
 
 
 @pytest.fixture(scope="module")
@@ -38,20 +38,20 @@ def _artifact(cls, uri):
 def test_component_function_without_orchestrator(sample, tmp_path):
   examples = _artifact(standard_artifacts.Examples, tmp_path / "examples")
   label_map = _artifact(LabelMap, tmp_path / "label_map")
-  statistics = _artifact(DatasetStatistics, tmp_path / "statistics")
-  CocoExampleGen.test_call(examples=examples, label_map=label_map, statistics=statistics,
+  report = _artifact(ConversionReport, tmp_path / "conversion_report")
+  CocoExampleGen.test_call(examples=examples, label_map=label_map, conversion_report=report,
                            num_shards=2, beam_pipeline=beam.Pipeline(), **_params(sample))
   assert json.loads(examples.split_names) == ["train", "val"]
   assert sorted(os.listdir(tmp_path / "examples" / "Split-train")) == [
       "data_tfrecord-00000-of-00002.gz", "data_tfrecord-00001-of-00002.gz"]
-  stats = json.load(open(tmp_path / "statistics" / STATISTICS_FILE))
-  lm = coco.load_label_map(str(tmp_path / "label_map" / LABEL_MAP_FILE))
+  stats = json.load(open(tmp_path / "conversion_report" / layout.CONVERSION_REPORT_FILE))
+  lm = coco.load_label_map(str(tmp_path / "label_map" / layout.LABEL_MAP_FILE))
   for split, count in (("train", 12), ("val", 6)):
     s = stats["splits"][split]
     assert s["images_in"] == count
     assert examples.get_int_custom_property(f"{split}_examples") == s["images_written"]
-    assert statistics.get_int_custom_property(f"{split}_images_in") == count
-    skipped = sum(statistics.get_int_custom_property(f"{split}_images_skipped_{r}")
+    assert report.get_int_custom_property(f"{split}_images_in") == count
+    skipped = sum(report.get_int_custom_property(f"{split}_images_skipped_{r}")
                   for r in s["images_skipped"])
     assert s["images_written"] + skipped == count
   assert label_map.get_int_custom_property("num_classes") == lm.num_classes
@@ -73,9 +73,9 @@ def test_component_in_local_dag_runner_records_mlmd(sample, tmp_path):
   store = metadata_queries.open_store(metadata_path)
   [examples] = store.get_artifacts_by_type("Examples")
   [label_map] = store.get_artifacts_by_type("components.LabelMap")
-  [stats] = store.get_artifacts_by_type("components.DatasetStatistics")
+  [stats] = store.get_artifacts_by_type("components.ConversionReport")
   props = metadata_queries.custom_properties(examples)
-  written = json.load(open(os.path.join(stats.uri, STATISTICS_FILE)))["splits"]
+  written = json.load(open(os.path.join(stats.uri, layout.CONVERSION_REPORT_FILE)))["splits"]
   assert props["train_examples"] == written["train"]["images_written"] > 0
   assert props["val_examples"] == written["val"]["images_written"] > 0
   assert props["train_shards"] == 1 and props["val_shards"] == 1

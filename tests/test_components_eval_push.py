@@ -14,11 +14,12 @@ import pytest
 import tensorflow as tf
 from tfx.types import standard_artifacts
 
-from components import DatasetStatistics, LabelMap
+from components import ConversionReport, LabelMap
 from components.evaluator import RetinaNetEvaluator
 from components.example_gen import CocoExampleGen
 from components.pusher import RetinaNetPusher
-from data import coco, sample_data
+from data import sample_data
+from retinanet import coco
 from retinanet import config as config_lib
 from retinanet import configs, factory
 from retinanet import model_dir as model_dir_lib
@@ -44,7 +45,7 @@ def inputs(tmp_path_factory):
   examples = _artifact(standard_artifacts.Examples, root / "examples")
   label_map = _artifact(LabelMap, root / "label_map")
   CocoExampleGen.test_call(
-      examples=examples, label_map=label_map, statistics=_artifact(DatasetStatistics, root / "s"),
+      examples=examples, label_map=label_map, conversion_report=_artifact(ConversionReport, root / "s"),
       train_annotations=dataset.annotation_files["train"], train_images=dataset.image_dirs["train"],
       val_annotations=dataset.annotation_files["val"], val_images=dataset.image_dirs["val"],
       num_shards=1, beam_pipeline=beam.Pipeline())

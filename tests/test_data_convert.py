@@ -14,11 +14,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from data import coco
 from data import convert
 from data import example_codec as codec
 from data import sample_data
-from data import schema
+from retinanet import coco, layout
+from retinanet.dataloader import schema
 
 IN_MEMORY = ["--direct_running_mode=in_memory"]
 SIZE = (48, 64)  # (height, width)
@@ -167,7 +167,7 @@ def test_statistics_reconcile_per_split(bad_result):
     assert s["images_in"] == s["images_written"] + sum(s["images_skipped"].values()), split
     assert s["annotations_in"] == s["boxes_written"] + sum(s["annotations_dropped"].values())
     assert sum(s["boxes_per_class"].values()) == s["boxes_written"]
-  assert bad_result.stats == _load(os.path.join(bad_result.output_dir, convert.STATS_FILE))
+  assert bad_result.stats == _load(os.path.join(bad_result.output_dir, layout.CONVERSION_REPORT_FILE))
 
 
 def test_written_examples_match_the_rules(clean, bad_result):

@@ -139,5 +139,5 @@ def test_run_uses_existing_zips_and_converts(tmp_path, monkeypatch):
   assert dl.main(["--output_dir", str(out), "--splits", "val", "--tfrecord_dir",
                   str(tmp_path / "tf"), "--direct_running_mode=in_memory"]) == 0
   assert not (out / "val2017.zip").exists()
-  with open(tmp_path / "tf" / "conversion_stats.json") as f:
+  with open(tmp_path / "tf" / "conversion_report.json") as f:
     assert json.load(f)["splits"]["val"]["images_written"] == 3

@@ -8,8 +8,8 @@ import tensorflow as tf
 from PIL import Image
 
 from data import example_codec as codec
-from data import schema
-from data.coco import LabelMap
+from retinanet.coco import LabelMap
+from retinanet.dataloader import schema
 
 LABEL_MAP = LabelMap.from_categories([{"id": 12, "name": "triangle"}, {"id": 3, "name": "circle"}])
 

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data import coco, convert
+from data import convert
+from retinanet import coco
 
 NUM_CASES = int(os.environ.get("FUZZ_CASES", "1000"))
 BASE = {

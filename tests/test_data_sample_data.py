@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data import coco
 from data import example_codec as codec
 from data import sample_data
+from retinanet import coco
 
 SIZE = (64, 80)  # (height, width)
 

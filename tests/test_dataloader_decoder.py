@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data import schema
+from retinanet.dataloader import schema
 from retinanet.dataloader import decoder
 
 
@@ -22,7 +22,7 @@ def make_example(image: np.ndarray, boxes_yxyx_normalized: Sequence[Sequence[flo
                  classes: Sequence[int] = (), is_crowd: Optional[Sequence[int]] = None,
                  image_id: int = 1, fmt: str = "png",
                  areas: Optional[Sequence[float]] = None) -> tf.train.Example:
-  """An Example with the data/schema.py keys, boxes given as normalized yxyx."""
+  """An Example with the retinanet/dataloader/schema.py keys, boxes given as normalized yxyx."""
   boxes = np.asarray(boxes_yxyx_normalized, np.float32).reshape(-1, 4)
   is_crowd = [0] * len(boxes) if is_crowd is None else list(is_crowd)
   floats = lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=list(v)))
@@ -152,7 +152,8 @@ def test_gzip_fixture_reads_back(tmp_path):
 
 
 def test_decodes_an_example_written_by_the_data_stage():
-  from data import coco, example_codec
+  from data import example_codec
+  from retinanet import coco
   label_map = coco.LabelMap(category_ids=(3, 9), names=("cat", "dog"))
   image = random_image(40, 50)
   annotations = [{"category_id": 9, "bbox": [5.0, 10.0, 20.0, 8.0], "iscrowd": 0, "area": 150.0},

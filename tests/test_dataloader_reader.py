@@ -9,6 +9,7 @@ import tensorflow as tf
 from retinanet import config as config_lib
 from retinanet.dataloader import input_reader, parser
 from retinanet.ops import anchors as anchors_lib
+from retinanet import task
 from tests.test_dataloader_decoder import make_example, random_image, write_dataset, write_tfrecord
 
 SIZE = (64, 64)
@@ -162,18 +163,18 @@ def test_uncompressed_files_and_bad_inputs(tmp_path):
                                global_batch_size=1)
 
 
-def test_dataset_fn_from_config_with_distribute_datasets_from_function(shards):
+def test_task_inputs_with_distribute_datasets_from_function(shards):
   config = config_lib.apply_overrides(config_lib.ExperimentConfig(), [
       "model.input_size=[128,128]", "model.num_classes=3", "train.global_batch_size=2",
       "eval.batch_size=5", "input.shuffle_buffer=4", "optimizer.warmup_steps=1",
       "train.total_steps=10"])
   strategy = tf.distribute.get_strategy()
   train = strategy.distribute_datasets_from_function(
-      input_reader.dataset_fn_from_config(config, shards, is_training=True))
+      task.RetinaNetTask(config).build_inputs(shards, is_training=True))
   images, labels = next(iter(train))
   layout = anchors_lib.Anchors((128, 128), 3, 7, 4.0, 3, (0.5, 1.0, 2.0))
   assert images.shape == (2, 128, 128, 3)
   assert labels["box_targets"].shape == (2, layout.num_anchors, 4)
   assert labels["gt_boxes"].shape == (2, config.input.max_instances, 4)
-  evaluation = input_reader.dataset_fn_from_config(config, shards, is_training=False)(None)
+  evaluation = task.RetinaNetTask(config).build_inputs(shards, is_training=False)(None)
   assert sorted(_valid_ids(evaluation)) == list(range(1, 13))

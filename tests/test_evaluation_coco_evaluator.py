@@ -397,7 +397,7 @@ def test_batch_padding_rows_are_dropped_with_is_valid():
 
 
 def test_label_map_of_the_data_stage_plugs_in():
-  from data.coco import LabelMap  # pylint: disable=g-import-not-at-top
+  from retinanet.coco import LabelMap  # pylint: disable=g-import-not-at-top
   label_map = LabelMap(category_ids=(1, 7, 55, 90), names=("person", "train", "orange", "brush"))
   evaluator = cm.COCOEvaluator(label_map.category_ids,
                                category_names=dict(zip(label_map.category_ids, label_map.names)))

@@ -14,7 +14,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from data import coco, convert
+from data import convert
+from retinanet import coco
 from retinanet import config as config_lib
 from retinanet import factory
 from retinanet.evaluation import evaluate_model

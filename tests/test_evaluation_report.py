@@ -193,7 +193,7 @@ def test_write_report_from_records_and_annotations(tmp_path):
 def test_tensorboard_pr_curves_and_images_from_an_evaluation(tmp_path):
   """write_eval_summaries on perfect detections of real records: PR-curve summaries (the
   plugin's [TP, FP, TN, FN, precision, recall] tensor) and images with boxes drawn."""
-  from data import coco  # pylint: disable=g-import-not-at-top
+  from retinanet import coco  # pylint: disable=g-import-not-at-top
   from retinanet.evaluation import evaluate_model  # pylint: disable=g-import-not-at-top
   files, gt_path, gt, result = _perfect_evaluation(tmp_path)
   scored = {"per_class": result.per_class_ap}

@@ -37,6 +37,9 @@ def test_finetuning_pipeline_from_a_model_garden_checkpoint(tmp_path, caplog):
   assert "restored 391 variables" in log
   assert ("re-initialized 2 ['class_head/prediction/kernel', 'class_head/prediction/bias']"
           in log)
+  # The log says what happens: a fine-tuning from the imported model, not a start from scratch.
+  assert "Fine-tuning " in log and "from scratch" not in log and "random weights" not in log
+  assert "running model in train mode with the weights of " in log
   store = metadata_queries.open_store(os.path.join(output_dir, "metadata.sqlite"))
   [model] = [m for m in store.get_artifacts_by_type("Model") if "imported_models" not in m.uri]
   config = config_lib.load_config(model_dir_lib.config_path(model.uri))

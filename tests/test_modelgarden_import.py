@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 from retinanet import factory
-from retinanet import model_dir as model_dir_lib
 from retinanet.modeling import modelgarden_import as mgi
+from retinanet import task
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "modelgarden_retinanet")
 CHECKPOINT = os.path.join(FIXTURE, "ckpt")
@@ -94,7 +94,7 @@ def test_import_writes_a_model_dir_that_loads_with_the_coco_label_map(tmp_path, 
   out = str(tmp_path / "imported")
   info = mgi.import_checkpoint(CHECKPOINT, out, input_size=INPUT_SIZE)
   assert info["variables"] == 393
-  model, config, label_map, _ = model_dir_lib.load(out)
+  model, config, label_map, _ = task.load_model_dir(out)
   assert config.model == _reduced_config()
   assert label_map.num_classes == 91 and label_map.category_ids[1] == 1
   assert label_map.names[1] == "person" and label_map.names[90] == "toothbrush"
@@ -129,7 +129,7 @@ def test_imagenet_resnet_backbone_import_gives_model_gardens_features():
   def max_difference(norm_epsilon):
     model = factory.build_model(dataclasses.replace(
         config, norm=dataclasses.replace(config.norm, epsilon=norm_epsilon)))
-    assert factory.initialize_backbone(model, config.backbone)
+    assert task.initialize_backbone(model, config.backbone.init_checkpoint)
     features = model.backbone(tf.constant(reference["images"]), training=False)
     return max(np.abs(features[l].numpy() - reference[f"c{l}"]).max() for l in (3, 4, 5))
 

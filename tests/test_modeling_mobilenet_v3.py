@@ -12,7 +12,9 @@ import tf_keras
 
 from retinanet import config as config_lib
 from retinanet import factory
+from retinanet import layout
 from retinanet.modeling import imagenet_weights, mobilenet_v3
+from retinanet import task
 from tests.test_training_fixtures import tiny_config
 
 VARIANT_CASES = [("large", 1.0, False), ("large", 0.75, False), ("large", 1.0, True),
@@ -93,7 +95,7 @@ def test_keras_weights_file_maps_onto_our_backbone_exactly(tmp_path, variant, al
                                 "--output", prefix]) == 0
   config.model.backbone.init_checkpoint = prefix
   model = factory.build_model(config.model)
-  assert factory.initialize_backbone(model, config.model.backbone)
+  assert task.initialize_backbone(model, config.model.backbone.init_checkpoint)
   raw = np.random.RandomState(1).uniform(0, 255, (2, 128, 128, 3)).astype(np.float32)
   ours = model.backbone((raw - 127.5) / 127.5, training=False)
   theirs = keras_features(ref, variant)(raw, training=False)
@@ -201,14 +203,13 @@ def files(shared_records):
 def test_loss_falls_and_freezing_by_regex_with_mobilenet(files, tmp_path):
   """30 steps on 2 fixed batches with MobileNetV3-Small + separable heads, the backbone's
   early blocks frozen by regex: the loss falls, the frozen weights do not move."""
-  from retinanet.dataloader import input_reader  # pylint: disable=g-import-not-at-top
   from retinanet.training import checkpointing, trainer  # pylint: disable=g-import-not-at-top
   cfg = tiny_config(["model.backbone.type=mobilenet_v3_small", "model.head.separable=true",
                      "optimizer.gradient_clip_norm=2.0", "input.scale_min=1.0",
                      "input.scale_max=1.0", "input.horizontal_flip=false",
                      "optimizer.warmup_steps=5", "optimizer.base_learning_rate=0.02"],
                     total_steps=30, steps_per_execution=10, log_every=10, checkpoint_every=1000)
-  base = input_reader.dataset_fn_from_config(cfg, files, is_training=True)
+  base = task.RetinaNetTask(cfg).build_inputs(files, is_training=True)
   tr = trainer.build_trainer(cfg, train_files=files, model_dir=str(tmp_path),
                              strategy=tf.distribute.get_strategy(),
                              dataset_fn=lambda ctx: base(ctx).take(2).cache().repeat(),
@@ -254,7 +255,7 @@ def test_mixed_float16_step_is_finite_with_mobilenet(files, tmp_path):
 
 def test_export_round_trip_with_mobilenet(tmp_path):
   """The Pusher's export of a MobileNetV3 detector serves the evaluation path's detections."""
-  from data import coco  # pylint: disable=g-import-not-at-top
+  from retinanet import coco  # pylint: disable=g-import-not-at-top
   from retinanet.serving import export  # pylint: disable=g-import-not-at-top
   from retinanet.training import checkpointing  # pylint: disable=g-import-not-at-top
   from tests import test_serving_export as se  # pylint: disable=g-import-not-at-top
@@ -266,10 +267,10 @@ def test_export_round_trip_with_mobilenet(tmp_path):
   model = se.tiny_model(config)
   model_dir = str(tmp_path / "trained")
   manager = tf.train.CheckpointManager(checkpointing.make_checkpoint(model=model),
-                                       os.path.join(model_dir, export.CHECKPOINT_DIR), 1)
+                                       os.path.join(model_dir, layout.CHECKPOINT_DIR), 1)
   manager.save(checkpoint_number=1)
-  config_lib.save_config(config, os.path.join(model_dir, export.CONFIG_FILENAME))
-  coco.save_label_map(se.LABEL_MAP, os.path.join(model_dir, export.LABEL_MAP_FILENAME))
+  config_lib.save_config(config, os.path.join(model_dir, layout.CONFIG_FILE))
+  coco.save_label_map(se.LABEL_MAP, os.path.join(model_dir, layout.LABEL_MAP_FILE))
   export_dir = str(tmp_path / "export")
   export.export_model_dir(model_dir, export_dir)
   loaded = tf.saved_model.load(export_dir)

@@ -12,6 +12,7 @@ from retinanet import factory
 from retinanet.modeling import resnet
 from retinanet.modeling.retinanet_model import BOX_OUTPUTS, CLASS_OUTPUTS
 from retinanet.ops.anchors import Anchors
+from retinanet import task
 from tests.test_modeling_resnet import num_params, paper_param_counts
 
 # Published trainable-parameter counts of RetinaNet R50-FPN, 91 classes, 9 anchors:
@@ -185,9 +186,9 @@ def test_initialize_backbone_from_checkpoint(tmp_path):
     v.assign(tf.fill(v.shape, 0.5))
   path = resnet.save_backbone_checkpoint(source.backbone, str(tmp_path / "ckpt"))
   target = factory.build_model(m)
-  assert not factory.initialize_backbone(target, m.backbone)  # "" = random init
+  assert not task.initialize_backbone(target, m.backbone.init_checkpoint)  # "" = random init
   m.backbone.init_checkpoint = path
-  assert factory.initialize_backbone(target, m.backbone)
+  assert task.initialize_backbone(target, m.backbone.init_checkpoint)
   for a, b in zip(source.backbone.variables, target.backbone.variables):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
   assert not np.allclose(source.fpn.output_p3.kernel.numpy(), target.fpn.output_p3.kernel.numpy())

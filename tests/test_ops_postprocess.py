@@ -296,3 +296,25 @@ def test_bad_arguments_raise():
   with pytest.raises(ValueError, match="soft_nms_sigma"):
     postprocess.generate_detections(logits, deltas, ANCHORS.boxes(), IMAGE, "global_soft",
                                     soft_nms_sigma=0.0)
+
+
+@pytest.mark.parametrize("nms_mode", postprocess.NMS_MODES)
+def test_boxes_in_the_padding_are_dropped_before_the_top_k(nms_mode):
+  """A resized 32x64 image padded to 64x64: the region below row 32 is padding. Boxes there
+  clip to nothing; even with the highest scores they take no output slot, and the slots go
+  to the boxes inside the image, in score order (hand-computed)."""
+  anchors = np.array([[0, 0, 16, 16], [0, 40, 16, 60],            # inside the image
+                      [40, 0, 56, 16], [48, 30, 64, 50]], np.float32)  # in the padding
+  logits = np.full([1, 4, 2], -20.0, np.float32)
+  logits[0, :, 0] = _logit([0.6, 0.5, 0.95, 0.9])
+  result = postprocess.generate_detections(
+      tf.constant(logits), tf.zeros([1, 4, 4]), anchors, tf.constant([[32.0, 64.0]]),
+      nms_mode=nms_mode, max_detections=2, max_detections_per_class=2, score_threshold=0.05)
+  assert int(result["valid_detections"][0]) == 2
+  np.testing.assert_allclose(result["boxes"][0].numpy(), anchors[:2], atol=1e-5)
+  np.testing.assert_allclose(result["scores"][0].numpy(), [0.6, 0.5], atol=1e-4)
+  # Without the covered region (the whole 64x64 input), the padding boxes win.
+  whole = postprocess.generate_detections(
+      tf.constant(logits), tf.zeros([1, 4, 4]), anchors, IMAGE, nms_mode=nms_mode,
+      max_detections=2, max_detections_per_class=2, score_threshold=0.05)
+  np.testing.assert_allclose(whole["boxes"][0].numpy(), anchors[2:], atol=1e-5)

@@ -17,9 +17,10 @@ import tensorflow as tf
 import tf_keras
 from PIL import Image
 
-from data import coco
+from retinanet import coco
 from retinanet import config as config_lib
 from retinanet import factory
+from retinanet import layout
 from retinanet.dataloader import preprocess_ops
 from retinanet.evaluation import evaluate_model
 from retinanet.serving import export
@@ -100,7 +101,8 @@ def reference_detections(model, config, images):
     pixels = preprocess_ops.pad_image(
         preprocess_ops.normalize_image(pixels, config.input.mean_rgb, config.input.stddev_rgb),
         INPUT_SIZE)
-    det = {k: v.numpy() for k, v in detect(pixels[None]).items()}
+    covered = tf.cast(size, tf.float32) * geometry.image_scale
+    det = {k: v.numpy() for k, v in detect(pixels[None], covered[None]).items()}
     valid = int(det["valid_detections"][0])
     original = preprocess_ops.boxes_to_original_image(det["boxes"], geometry.image_scale[None],
                                                       size[None]).numpy()
@@ -131,6 +133,12 @@ def assert_same_detections(boxes, scores, classes, reference):
     unmatched.remove(found[0])
 
 
+def assert_positive_areas(outputs, index):
+  """No returned detection is an empty box (one in the padding of the resized input)."""
+  boxes = outputs["boxes"][index, :int(outputs["valid_detections"][index])]
+  assert len(boxes) and np.all(boxes[:, 2] > boxes[:, 0]) and np.all(boxes[:, 3] > boxes[:, 1])
+
+
 def assert_matches(outputs, index, reference):
   valid = int(outputs["valid_detections"][index])
   assert_same_detections(outputs["boxes"][index, :valid], outputs["scores"][index, :valid],
@@ -140,10 +148,10 @@ def assert_matches(outputs, index, reference):
 def write_model_dir(model_dir: str, config, model) -> str:
   """A trained-model directory (checkpoint 7, config.json, label_map.json) of `model`."""
   manager = tf.train.CheckpointManager(checkpointing.make_checkpoint(model=model),
-                                       os.path.join(model_dir, export.CHECKPOINT_DIR), 2)
+                                       os.path.join(model_dir, layout.CHECKPOINT_DIR), 2)
   manager.save(checkpoint_number=7)
-  config_lib.save_config(config, os.path.join(model_dir, export.CONFIG_FILENAME))
-  coco.save_label_map(LABEL_MAP, os.path.join(model_dir, export.LABEL_MAP_FILENAME))
+  config_lib.save_config(config, os.path.join(model_dir, layout.CONFIG_FILE))
+  coco.save_label_map(LABEL_MAP, os.path.join(model_dir, layout.LABEL_MAP_FILE))
   return model_dir
 
 
@@ -254,10 +262,10 @@ def test_category_ids_map_class_ids_and_padding_is_marked(exported):
 def test_export_dir_has_label_map_config_and_restorable_checkpoint(exported):
   config, model, _, export_dir, _ = exported
   assert export.load_label_map(export_dir) == LABEL_MAP
-  saved = config_lib.load_config(os.path.join(export_dir, export.CONFIG_FILENAME))
+  saved = config_lib.load_config(os.path.join(export_dir, layout.CONFIG_FILE))
   assert saved.model == config.model and saved.input == config.input
   assert saved.postprocess.max_detections == 20  # the override is recorded
-  ckpt_dir = os.path.join(export_dir, export.CHECKPOINT_DIR)
+  ckpt_dir = os.path.join(export_dir, layout.CHECKPOINT_DIR)
   assert os.path.basename(tf.train.latest_checkpoint(ckpt_dir)) == "ckpt-7"
   restored = factory.build_model(config.model)
   checkpointing.restore_model(restored, ckpt_dir)

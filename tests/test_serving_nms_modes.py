@@ -8,8 +8,9 @@ import tensorflow as tf
 
 from retinanet import config as config_lib
 from retinanet.serving import export
-from tests.test_serving_export import (LABEL_MAP, assert_matches, random_image,
-                                       reference_detections, tiny_config, tiny_model)
+from tests.test_serving_export import (LABEL_MAP, assert_matches, assert_positive_areas,
+                                       random_image, reference_detections, tiny_config,
+                                       tiny_model)
 
 MAX_PER_CLASS = 6
 
@@ -34,6 +35,7 @@ def test_exported_nms_mode_matches_in_process_postprocess(model, nms_mode, tmp_p
              for k, v in loaded.signatures["serve_encoded"](encoded_images=encoded).items()}
   for i, ref in enumerate(reference_detections(model, config, images)):
     assert_matches(outputs, i, ref)
+    assert_positive_areas(outputs, i)
     classes = outputs["class_ids"][i, :outputs["valid_detections"][i]]
     if nms_mode in ("combined", "per_class_hard", "per_class_soft"):
       assert np.bincount(classes, minlength=LABEL_MAP.num_classes).max() <= MAX_PER_CLASS

@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 
 from retinanet.serving import export, portable
-from tests.test_serving_export import (random_image, tiny_config, tiny_model,
-                                       write_model_dir)
+from tests.test_serving_export import (assert_positive_areas, random_image, tiny_config,
+                                       tiny_model, write_model_dir)
 
 POSTPROCESS = {"iou_threshold": 0.4, "soft_nms_sigma": 0.3, "max_detections_per_class": 6}
 
@@ -47,6 +47,8 @@ def assert_agrees(fmt, model_dir, tmp_path, nms_mode):
                                                                     overrides)):
     outputs = detector(images)
     assert set(outputs) == set(export.OUTPUT_KEYS)
+    for i in range(len(images)):
+      assert_positive_areas(outputs, i)
     assert reference["valid_detections"].min() > 0
     assert portable.compare_detections(reference, outputs) == []
     np.testing.assert_array_equal(outputs["category_ids"], reference["category_ids"])

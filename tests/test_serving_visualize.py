@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data import coco
+from retinanet import coco
 from retinanet.serving import inference
 from retinanet.serving import visualize
 

@@ -13,6 +13,7 @@ from retinanet import factory
 from retinanet.training import checkpointing
 from retinanet.training import ema as ema_lib
 from retinanet.training import trainer
+from retinanet import task
 from tests.test_training_fixtures import tiny_config
 
 RESUME_OVERRIDES = ("optimizer.ema_decay=0.9", "loss.normalizer_momentum=0.9")
@@ -144,7 +145,7 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, shared_records):
   assert tr.global_step == 3
 
   # Restoring for evaluation/export swaps in the EMA weights.
-  model, prefix = trainer.load_trained_model(cfg.model, str(tmp_path / "a"))
+  model, _, _, prefix = task.load_model_dir(str(tmp_path / "a"), config=cfg)
   assert prefix.endswith("ckpt-6")
   kernel = model.class_head.prediction.kernel.numpy()
   ema_key = checkpointing.checkpoint_key(
@@ -152,7 +153,7 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, shared_records):
   np.testing.assert_array_equal(kernel, a[ema_key])
   assert not np.array_equal(kernel, a["model/class_head/prediction/kernel" +
                                       checkpointing.VARIABLE_SUFFIX])
-  raw, _ = trainer.load_trained_model(cfg.model, str(tmp_path / "a"), use_ema=False)
+  raw = task.load_model_dir(str(tmp_path / "a"), config=cfg, use_ema=False).model
   np.testing.assert_array_equal(raw.class_head.prediction.kernel.numpy(),
                                 a["model/class_head/prediction/kernel" +
                                   checkpointing.VARIABLE_SUFFIX])

@@ -12,6 +12,7 @@ from retinanet.training import checkpointing
 from retinanet.training import ema as ema_lib
 from retinanet.training import finetune
 from retinanet.training import trainer
+from retinanet import task
 from tests.test_training_fixtures import tiny_config
 
 HEAD_FINAL = ["class_head/prediction/kernel", "class_head/prediction/bias"]
@@ -123,7 +124,11 @@ def test_train_finetunes_and_freezes(tmp_path, caplog, shared_records):
   assert report.frozen and all(p.startswith(("backbone/", "fpn/")) for p in report.frozen)
   assert any("Trainable weights after freezing" in r.getMessage() for r in caplog.records)
   assert any(r.getMessage().startswith("fine-tuning from") for r in caplog.records)
-  model, _ = trainer.load_trained_model(cfg.model, str(tmp_path / "model"))
+  # The log says what happens: training starts from the fine-tuning source, not at random.
+  assert (f"running model in train mode with the weights of {tmp_path / 'base'} (fine-tuning)!"
+          in caplog.text)
+  assert "random weights" not in caplog.text
+  model = task.load_model_dir(str(tmp_path / "model"), config=cfg).model
   paths = checkpointing.variable_paths(model)
   for path in report.frozen:
     if "moving_" not in path:   # BN statistics still update in training mode

@@ -18,7 +18,8 @@ from retinanet import config as config_lib
 def write_sample_records(directory: str, num_images: int = 16, image_size=(128, 128),
                          seed: int = 0, num_shards: int = 2) -> str:
   """Writes `num_images` shape images as TFRecords; returns their glob."""
-  from data import coco, example_codec, sample_data  # pylint: disable=g-import-not-at-top
+  from data import example_codec, sample_data  # pylint: disable=g-import-not-at-top
+  from retinanet import coco  # pylint: disable=g-import-not-at-top
   dataset = sample_data.generate_sample_dataset(os.path.join(directory, "raw"),
                                                 num_train=num_images, num_val=0,
                                                 image_size=image_size, seed=seed)

@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 
 from retinanet import config as config_lib
-from retinanet.dataloader import input_reader
 from retinanet.training import trainer
 from retinanet.training.train_loop import NonFiniteLossError
+from retinanet import task
 from tests.test_training_fixtures import tiny_config
 from tests.test_training_units import SEED_LINE
 
@@ -23,7 +23,7 @@ def files(shared_records):
 
 def _poisoned(cfg, files, bad_batches):
   """The real input with NaN images in the batches whose index is in bad_batches."""
-  base = input_reader.dataset_fn_from_config(cfg, files, is_training=True)
+  base = task.RetinaNetTask(cfg).build_inputs(files, is_training=True)
   bad = tf.constant(sorted(bad_batches), tf.int64)
 
   def dataset_fn(ctx):
@@ -102,7 +102,7 @@ def test_logs_tensorboard_and_eval_callback_with_ema(files, tmp_path, caplog):
   assert result.eval_results == {2: {"AP": 0.02}, 4: {"AP": 0.04}}
   ema_kernel = tr_ema_kernel(tmp_path / "model")
   np.testing.assert_array_equal(seen[-1][1], ema_kernel)
-  model, _ = trainer.load_trained_model(cfg.model, str(tmp_path / "model"), use_ema=False)
+  model = task.load_model_dir(str(tmp_path / "model"), config=cfg, use_ema=False).model
   assert not np.array_equal(seen[-1][1], model.class_head.prediction.kernel.numpy())
 
   scalars = _read_scalars(summary_dir / "train")
@@ -115,7 +115,7 @@ def test_logs_tensorboard_and_eval_callback_with_ema(files, tmp_path, caplog):
 
 
 def tr_ema_kernel(model_dir):
-  model, _ = trainer.load_trained_model(tiny_config().model, str(model_dir), use_ema=True)
+  model = task.load_model_dir(str(model_dir), config=tiny_config(), use_ema=True).model
   return model.class_head.prediction.kernel.numpy()
 
 
@@ -134,7 +134,7 @@ def test_loss_falls_when_fitting_a_few_batches(files, tmp_path):
                      "input.scale_max=1.0", "input.horizontal_flip=false",
                      "optimizer.warmup_steps=5"],
                     total_steps=50, steps_per_execution=10, log_every=10, checkpoint_every=1000)
-  base = input_reader.dataset_fn_from_config(cfg, files, is_training=True)
+  base = task.RetinaNetTask(cfg).build_inputs(files, is_training=True)
   tr = _build(cfg, files, tmp_path, dataset_fn=lambda ctx: base(ctx).take(2).cache().repeat())
   result = tr.train()
   first, last = result.history[0][1], result.history[-1][1]
@@ -147,11 +147,13 @@ def test_loss_falls_when_fitting_a_few_batches(files, tmp_path):
 def test_an_undecodable_record_is_skipped_and_counted(files, tmp_path):
   """A corrupt image that reached the TFRecords (the data stage's decode check bypassed)
   becomes a placeholder with no loss; the run finishes and counts it."""
-  from data import coco, example_codec  # pylint: disable=g-import-not-at-top
+  from data import example_codec  # pylint: disable=g-import-not-at-top
+  from retinanet import coco  # pylint: disable=g-import-not-at-top
+  from retinanet.dataloader import schema  # pylint: disable=g-import-not-at-top
   good = tf.io.gfile.glob(files)
   raw = next(iter(tf.data.TFRecordDataset(good[:1]))).numpy()
-  parsed = example_codec.parse_example(raw)
-  image = bytearray(parsed[example_codec.schema.ENCODED])
+  parsed = schema.parse_example(raw)
+  image = bytearray(parsed[schema.ENCODED])
   image[len(image) // 2:len(image) // 2 + 16] = b"\xff\x42" * 8  # an unsupported JPEG marker
   label_map = coco.LabelMap(tuple(range(1, 6)), ("a", "b", "c", "d", "e"))
   example, _ = example_codec.build_example(

@@ -26,8 +26,9 @@ from tfx.types import standard_artifacts
 
 from components import LabelMap
 from components.trainer import executor, vertex_job
-from data import coco
+from retinanet import coco
 from retinanet import config as config_lib
+from retinanet import layout
 from tests.test_training_fixtures import tiny_config, write_sample_records
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -162,7 +163,7 @@ def test_two_workers_equal_one_worker_and_resume_from_the_chief(inputs, tmp_path
   workspace = os.path.join(two, "training")
   written = sorted(os.path.relpath(os.path.join(root, name), workspace)
                    for root, _, names in os.walk(workspace) for name in names)
-  assert all(path.startswith("checkpoint/") or path == executor.RESULT_FILE
+  assert all(path.startswith("checkpoint/") or path == layout.TRAINING_RESULT_FILE
              for path in written), written
   assert any(path.startswith("checkpoint/ckpt-4") for path in written), written
 

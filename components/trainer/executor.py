@@ -29,6 +29,7 @@ from tfx.types import artifact_utils
 
 from components import artifacts as artifact_layout
 from retinanet import config as config_lib
+from retinanet import layout
 from retinanet import model_dir as model_dir_lib
 
 logger = logging.getLogger(__name__)
@@ -65,17 +66,15 @@ def prune_unfinished_trainings(resume_dir: str, keep: int, current: str) -> List
 
 
 def load_box_statistics(uri: str) -> Dict[str, Any]:
-  from data import box_statistics  # pylint: disable=g-import-not-at-top
-  with tf.io.gfile.GFile(os.path.join(uri, box_statistics.REPORT_FILE)) as f:
+  with tf.io.gfile.GFile(os.path.join(uri, layout.BOX_STATISTICS_REPORT_FILE)) as f:
     return json.load(f)
 
 
 def load_label_map(label_map_uri: str):
-  from data import coco  # pylint: disable=g-import-not-at-top
-  return coco.load_label_map(os.path.join(label_map_uri, artifact_layout.LABEL_MAP_FILE))
+  from retinanet import coco  # pylint: disable=g-import-not-at-top
+  return coco.load_label_map(os.path.join(label_map_uri, layout.LABEL_MAP_FILE))
 
 
-RESULT_FILE = "training_result.json"
 
 
 @dataclasses.dataclass
@@ -111,11 +110,10 @@ def plan_training(input_dict: Dict[str, List[types.Artifact]],
   config_lib.check_num_classes(config, label_map.num_classes)
   statistics = input_dict.get("box_statistics") or []
   report = load_box_statistics(statistics[0].uri) if statistics else None
-  from data import box_statistics  # pylint: disable=g-import-not-at-top
-  config = box_statistics.apply_anchor_fit(config, report,
-                                           statistics[0].uri if statistics else "")
+  from retinanet.training import anchor_policy  # pylint: disable=g-import-not-at-top
+  config = anchor_policy.apply_anchor_fit(config, report, statistics[0].uri if statistics else "")
   if report is not None:
-    logger.info("Dataset statistics: %s", box_statistics.coverage_line(report))
+    logger.info("Dataset statistics: %s", anchor_policy.coverage_line(report))
   logger.info("Anchors: %s", config.anchor_fit.decision)
   config_json = config_lib.config_to_json(config)
   strategy_name = exec_properties.get("strategy") or config.train.strategy
@@ -137,7 +135,7 @@ def plan_training(input_dict: Dict[str, List[types.Artifact]],
       freeze_patterns=json.loads(exec_properties.get("freeze_patterns") or "[]"),
       fingerprint=fingerprint, workspace=workspace, checkpoint_dir=checkpoint_dir,
       resumed_from=checkpointing.latest_complete_checkpoint(checkpoint_dir),
-      summary_dir=os.path.join(model_run.uri, artifact_layout.MODEL_RUN_TENSORBOARD_DIR),
+      summary_dir=os.path.join(model_run.uri, layout.TENSORBOARD_DIR),
       finetune_from=finetune_from, label_map=label_map, label_map_uri=label_map_uri,
       examples=examples)
 
@@ -196,39 +194,40 @@ def finish_training(plan: TrainingPlan, summary: Dict[str, Any], model: types.Ar
   """Exports the trained workspace into the Model artifact and records the run in MLMD."""
   from retinanet.serving import export  # pylint: disable=g-import-not-at-top
   config_lib.save_config(plan.config, model_dir_lib.config_path(plan.workspace))
-  tf.io.gfile.copy(os.path.join(plan.label_map_uri, artifact_layout.LABEL_MAP_FILE),
+  tf.io.gfile.copy(os.path.join(plan.label_map_uri, layout.LABEL_MAP_FILE),
                    model_dir_lib.label_map_path(plan.workspace), overwrite=True)
   export.export_model_dir(plan.workspace, model_dir_lib.serving_model_dir(model.uri))
   tf.io.gfile.rmtree(plan.workspace)
-  model.set_string_custom_property("training_fingerprint", plan.fingerprint)
-  model.set_string_custom_property("resumed_from", plan.resumed_from or "")
-  model.set_int_custom_property("truncated_objects", summary["truncated_objects"])
-  model.set_int_custom_property("skipped_records", summary["skipped_records"])
-  model.set_int_custom_property("final_step", summary["final_step"])
+  model.set_string_custom_property(layout.ModelKeys.TRAINING_FINGERPRINT, plan.fingerprint)
+  model.set_string_custom_property(layout.ModelKeys.RESUMED_FROM, plan.resumed_from or "")
+  model.set_int_custom_property(layout.ModelKeys.TRUNCATED_OBJECTS, summary["truncated_objects"])
+  model.set_int_custom_property(layout.ModelKeys.SKIPPED_RECORDS, summary["skipped_records"])
+  model.set_int_custom_property(layout.ModelKeys.FINAL_STEP, summary["final_step"])
   # A training killed after its last step resumes with no step left to run (no losses).
-  model.set_float_custom_property("final_total_loss",
+  model.set_float_custom_property(layout.ModelKeys.FINAL_TOTAL_LOSS,
                                   summary["final_losses"].get("total_loss", float("nan")))
-  model.set_float_custom_property("train_images_per_second", summary["images_per_second"])
-  model.set_int_custom_property("num_classes", int(plan.config.model.num_classes))
-  model.set_string_custom_property("strategy", plan.strategy_name)
-  model.set_string_custom_property("anchor_fit_decision", plan.config.anchor_fit.decision)
-  model_run.set_float_custom_property("wall_time_seconds", summary["wall_time_seconds"])
+  model.set_float_custom_property(layout.ModelKeys.TRAIN_IMAGES_PER_SECOND, summary["images_per_second"])
+  model.set_int_custom_property(layout.ModelKeys.NUM_CLASSES, int(plan.config.model.num_classes))
+  model.set_string_custom_property(layout.ModelKeys.STRATEGY, plan.strategy_name)
+  model.set_string_custom_property(layout.ModelKeys.ANCHOR_FIT_DECISION, plan.config.anchor_fit.decision)
+  model_run.set_float_custom_property(layout.ModelKeys.WALL_TIME_SECONDS, summary["wall_time_seconds"])
   finetune = summary.get("finetune")
   if finetune:
-    model.set_string_custom_property("finetune_source", finetune["source"])
-    model.set_int_custom_property("finetune_restored", finetune["restored"])
-    model.set_int_custom_property("finetune_reinitialized", finetune["reinitialized"])
-    model.set_int_custom_property("finetune_frozen", finetune["frozen"])
+    model.set_string_custom_property(layout.ModelKeys.FINETUNE_SOURCE, finetune["source"])
+    model.set_int_custom_property(layout.ModelKeys.FINETUNE_RESTORED, finetune["restored"])
+    model.set_int_custom_property(layout.ModelKeys.FINETUNE_REINITIALIZED, finetune["reinitialized"])
+    model.set_int_custom_property(layout.ModelKeys.FINETUNE_FROZEN, finetune["frozen"])
 
 
 def _log_plan(plan: TrainingPlan) -> None:
   if plan.resumed_from:
     logger.info("Resuming the unfinished training %s of this config and data from %s",
                 plan.fingerprint, plan.resumed_from)
+  elif plan.finetune_from:
+    logger.info("Fine-tuning %s from %s in %s", plan.fingerprint, plan.finetune_from,
+                plan.workspace)
   else:
     logger.info("Training %s from scratch in %s", plan.fingerprint, plan.workspace)
-  if plan.finetune_from:
-    logger.info("Fine-tuning from %s", plan.finetune_from)
 
 
 class Executor(base_executor.BaseExecutor):
@@ -254,8 +253,8 @@ class Executor(base_executor.BaseExecutor):
       from components.trainer import vertex_job  # pylint: disable=g-import-not-at-top
       job_name = vertex_job.run(vertex_job.VertexJobSpec.from_json(exec_properties["vertex_job"]),
                                 input_dict, output_dict, exec_properties)
-      model.set_string_custom_property("vertex_job_name", job_name)
-      model.set_string_custom_property("vertex_job_console", vertex_job.console_link(job_name))
+      model.set_string_custom_property(layout.ModelKeys.VERTEX_JOB_NAME, job_name)
+      model.set_string_custom_property(layout.ModelKeys.VERTEX_JOB_CONSOLE, vertex_job.console_link(job_name))
       summary = read_result(plan.workspace)
     else:
       result, _ = run_training(plan, exec_properties)
@@ -264,7 +263,7 @@ class Executor(base_executor.BaseExecutor):
 
 
 def read_result(workspace: str) -> Dict[str, Any]:
-  path = os.path.join(workspace, RESULT_FILE)
+  path = os.path.join(workspace, layout.TRAINING_RESULT_FILE)
   if not tf.io.gfile.exists(path):
     raise RuntimeError(f"the training job finished but its chief wrote no {path}")
   with tf.io.gfile.GFile(path) as f:
@@ -291,5 +290,5 @@ class WorkerExecutor(base_executor.BaseExecutor):
     result, is_chief = run_training(plan, exec_properties)
     if is_chief:
       tf.io.gfile.makedirs(plan.workspace)
-      with tf.io.gfile.GFile(os.path.join(plan.workspace, RESULT_FILE), "w") as f:
+      with tf.io.gfile.GFile(os.path.join(plan.workspace, layout.TRAINING_RESULT_FILE), "w") as f:
         json.dump(result_summary(result), f)

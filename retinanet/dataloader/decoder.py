@@ -1,4 +1,4 @@
-"""Parses one serialized tf.train.Example (data/schema.py) into image tensors.
+"""Parses one serialized tf.train.Example (retinanet/dataloader/schema.py) into image tensors.
 
 The decoder only reads what the Example stores; geometry and augmentation
 live in `parser.py`. Boxes come out as normalized yxyx, the way the Example
@@ -10,7 +10,7 @@ from typing import Dict
 
 import tensorflow as tf
 
-from data import example_codec, schema
+from retinanet.dataloader import schema
 
 # Keys of the dict returned by `decode_example`.
 IMAGE = "image"                  # uint8 [H, W, 3]
@@ -28,7 +28,7 @@ _OBJECT_FLOAT_KEYS = (schema.YMIN, schema.XMIN, schema.YMAX, schema.XMAX)
 _READ_KEYS = (schema.ENCODED, schema.HEIGHT, schema.WIDTH, schema.IMAGE_ID) + \
     _OBJECT_FLOAT_KEYS + (schema.LABEL, schema.IS_CROWD, schema.AREA)
 FEATURE_SPEC: Dict[str, tf.io.FixedLenFeature | tf.io.VarLenFeature] = {
-    key: example_codec.FEATURE_SPEC[key] for key in _READ_KEYS}
+    key: schema.FEATURE_SPEC[key] for key in _READ_KEYS}
 
 
 def _dense(sparse: tf.SparseTensor) -> tf.Tensor:

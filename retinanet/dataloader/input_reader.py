@@ -1,8 +1,8 @@
 """TFRecord files -> batched, prefetched tf.data pipeline.
 
 `build_dataset` takes explicit arguments and a parser (parser.TrainParser or
-parser.EvalParser); `dataset_fn_from_config` is the one place that maps the
-config tree onto them, returning a `fn(input_context)` for
+parser.EvalParser); `retinanet.task.RetinaNetTask.build_inputs` is the one place
+that maps the config tree onto them, returning a `fn(input_context)` for
 `strategy.distribute_datasets_from_function`.
 
 Sharding: with several input pipelines (multi-worker), FILES are split
@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import tensorflow as tf
 
-from retinanet import config as config_lib
-from retinanet import factory
 from retinanet.dataloader import decoder
 from retinanet.dataloader import parser as parser_lib
 
@@ -206,41 +204,3 @@ def build_dataset(file_pattern: FilePatterns, *, parser: ParserFn, is_training: 
   return dataset.with_options(options)
 
 
-def build_parser(config: config_lib.ExperimentConfig, is_training: bool) -> ParserFn:
-  """The train or eval parser for a config (the factory: config -> explicit args)."""
-  model, inputs = config.model, config.input
-  if not is_training:
-    return parser_lib.EvalParser(output_size=model.input_size, max_instances=inputs.max_instances,
-                                 mean_rgb=inputs.mean_rgb, stddev_rgb=inputs.stddev_rgb)
-  return parser_lib.TrainParser(
-      output_size=model.input_size, anchors=factory.build_anchors(model).boxes(),
-      positive_iou=model.matcher.positive_iou, negative_iou=model.matcher.negative_iou,
-      box_variances=model.box_variances,
-      allow_low_quality_matches=model.matcher.allow_low_quality_matches,
-      crowd_ioa=model.matcher.crowd_ioa,
-      scale_min=inputs.scale_min, scale_max=inputs.scale_max,
-      horizontal_flip=inputs.horizontal_flip, max_instances=inputs.max_instances,
-      mean_rgb=inputs.mean_rgb, stddev_rgb=inputs.stddev_rgb)
-
-
-def dataset_fn_from_config(config: config_lib.ExperimentConfig, file_pattern: FilePatterns,
-                           is_training: bool
-                           ) -> Callable[[Optional[tf.distribute.InputContext]], tf.data.Dataset]:
-  """fn(input_context) -> dataset, for strategy.distribute_datasets_from_function.
-
-  Training batches config.train.global_batch_size, evaluation
-  config.eval.batch_size (both global, split over replicas); evaluation is
-  capped at config.eval.max_images records per pipeline when that is > 0.
-  """
-  inputs = config.input
-  batch_size = config.train.global_batch_size if is_training else config.eval.batch_size
-  max_records = 0 if is_training else config.eval.max_images
-
-  def dataset_fn(input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
-    return build_dataset(
-        file_pattern, parser=build_parser(config, is_training), is_training=is_training,
-        global_batch_size=batch_size, input_context=input_context,
-        shuffle_buffer=inputs.shuffle_buffer, cycle_length=inputs.cycle_length,
-        deterministic=inputs.deterministic, seed=inputs.seed, max_records=max_records)
-
-  return dataset_fn

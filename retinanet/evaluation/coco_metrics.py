@@ -31,7 +31,7 @@ import tensorflow as tf
 from pycocotools import coco as coco_api
 from pycocotools import cocoeval
 
-from data import coco
+from retinanet import coco
 from retinanet import config as config_lib
 
 logger = logging.getLogger(__name__)
@@ -218,8 +218,8 @@ def build_coco_ground_truth(
 
 
 def validate_coco_ground_truth(dataset: Mapping[str, Any], source: str = "ground truth") -> None:
-  """What pycocotools needs for box evaluation (data.coco.validate_coco, evaluation mode);
-  raises data.coco.CocoFormatError (a ValueError) naming the record and field."""
+  """What pycocotools needs for box evaluation (retinanet.coco.validate_coco, evaluation mode);
+  raises retinanet.coco.CocoFormatError (a ValueError) naming the record and field."""
   coco.validate_coco(dataset, source, for_evaluation=True)
 
 

@@ -120,7 +120,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname).1s] %(message)s")
 
-  from data import coco  # pylint: disable=g-import-not-at-top
+  from retinanet import coco  # pylint: disable=g-import-not-at-top
   from retinanet import config as config_lib  # pylint: disable=g-import-not-at-top
   from retinanet import factory  # pylint: disable=g-import-not-at-top
   from retinanet.evaluation import coco_metrics, evaluate_model  # pylint: disable=g-import-not-at-top

@@ -20,13 +20,15 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from data import coco, example_codec, schema
+from retinanet import coco
 from retinanet import config as config_lib
 from retinanet import factory
 from retinanet import model_dir as model_dir_lib
 from retinanet.dataloader import input_reader
+from retinanet.dataloader import schema
 from retinanet.evaluation import coco_metrics
 from retinanet.ops import postprocess
+from retinanet.task import RetinaNetTask
 
 logger = logging.getLogger(__name__)
 
@@ -45,17 +47,19 @@ class EvalResult:
 def build_detect_fn(model: tf.Module, model_config: config_lib.ModelConfig,
                     postprocess_config: config_lib.PostprocessConfig
                     ) -> Callable[[tf.Tensor], Dict[str, tf.Tensor]]:
-  """A tf.function: normalized images [B, H, W, 3] -> detections in model-input pixels."""
+  """A tf.function: (normalized images [B, H, W, 3], covered [B, 2]) -> detections in
+  model-input pixels. `covered` is the (height, width) each resized image covers before
+  its padding (original size x scale): boxes are clipped to it, as in the SavedModel."""
   layout = factory.build_anchors(model_config)
   anchors = layout.boxes()
   per_level = list(layout.counts_per_level.values())
   p = postprocess_config
 
   @tf.function
-  def detect(images: tf.Tensor) -> Dict[str, tf.Tensor]:
+  def detect(images: tf.Tensor, covered: tf.Tensor) -> Dict[str, tf.Tensor]:
     outputs = model(images, training=False)
     return postprocess.generate_detections(
-        outputs["class_outputs"], outputs["box_outputs"], anchors, model_config.input_size,
+        outputs["class_outputs"], outputs["box_outputs"], anchors, covered,
         nms_mode=p.nms_mode, pre_nms_top_k=p.pre_nms_top_k, score_threshold=p.score_threshold,
         iou_threshold=p.iou_threshold, soft_nms_sigma=p.soft_nms_sigma,
         max_detections=p.max_detections, max_detections_per_class=p.max_detections_per_class,
@@ -89,7 +93,7 @@ def evaluate(model: tf.Module, config: config_lib.ExperimentConfig, file_pattern
   if max_images is not None:
     config = dataclasses.replace(config, eval=dataclasses.replace(config.eval,
                                                                   max_images=max_images))
-  dataset = input_reader.dataset_fn_from_config(config, file_pattern, is_training=False)(None)
+  dataset = RetinaNetTask(config).build_inputs(file_pattern, is_training=False)(None)
   detect = build_detect_fn(model, config.model, config.postprocess)
   category_ids = np.asarray(label_map.category_ids, np.int64)
   if evaluator is None:
@@ -99,7 +103,8 @@ def evaluate(model: tf.Module, config: config_lib.ExperimentConfig, file_pattern
   num_images = 0
   truncated = 0
   for images, labels in dataset:
-    detections = {k: v.numpy() for k, v in detect(images).items()}
+    covered = tf.cast(labels["original_size"], tf.float32) * labels["scale"]
+    detections = {k: v.numpy() for k, v in detect(images, covered).items()}
     labels = {k: v.numpy() for k, v in labels.items()}
     valid = labels["is_valid"]
     to_original = lambda b: coco_metrics.boxes_to_original_pixels(  # noqa: E731
@@ -146,7 +151,7 @@ _RECORD_KEYS = (schema.ENCODED, schema.IMAGE_ID, schema.HEIGHT, schema.WIDTH, sc
 
 def _encoded_records(file_pattern: str, batch_size: int, max_images: int) -> tf.data.Dataset:
   """Batches of the raw records: encoded bytes, image ids and the stored ground truth."""
-  spec = {key: example_codec.FEATURE_SPEC[key] for key in _RECORD_KEYS}
+  spec = {key: schema.FEATURE_SPEC[key] for key in _RECORD_KEYS}
   files = input_reader.list_files(file_pattern)
   dataset = tf.data.TFRecordDataset(files, compression_type=input_reader.infer_compression(files))
   if max_images > 0:
@@ -230,15 +235,6 @@ def evaluate_predictions(predict: Callable[[tf.Tensor, tf.Tensor], Mapping[str, 
                      out["valid_detections"])
     num_images += len(ids)
   return _score(evaluator, num_images, time.time() - start)
-
-
-def evaluate_model_dir(model_dir: str, file_pattern: str,
-                       postprocess_overrides: Optional[Mapping[str, Any]] = None,
-                       ground_truth_path: Optional[str] = None) -> EvalResult:
-  """Evaluates the newest checkpoint of a trained model directory."""
-  model, config, label_map, _ = model_dir_lib.load(model_dir,
-                                                   postprocess_overrides=postprocess_overrides)
-  return evaluate(model, config, file_pattern, label_map, ground_truth_path=ground_truth_path)
 
 
 def make_eval_callback(config: config_lib.ExperimentConfig, *, file_pattern: str,

@@ -40,8 +40,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from data import coco
+from retinanet import coco
 from retinanet import config as config_lib
+from retinanet import layout
 
 logger = logging.getLogger(__name__)
 
@@ -284,7 +285,6 @@ def import_checkpoint(checkpoint: str, output_dir: str,
   inferred architecture), label_map.json (COCO's 91 ids for a 91-class head) and
   checkpoint/ckpt-0. Fine-tuning (`--finetune_from`) and export take it like any model dir."""
   from retinanet import factory  # pylint: disable=g-import-not-at-top
-  from retinanet import model_dir as model_dir_lib  # pylint: disable=g-import-not-at-top
   model_config = infer_model_config(checkpoint, input_size)
   model = factory.build_model(model_config)
   counts = load_into(model, checkpoint)
@@ -297,10 +297,10 @@ def import_checkpoint(checkpoint: str, output_dir: str,
                                model=model_config)
   config_lib.validate(config)
   tf.io.gfile.makedirs(output_dir)
-  config_lib.save_config(config, os.path.join(output_dir, model_dir_lib.CONFIG_FILE))
-  coco.save_label_map(label_map, os.path.join(output_dir, model_dir_lib.LABEL_MAP_FILE))
+  config_lib.save_config(config, os.path.join(output_dir, layout.CONFIG_FILE))
+  coco.save_label_map(label_map, os.path.join(output_dir, layout.LABEL_MAP_FILE))
   manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model),
-                                       os.path.join(output_dir, model_dir_lib.CHECKPOINT_DIR),
+                                       os.path.join(output_dir, layout.CHECKPOINT_DIR),
                                        max_to_keep=1)
   prefix = manager.save(checkpoint_number=0)
   logger.info("Imported the Model Garden checkpoint %s: %d variables (%d parameters), "

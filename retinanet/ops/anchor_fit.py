@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -127,6 +127,12 @@ class Coverage:
   def no_positive(self) -> float:
     """The fraction of boxes without a single anchor at the positive threshold."""
     return self.ignored_only + self.background
+
+  def to_json(self) -> Dict[str, float]:
+    """The fractions as the statistics report records them."""
+    return {"positive": self.positive, "ignored_only": self.ignored_only,
+            "background": self.background, "no_positive": self.no_positive,
+            "mean_best_anchor_iou": self.mean_best_iou, "num_boxes": self.num_boxes}
 
 
 def coverage(best_iou: np.ndarray, positive_iou: float, negative_iou: float) -> Coverage:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -123,6 +123,13 @@ class Anchors:
   def feature_sizes(self) -> Dict[int, Tuple[int, int]]:
     """{level: (feature height, feature width)}."""
     return {level: feature_size(self.image_size, level) for level in self.levels}
+
+  def layout_json(self) -> Dict[str, Any]:
+    """The layout as JSON values: what the statistics report records and training compares."""
+    return {"input_size": list(self.image_size), "min_level": self.min_level,
+            "max_level": self.max_level, "anchor_size": self.anchor_size,
+            "scales_per_octave": self.scales_per_octave,
+            "aspect_ratios": list(self.aspect_ratios)}
 
   def boxes(self) -> tf.Tensor:
     """float32 [N, 4] yxyx pixel anchors (see generate_anchors)."""

@@ -3,7 +3,9 @@
 Pipeline per image (all float32, batched, works in a tf.function with a
 static or unknown batch size and in saved models):
   1. scores = sigmoid(class_logits); boxes = box_coder.decode(deltas, anchors),
-     clipped to the image.
+     clipped to the image. A box clipped to nothing (it lay outside the image,
+     e.g. in the zero padding below or beside a resized input) gets score 0, so
+     it never takes a slot of the top-k or of the output.
   2. Pre-NMS top-k by score: over (anchor, class) pairs for the "combined" and
      "per_class_*" modes, over anchors scored by their best class for the
      "global_*" modes. With `anchors_per_level` the top-k is taken per level
@@ -256,7 +258,8 @@ def generate_detections(class_logits: tf.Tensor, box_deltas: tf.Tensor, anchors:
     class_logits: [B, N, C] logits (any float dtype, cast to float32).
     box_deltas: [B, N, 4] box_coder deltas.
     anchors: [N, 4] yxyx pixel anchors in the order of the outputs.
-    image_size: (height, width) of the model input, or a tensor [B, 2]; boxes are clipped to it.
+    image_size: (height, width) of the model input, or a tensor [B, 2] (e.g. the region a
+      resized image covers before its padding); boxes are clipped to it.
     nms_mode: one of NMS_MODES.
     pre_nms_top_k: candidates kept before NMS (per level with anchors_per_level).
     score_threshold: candidates need score > score_threshold.
@@ -278,8 +281,9 @@ def generate_detections(class_logits: tf.Tensor, box_deltas: tf.Tensor, anchors:
     valid_detections: int32 [B].
   """
   _check_args(nms_mode, pre_nms_top_k, max_detections, max_detections_per_class, soft_nms_sigma)
-  scores = tf.sigmoid(tf.cast(class_logits, tf.float32))
   boxes = decode_and_clip(box_deltas, anchors, image_size, variances)
+  scores = tf.where(box_ops.box_area_yxyx(boxes)[..., None] > 0.0,
+                    tf.sigmoid(tf.cast(class_logits, tf.float32)), 0.0)
   num_classes = tf.shape(scores)[2]
   sigma = float(soft_nms_sigma) if nms_mode.endswith("_soft") else 0.0
   signature = {

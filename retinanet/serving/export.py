@@ -33,7 +33,9 @@ Outputs of every signature (K = postprocess max_detections):
 | `image_id`         | int64 [B]         | passed through (or 0 .. B-1)                             |
 | `image_size`       | int32 [B, 2]      | original (height, width) of each image                   |
 
-Entries at or beyond `valid_detections` are padding: boxes and scores 0,
+Every valid box has a positive area: boxes that clip to nothing (in the padding of the
+resized input) are dropped before the top K. Entries at or beyond `valid_detections` are
+padding: boxes and scores 0,
 `class_ids` and `category_ids` -1. COCO `[x, y, width, height]` is
 `[xmin, ymin, xmax - xmin, ymax - ymin]` of `boxes`.
 
@@ -53,7 +55,7 @@ pushed model can be a Trainer `base_model` for fine-tuning):
                                TF Serving's warm-up file: PredictionLog records (each
                                signature at batch 1 and WARMUP_BATCH) that Serving replays
                                at load, so the first real request does not pay for tracing
-  label_map.json               data.coco.LabelMap JSON: index -> category id + name
+  label_map.json               retinanet.coco.LabelMap JSON: index -> category id + name
   config.json                  the config the graph was built from (config_from_dict
                                accepts it; sections absent take their defaults)
   checkpoint/                  the latest training checkpoint (only with checkpoint_dir)
@@ -70,10 +72,12 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from data import coco
+from retinanet import coco
 from retinanet import config as config_lib
 from retinanet import factory
+from retinanet import layout
 from retinanet import model_dir as model_dir_lib
+from retinanet import task
 from retinanet.config import InputConfig, ModelConfig, NMS_MODES, PostprocessConfig
 from retinanet.dataloader import preprocess_ops
 from retinanet.ops import postprocess as postprocess_ops
@@ -98,10 +102,6 @@ OUTPUT_KEYS = ("boxes", "scores", "class_ids", "category_ids", "valid_detections
 
 # File names inside an export dir; equal to components.artifacts.MODEL_* (which
 # retinanet/ cannot import: it pulls in TFX).
-SAVED_MODEL_FILENAME = "saved_model.pb"
-LABEL_MAP_FILENAME = model_dir_lib.LABEL_MAP_FILE
-CONFIG_FILENAME = model_dir_lib.CONFIG_FILE
-CHECKPOINT_DIR = model_dir_lib.CHECKPOINT_DIR
 
 # Marks padding entries of `class_ids` / `category_ids`.
 PADDING_CLASS = -1
@@ -166,10 +166,13 @@ class DetectionModule(tf.Module):
                            image_id: tf.Tensor, **nms_implementation) -> Dict[str, tf.Tensor]:
     outputs = self._run_model(images)
     postprocess_args = dict(self._postprocess_args, **nms_implementation)
+    # Boxes are clipped to the part of the input the image covers (its resized size, not
+    # the zero padding beside and below it): a box in the padding is empty and dropped.
+    covered = tf.cast(image_size, tf.float32) * scale
     detections = postprocess_ops.generate_detections(
         tf.cast(outputs["class_outputs"], tf.float32),
         tf.cast(outputs["box_outputs"], tf.float32),
-        self._anchors, self._input_size, **postprocess_args)
+        self._anchors, covered, **postprocess_args)
     boxes = preprocess_ops.boxes_to_original_image(
         tf.cast(detections["boxes"], tf.float32), scale, image_size)
     valid = tf.cast(detections["valid_detections"], tf.int32)
@@ -316,24 +319,24 @@ def export_saved_model(model: tf_keras.Model, *, model_config: ModelConfig,
     model_config: input size, anchors, box variances (must match `model`).
     input_config: mean_rgb / stddev_rgb for normalization.
     postprocess_config: NMS mode and thresholds, fixed in the graph.
-    label_map: contiguous index -> category id and name (data.coco.LabelMap).
+    label_map: contiguous index -> category id and name (retinanet.coco.LabelMap).
     export_dir: where to write (local or gs://); must not hold a SavedModel yet.
     checkpoint_dir: a training checkpoint directory (or prefix); when given,
       its newest complete checkpoint is copied to `<export_dir>/checkpoint/`,
       so fine-tuning can start from a pushed model.
   """
-  if tf.io.gfile.exists(os.path.join(export_dir, SAVED_MODEL_FILENAME)):
+  if tf.io.gfile.exists(os.path.join(export_dir, layout.SAVED_MODEL_FILE)):
     raise FileExistsError(f"export: {export_dir} already holds a SavedModel; pick a new export_dir")
   module = build_detection_module(model, model_config=model_config, input_config=input_config,
                                   postprocess_config=postprocess_config, label_map=label_map)
   tf.saved_model.save(module, export_dir, signatures=module.signatures())
   write_warmup_requests(export_dir, model_config.input_size)
-  coco.save_label_map(label_map, os.path.join(export_dir, LABEL_MAP_FILENAME))
-  with tf.io.gfile.GFile(os.path.join(export_dir, CONFIG_FILENAME), "w") as f:
+  coco.save_label_map(label_map, os.path.join(export_dir, layout.LABEL_MAP_FILE))
+  with tf.io.gfile.GFile(os.path.join(export_dir, layout.CONFIG_FILE), "w") as f:
     json.dump(serving_config_dict(model_config, input_config, postprocess_config), f, indent=2,
               sort_keys=True)
   if checkpoint_dir:
-    copy_checkpoint(checkpoint_dir, os.path.join(export_dir, CHECKPOINT_DIR))
+    copy_checkpoint(checkpoint_dir, os.path.join(export_dir, layout.CHECKPOINT_DIR))
   logger.info("Exported %s (nms_mode=%s) to %s", model.name, postprocess_config.nms_mode,
               export_dir)
   return export_dir
@@ -379,7 +382,7 @@ def write_warmup_requests(export_dir: str, input_size: Sequence[int]) -> str:
 
 def load_label_map(export_dir: str) -> coco.LabelMap:
   """The label map of an export dir, read without loading the SavedModel."""
-  return coco.load_label_map(os.path.join(export_dir, LABEL_MAP_FILENAME))
+  return coco.load_label_map(os.path.join(export_dir, layout.LABEL_MAP_FILE))
 
 
 apply_postprocess_overrides = model_dir_lib.apply_postprocess_overrides
@@ -426,10 +429,10 @@ def export_model_dir(model_dir: str, export_dir: str, *,
   with the checkpoint copied along; `<export_dir>/config.json` then holds the
   whole ExperimentConfig with the overrides applied. Returns export_dir.
   """
-  model, config, label_map, prefix = model_dir_lib.load(
+  model, config, label_map, prefix = task.load_model_dir(
       model_dir, postprocess_overrides=postprocess_overrides, use_ema=use_ema)
   export_saved_model(model, model_config=config.model, input_config=config.input,
                      postprocess_config=config.postprocess, label_map=label_map,
                      export_dir=export_dir, checkpoint_dir=prefix)
-  config_lib.save_config(config, os.path.join(export_dir, CONFIG_FILENAME))
+  config_lib.save_config(config, os.path.join(export_dir, layout.CONFIG_FILE))
   return export_dir

@@ -34,13 +34,13 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from data import coco
+from retinanet import coco
+from retinanet import layout
 from retinanet.serving import export
 from retinanet.serving import versioning
 from retinanet.serving import visualize
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-DETECTIONS_FILENAME = "detections.json"
 
 
 def resolve_saved_model_dir(model_dir: str) -> str:
@@ -49,12 +49,12 @@ def resolve_saved_model_dir(model_dir: str) -> str:
   Pushed models live in `<base>/<version>/` (TF Serving layout, see
   `versioning`); passing `<base>` serves the newest version.
   """
-  if tf.io.gfile.exists(os.path.join(model_dir, export.SAVED_MODEL_FILENAME)):
+  if tf.io.gfile.exists(os.path.join(model_dir, layout.SAVED_MODEL_FILE)):
     return model_dir
   latest = versioning.latest_version_dir(model_dir)
   if latest is None:
     raise FileNotFoundError(
-        f"--model_dir={model_dir}: holds no {export.SAVED_MODEL_FILENAME} and no numeric version "
+        f"--model_dir={model_dir}: holds no {layout.SAVED_MODEL_FILE} and no numeric version "
         "subdirectory with one; pass an export dir or a pushed serving base dir")
   return latest
 
@@ -149,7 +149,7 @@ def run_inference(model_dir: str, image_dir: str, output_dir: str, batch_size: i
     rate = done / max(time.perf_counter() - start, 1e-9)
     print(f"[{done}/{len(names)}] {rate:.1f} images/s", file=sys.stderr, flush=True)
   result = {"model_dir": saved_model_dir, "score_threshold": score_threshold, "images": records}
-  with tf.io.gfile.GFile(os.path.join(output_dir, DETECTIONS_FILENAME), "w") as f:
+  with tf.io.gfile.GFile(os.path.join(output_dir, layout.DETECTIONS_FILE), "w") as f:
     json.dump(result, f, indent=1)
   return result
 

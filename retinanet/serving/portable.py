@@ -48,6 +48,7 @@ import tensorflow as tf
 
 from retinanet import config as config_lib
 from retinanet import model_dir as model_dir_lib
+from retinanet import task
 from retinanet.evaluation import report
 from retinanet.serving import export
 
@@ -69,7 +70,6 @@ ONNX_OPSET = 17
 BOX_TOLERANCE = 1e-3
 # Formats the Pusher can push beside the SavedModel (TF-TRT is built on the serving GPU).
 PUSHABLE_FORMATS = (ONNX, TFLITE, TFLITE_INT8)
-MANIFEST_FILENAME = "manifest.json"
 
 
 class ExportError(ValueError):
@@ -199,7 +199,7 @@ def export_tftrt(saved_model_dir: str, output_dir: str, input_size: Sequence[int
 def load_module(model_dir: str, postprocess_overrides: Optional[Mapping[str, Any]] = None
                 ) -> export.DetectionModule:
   """The DetectionModule of a trained model directory (EMA weights when present)."""
-  model, config, label_map, _ = model_dir_lib.load(model_dir,
+  model, config, label_map, _ = task.load_model_dir(model_dir,
                                                    postprocess_overrides=postprocess_overrides)
   return export.build_detection_module(model, model_config=config.model, input_config=config.input,
                                        postprocess_config=config.postprocess, label_map=label_map)

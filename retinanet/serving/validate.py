@@ -21,6 +21,8 @@ import subprocess
 import sys
 from typing import Any, Dict, List, Tuple
 
+from retinanet import layout
+
 # Canned requests: (height, width) of synthetic images, two sizes in one batch.
 CANNED_SIZES = ((120, 160), (97, 64))
 DEFAULT_TIMEOUT_SECONDS = 600.0
@@ -32,7 +34,6 @@ class ValidationError(RuntimeError):
 
 # Sub-directory of a pushed version holding the extra formats (portable.py); not part of
 # the SavedModel's digest, which must stay the evaluated one.
-FORMATS_DIR = "formats"
 
 
 def saved_model_digest(directory: str) -> str:
@@ -41,7 +42,7 @@ def saved_model_digest(directory: str) -> str:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   files = []
   for root, _, names in tf.io.gfile.walk(directory):
-    if os.path.relpath(root, directory).split(os.sep)[0] == FORMATS_DIR:
+    if os.path.relpath(root, directory).split(os.sep)[0] == layout.FORMATS_DIR:
       continue
     files += [os.path.join(root, name) for name in names]
   if not files:

@@ -18,8 +18,9 @@ from typing import Callable, List, Mapping, Optional
 
 import tensorflow as tf
 
+from retinanet import layout
+
 logger = logging.getLogger(__name__)
-SAVED_MODEL_PB = "saved_model.pb"
 
 
 def list_versions(base_dir: str) -> List[int]:
@@ -29,7 +30,7 @@ def list_versions(base_dir: str) -> List[int]:
   versions = []
   for name in tf.io.gfile.listdir(base_dir):
     name = name.rstrip("/")
-    if name.isdigit() and tf.io.gfile.exists(os.path.join(base_dir, name, SAVED_MODEL_PB)):
+    if name.isdigit() and tf.io.gfile.exists(os.path.join(base_dir, name, layout.SAVED_MODEL_FILE)):
       versions.append(int(name))
   return sorted(versions)
 
@@ -47,7 +48,7 @@ def next_version(base_dir: str, now: Optional[float] = None) -> int:
   return max([stamp] + [v + 1 for v in versions])
 
 
-def _copy_tree(src: str, dst: str, last: str = SAVED_MODEL_PB) -> None:
+def _copy_tree(src: str, dst: str, last: str = layout.SAVED_MODEL_FILE) -> None:
   """Recursively copies src into dst, copying any file named `last` at the very end."""
   deferred = []
   for root, _, files in tf.io.gfile.walk(src):

@@ -1,7 +1,8 @@
 """The distributed custom training loop: step, loop, checkpoints, logs, NaN policy.
 
 `Trainer` receives every part (strategy, model, optimizer, loss, input) and
-owns only the loop; `retinanet.training.trainer.train` builds the parts from
+owns only the loop; `retinanet.training.trainer.train` takes the parts from
+the task (`retinanet.task.RetinaNetTask`), which builds them from
 the config.
 
 Loss scaling across replicas: each replica's class and box losses are
@@ -46,6 +47,9 @@ PositivesFn = Callable[[Mapping[str, tf.Tensor]], tf.Tensor]
 # (model, global step) -> {metric name: value}; called every eval_every steps.
 EvalFn = Callable[[tf_keras.Model, int], Mapping[str, float]]
 DatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
+
+# What a fresh start without a backbone checkpoint or fine-tuning source trains from.
+RANDOM_WEIGHTS = "random weights initialization"
 
 _SUMMED = ("class_loss", "box_loss", "weighted_loss", "num_positives", "truncated_objects",
            "skipped_records")
@@ -101,17 +105,6 @@ class TrainLoopOptions:
       if getattr(self, name) < 1:
         raise ValueError(f"TrainLoopOptions.{name}={getattr(self, name)} must be >= 1")
 
-  @classmethod
-  def from_config(cls, config: config_lib.ExperimentConfig) -> "TrainLoopOptions":
-    t, o, l = config.train, config.optimizer, config.loss
-    return cls(global_batch_size=t.global_batch_size, total_steps=t.total_steps,
-               steps_per_execution=t.steps_per_execution, log_every=t.log_every,
-               checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
-               eval_every=t.eval_every, l2_weight_decay=l.l2_weight_decay,
-               gradient_clip_norm=o.gradient_clip_norm, ema_decay=o.ema_decay,
-               normalizer_momentum=l.normalizer_momentum, nan_policy=t.nan_policy,
-               max_nan_restores=t.max_nan_restores, jit_compile=t.jit_compile)
-
 
 @dataclasses.dataclass
 class TrainResult:
@@ -135,28 +128,6 @@ class TrainResult:
   truncated_objects: int = 0
   # Training records that failed to decode and were skipped (placeholders).
   skipped_records: int = 0
-
-
-def retinanet_loss_fn(*, alpha: float, gamma: float, delta: float, box_loss_weight: float,
-                      box_loss: str = "huber", anchors: Optional[tf.Tensor] = None,
-                      variances: Sequence[float] = (1.0, 1.0, 1.0, 1.0)
-                      ) -> Tuple[LossFn, PositivesFn]:
-  """The (loss_fn, positives_fn) pair of `retinanet.losses` for Trainer.
-
-  `anchors` (float [N, 4]) and `variances` are needed by box_loss="giou".
-  """
-
-  def loss_fn(outputs, labels, normalizer):
-    return losses_lib.retinanet_loss(
-        outputs["class_outputs"], outputs["box_outputs"], labels["class_targets"],
-        labels["box_targets"], labels["match_state"], alpha=alpha, gamma=gamma, delta=delta,
-        box_loss_weight=box_loss_weight, normalizer=normalizer, box_loss=box_loss,
-        anchors=anchors, variances=variances)
-
-  def positives_fn(labels):
-    return losses_lib.num_positive_anchors(labels["match_state"])
-
-  return loss_fn, positives_fn
 
 
 class Trainer:
@@ -445,15 +416,20 @@ class Trainer:
                    self.global_step, restores + 1, self.options.max_nan_restores)
     return restores + 1
 
-  def train(self) -> TrainResult:
-    """Trains from the current (restored or initial) state to options.total_steps."""
+  def train(self, initial_weights: str = RANDOM_WEIGHTS) -> TrainResult:
+    """Trains from the current (restored or initial) state to options.total_steps.
+
+    `initial_weights` says where the weights of a fresh start came from (the task's
+    `initialize`), for the log.
+    """
     o = self.options
     wall_start = time.time()
     if self._restored is None:
       self.restore_latest()
     if not self._restored:
-      logger.warning("No existing checkpoints found in %s, running model in train mode with "
-                     "the initial weights!", self.model_dir)
+      log = logger.warning if initial_weights == RANDOM_WEIGHTS else logger.info
+      log("No existing checkpoints found in %s, running model in train mode with %s!",
+          self.model_dir, initial_weights)
       if self.ema is not None:
         self.ema.reset()  # start from the initial (e.g. fine-tuning) weights
     writer_dir = os.path.join(self.summary_dir, "train")

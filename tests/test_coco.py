@@ -1,10 +1,10 @@
-"""data/coco.py: validation errors and the label map."""
+"""retinanet/coco.py: validation errors and the label map."""
 import json
 
 import pytest
 
-from data import coco
-from data.coco import CocoFormatError, LabelMap
+from retinanet import coco
+from retinanet.coco import CocoFormatError, LabelMap
 
 
 def _coco(**overrides):
