@@ -3,8 +3,6 @@
 import os
 import sys
 
-# Keras 2 (tf_keras) must be selected before anything imports TensorFlow.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 if __name__ == "__main__":
   if "--verbose" in sys.argv[1:]:

@@ -23,7 +23,7 @@ blessing) into the ModelEvaluation artifact; its path is the `report` property.
 import json
 import logging
 import os
-from typing import Any, Dict, Optional
+from typing import Any
 
 import tensorflow as tf
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
@@ -32,26 +32,12 @@ from tfx.types import standard_artifacts
 
 from components.artifacts import examples_file_pattern, examples_ground_truth_path
 from retinanet import layout
+from retinanet.evaluation import blessing as blessing_lib
 
 logger = logging.getLogger(__name__)
 
 # Where a SavedModel with overridden post-processing is exported (evaluation artifact).
 BASELINE_EXPORT_DIR = "baseline_export"
-
-
-def decide_blessing(ap: float, min_ap: float, baseline_ap: Optional[float],
-                    max_ap_regression: float) -> Dict[str, Any]:
-  """Pure blessing rule; returns {'blessed': bool, 'reason': str}."""
-  if ap < min_ap:
-    return {"blessed": False, "reason": f"AP {ap:.4f} is below the threshold {min_ap:.4f}"}
-  if baseline_ap is not None and ap < baseline_ap - max_ap_regression:
-    return {"blessed": False,
-            "reason": (f"AP {ap:.4f} is worse than the last blessed model's {baseline_ap:.4f} "
-                       f"by more than {max_ap_regression:.4f}")}
-  why = f"AP {ap:.4f} >= threshold {min_ap:.4f}"
-  if baseline_ap is not None:
-    why += f" and within {max_ap_regression:.4f} of the last blessed model's {baseline_ap:.4f}"
-  return {"blessed": True, "reason": why}
 
 
 @component
@@ -62,8 +48,8 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
     blessing: OutputArtifact[standard_artifacts.ModelBlessing],
     baseline_model: InputArtifact[standard_artifacts.Model] = None,
     split: Parameter[str] = "val",
-    min_ap: Parameter[float] = 0.0,
-    max_ap_regression: Parameter[float] = 0.01,
+    min_ap: Parameter[float] = blessing_lib.DEFAULT_THRESHOLDS.min_ap,
+    max_ap_regression: Parameter[float] = blessing_lib.DEFAULT_THRESHOLDS.max_ap_regression,
     postprocess_overrides: Parameter[str] = "{}",
     code_version: Parameter[str] = "",
 ) -> None:
@@ -101,7 +87,8 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
     evaluation.set_float_custom_property(name, float(result.metrics[name]))
   evaluation.set_int_custom_property(layout.EvaluationKeys.NUM_IMAGES, int(result.num_images))
   evaluation.set_string_custom_property(layout.EvaluationKeys.SPLIT, split)
-  evaluation.set_string_custom_property(layout.EvaluationKeys.GROUND_TRUTH, ground_truth or "records")
+  evaluation.set_string_custom_property(layout.EvaluationKeys.GROUND_TRUTH,
+                                        ground_truth or "records")
   evaluation.set_string_custom_property(layout.EvaluationKeys.SAVED_MODEL_DIR, saved_model)
 
   baseline_ap, baseline = None, None
@@ -112,7 +99,8 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
       tf.io.gfile.rmtree(scratch)
     baseline_ap = float(baseline.metrics["AP"])
     evaluation.set_float_custom_property(layout.EvaluationKeys.BASELINE_AP, baseline_ap)
-  decision = decide_blessing(float(result.metrics["AP"]), min_ap, baseline_ap, max_ap_regression)
+  decision = blessing_lib.decide_blessing(float(result.metrics["AP"]), min_ap, baseline_ap,
+                                          max_ap_regression)
   logger.info("Blessing: %s (%s)", decision["blessed"], decision["reason"])
   report = evaluate_model.write_report(
       os.path.join(evaluation.uri, layout.REPORT_FILE), result,
@@ -133,7 +121,8 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
   blessing.set_float_custom_property(layout.BlessingKeys.AP, float(result.metrics["AP"]))
   blessing.set_string_custom_property(layout.BlessingKeys.SAVED_MODEL_DIR, saved_model)
   blessing.set_string_custom_property(layout.BlessingKeys.SAVED_MODEL_DIGEST, digest)
-  blessing.set_string_custom_property(layout.BlessingKeys.POSTPROCESS, export.postprocess_json(postprocess))
+  blessing.set_string_custom_property(layout.BlessingKeys.POSTPROCESS,
+                                      export.postprocess_json(postprocess))
   if baseline_model is not None:
     blessing.set_string_custom_property(layout.BlessingKeys.BASELINE_MODEL, baseline_model.uri)
     blessing.set_int_custom_property(layout.BlessingKeys.BASELINE_MODEL_ID, baseline_model.id)

@@ -71,17 +71,15 @@ import sys
 import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+import tensorflow as tf
 
-import apache_beam as beam  # noqa: E402
-from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from data import example_codec as codec  # noqa: E402
-from retinanet import coco  # noqa: E402
-from retinanet import layout  # noqa: E402
-from retinanet.coco import LabelMap  # noqa: E402
-from retinanet.dataloader import schema  # noqa: E402
+from data import example_codec as codec
+from retinanet import coco
+from retinanet import layout
+from retinanet.coco import LabelMap
+from retinanet.dataloader import schema
 
 GROUND_TRUTH_DIR = "ground_truth"
 SHARD_PREFIX = "data_tfrecord"

@@ -29,7 +29,6 @@ import urllib.request
 import zipfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 BASE_URL = "http://images.cocodataset.org"
 ANNOTATIONS_URL = f"{BASE_URL}/annotations/annotations_trainval2017.zip"

@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
+
+from components.trainer.request import KEEP_UNFINISHED_TRAININGS
+from pipeline import stages
+from retinanet.evaluation.blessing import DEFAULT_THRESHOLDS
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUTPUT_DIR = os.path.join(REPO_ROOT, "runs", "local")
-STAGE_NAMES = ("data", "statistics", "trainer", "evaluator", "pusher")
 
 EXAMPLES = """\
 examples:
@@ -40,14 +42,8 @@ examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
-      prog="run_pipeline.py",
-      description="Runs the RetinaNet TFX pipeline: data -> statistics -> trainer -> evaluator -> "
-                  "pusher.",
-      epilog=EXAMPLES,
-      formatter_class=argparse.RawDescriptionHelpFormatter)
-  g = p.add_argument_group("runner")
+def _runner_flags(g) -> None:
+  """The "runner" flags."""
   g.add_argument("--runner", choices=("local", "vertex"), default="local",
                  help="local: LocalDagRunner in this process with sqlite MLMD (default). "
                       "vertex: compile a Vertex AI PipelineSpec (and --submit it).")
@@ -63,13 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
   g.add_argument("--no_cache", action="store_true",
                  help="Disable TFX caching (on by default; the cache key includes a hash of "
                       "the project's code, so code changes never reuse stale artifacts).")
-  g.add_argument("--from_stage", choices=STAGE_NAMES,
+  g.add_argument("--from_stage", choices=stages.NAMES,
                  help="Partial run: start at this stage, taking upstream artifacts of the last "
                       "run from MLMD (e.g. --from_stage=evaluator re-evaluates the last model).")
-  g.add_argument("--to_stage", choices=STAGE_NAMES,
+  g.add_argument("--to_stage", choices=stages.NAMES,
                  help="Partial run: stop after this stage (e.g. --to_stage=data converts only).")
 
-  g = p.add_argument_group("data")
+
+def _data_flags(g) -> None:
+  """The "data" flags."""
   g.add_argument("--dataset", choices=("sample", "coco2017", "custom"), default="sample",
                  help="sample: the built-in generated shapes dataset (default); coco2017: the "
                       "prepared COCO dir (--coco_dir); custom: your COCO-format files.")
@@ -82,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
   g.add_argument("--num_shards", type=int, default=0,
                  help="TFRecord shards per split; 0 = chosen from the data size.")
 
-  g = p.add_argument_group("model and training")
+
+def _training_flags(g) -> None:
+  """The "model and training" flags."""
   g.add_argument("--config", default="sample/tiny",
                  help="A shipped config name (see --list_configs) or a JSON path "
                       "(default: %(default)s).")
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
   g.add_argument("--base_metadata",
                  default=os.path.join(DEFAULT_OUTPUT_DIR, "metadata.sqlite"),
                  help="MLMD sqlite searched by --finetune_from=latest (default: %(default)s).")
-  g.add_argument("--keep_unfinished_trainings", type=int, default=2,
+  g.add_argument("--keep_unfinished_trainings", type=int, default=KEEP_UNFINISHED_TRAININGS,
                  help="Workspaces of unfinished trainings (other configs or data) kept for a "
                       "later resume; older ones are deleted (default: %(default)s). A finished "
                       "training always deletes its own.")
@@ -114,10 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
                  help="Freeze variables whose name matches REGEX; repeatable "
                       "(e.g. --freeze '^backbone/').")
 
-  g = p.add_argument_group("evaluation and push")
-  g.add_argument("--min_ap", type=float, default=0.3,
+
+def _serving_flags(g) -> None:
+  """The "evaluation and push" flags."""
+  g.add_argument("--min_ap", type=float, default=DEFAULT_THRESHOLDS.min_ap,
                  help="Bless only when COCO AP@[.5:.95] >= this (default: %(default)s).")
-  g.add_argument("--max_ap_regression", type=float, default=0.01,
+  g.add_argument("--max_ap_regression", type=float,
+                 default=DEFAULT_THRESHOLDS.max_ap_regression,
                  help="Bless only when AP is not worse than the last blessed model's by more "
                       "than this (default: %(default)s).")
   g.add_argument("--postprocess", action="append", default=[], metavar="KEY=VALUE",
@@ -130,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
                  help="Also push these formats beside the SavedModel, each checked against it: "
                       "comma-separated onnx, tflite, tflite_int8 (<version>/formats/).")
 
-  g = p.add_argument_group("Beam / Dataflow (data stage)")
+
+def _beam_flags(g) -> None:
+  """The "Beam / Dataflow (data stage)" flags."""
   g.add_argument("--direct_mode", choices=("in_memory", "multi_processing"), default=None,
                  help="DirectRunner running mode (default: in_memory for small data, "
                       "multi_processing with a worker per core above 20 MB of annotation "
@@ -145,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
   g.add_argument("--beam_arg", action="append", default=[], metavar="--FLAG=VALUE",
                  help="Extra Beam pipeline arg, repeatable (e.g. --beam_arg=--experiments=...).")
 
-  g = p.add_argument_group("Google Cloud (Vertex AI / Dataflow)")
+
+def _cloud_flags(g) -> None:
+  """The "Google Cloud (Vertex AI / Dataflow)" flags."""
   g.add_argument("--gcp_project", help="GCP project.")
   g.add_argument("--gcp_region", default="us-central1", help="GCP region (default: %(default)s).")
   g.add_argument("--gcs_root", help="gs:// root for the pipeline root, temp files and serving.")
@@ -166,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
   g.add_argument("--subnetwork", default="",
                  help="Dataflow subnetwork (regions/REGION/subnetworks/NAME or a full URL).")
 
-  g = p.add_argument_group("training hardware (Vertex AI)")
+
+def _hardware_flags(g) -> None:
+  """The "training hardware (Vertex AI)" flags."""
   g.add_argument("--vertex_training", action="store_true",
                  help="Run the Trainer's training as a Vertex AI CustomJob on the machines below "
                       "(multi-worker and TPU need it); otherwise the Trainer step itself requests "
@@ -185,66 +194,24 @@ def build_parser() -> argparse.ArgumentParser:
                  help="TPU name or grpc:// address for --strategy=tpu outside Vertex (e.g. a "
                       "Cloud TPU node next to the Trainer), 'local' on a TPU VM.")
   g.add_argument("--tpu_zone", default="", help="Zone of --tpu.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+  """Every flag of run_pipeline.py, in its groups."""
+  p = argparse.ArgumentParser(
+      prog="run_pipeline.py",
+      description="Runs the RetinaNet TFX pipeline: data -> statistics -> trainer -> evaluator -> "
+                  "pusher.",
+      epilog=EXAMPLES,
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  _runner_flags(p.add_argument_group("runner"))
+  _data_flags(p.add_argument_group("data"))
+  _training_flags(p.add_argument_group("model and training"))
+  _serving_flags(p.add_argument_group("evaluation and push"))
+  _beam_flags(p.add_argument_group("Beam / Dataflow (data stage)"))
+  _cloud_flags(p.add_argument_group("Google Cloud (Vertex AI / Dataflow)"))
+  _hardware_flags(p.add_argument_group("training hardware (Vertex AI)"))
   return p
-
-
-def parse_key_values(items: Sequence[str], flag: str) -> dict:
-  result = {}
-  for item in items:
-    if "=" not in item:
-      raise SystemExit(f"error: {flag} {item!r} is not KEY=VALUE")
-    key, raw = item.split("=", 1)
-    try:
-      result[key] = json.loads(raw)
-    except json.JSONDecodeError:
-      result[key] = raw
-  return result
-
-
-def beam_args(args: argparse.Namespace, annotation_files: Sequence[str] = ()) -> List[str]:
-  """Beam pipeline args: DirectRunner locally (its mode by the annotation files' size when
-  --direct_mode is not given), Dataflow with --dataflow.
-
-  Dataflow launched from Vertex (--runner=vertex) runs its workers in the pipeline's
-  own image (`sdk_container_image`, Runner v2): the code is already there, so no
-  setup_file and no path of the compiling machine enters the spec. Launched from
-  this machine, the repository is shipped with its setup.py.
-  """
-  from data import convert  # pylint: disable=g-import-not-at-top
-  if args.dataflow:
-    missing = [f for f, v in (("--gcp_project", args.gcp_project), ("--gcs_root", args.gcs_root))
-               if not v]
-    if missing:
-      raise SystemExit(f"error: --dataflow needs {', '.join(missing)}")
-    result = [
-        "--runner=DataflowRunner",
-        f"--project={args.gcp_project}",
-        f"--region={args.gcp_region}",
-        f"--temp_location={args.gcs_root}/tmp",
-        f"--staging_location={args.gcs_root}/staging",
-        f"--machine_type={args.dataflow_machine_type}",
-        f"--max_num_workers={args.dataflow_max_workers}",
-    ]
-    if args.runner == "vertex":
-      result += [f"--sdk_container_image={args.vertex_image}", "--experiments=use_runner_v2"]
-    else:
-      result.append(f"--setup_file={os.path.join(REPO_ROOT, 'setup.py')}")
-    if args.service_account:
-      result.append(f"--service_account_email={args.service_account}")
-    if args.network:
-      result.append(f"--network={args.network.rsplit('/', 1)[-1]}")
-    if args.subnetwork:
-      result.append(f"--subnetwork={args.subnetwork}")
-  else:
-    mode = [f"--direct_running_mode={args.direct_mode}"]
-    if args.direct_mode == "multi_processing":
-      mode.append("--direct_num_workers=0")  # a worker process per core
-    result = convert.pipeline_args_with_defaults(
-        mode if args.direct_mode else [], convert.annotation_bytes(annotation_files))
-    # Naming an SDK image stops TFX from building an ephemeral sdist of itself
-    # for every Beam run (~1.5 s, ~49 MB under /tmp); the DirectRunner never uses it.
-    result.append("--sdk_container_image=unused-by-direct-runner")
-  return result + list(args.beam_arg)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -18,17 +18,11 @@ import hashlib
 import pathlib
 from typing import Dict, Iterable, List, Optional, Set
 
+from pipeline import stages
+
 _REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGES = ("retinanet", "data", "components", "pipeline")
 
-# The module each pipeline component runs (its node id -> entry module).
-COMPONENT_MODULES: Dict[str, str] = {
-    "CocoExampleGen": "components.example_gen",
-    "BoxStatisticsGen": "components.box_statistics",
-    "RetinaNetTrainer": "components.trainer",
-    "RetinaNetEvaluator": "components.evaluator",
-    "RetinaNetPusher": "components.pusher",
-}
 
 
 def module_path(module: str, root: pathlib.Path = _REPO_ROOT) -> Optional[pathlib.Path]:
@@ -101,5 +95,5 @@ def component_code_version(module: str, root: pathlib.Path = _REPO_ROOT) -> str:
 
 
 def component_code_versions(root: pathlib.Path = _REPO_ROOT) -> Dict[str, str]:
-  """{node id: code fingerprint} for the pipeline's components."""
-  return {node: component_code_version(module, root) for node, module in COMPONENT_MODULES.items()}
+  """{node id: code fingerprint} of every stage's component (pipeline/stages.py)."""
+  return {stage.node_id: component_code_version(stage.module, root) for stage in stages.STAGES}

@@ -1,13 +1,10 @@
 """Resolves the dataset a run uses: the built-in sample, COCO 2017, or the user's own."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import Optional
-
-import tensorflow as tf
-
-from pipeline.pipeline import DatasetPaths
 
 logger = logging.getLogger(__name__)
 
@@ -15,6 +12,24 @@ SAMPLE = "sample"
 COCO2017 = "coco2017"
 CUSTOM = "custom"
 DATASETS = (SAMPLE, COCO2017, CUSTOM)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetPaths:
+  """Where a COCO-format dataset lives (local paths or gs://)."""
+  train_annotations: str
+  train_images: str
+  val_annotations: str
+  val_images: str
+  num_shards: int = 0          # TFRecord shards per split; 0 = chosen from the data size
+
+
+def _exists(path: str) -> bool:
+  """Local paths without TensorFlow; gs:// through tf.io.gfile."""
+  if "://" not in path:
+    return os.path.exists(path)
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf.io.gfile.exists(path)
 
 
 def sample_dataset(data_dir: str, seed: int = 0) -> DatasetPaths:
@@ -25,7 +40,7 @@ def sample_dataset(data_dir: str, seed: int = 0) -> DatasetPaths:
       train_images=os.path.join(data_dir, "images", "train"),
       val_annotations=os.path.join(data_dir, "annotations", "instances_val.json"),
       val_images=os.path.join(data_dir, "images", "val"))
-  if not tf.io.gfile.exists(paths.val_annotations):
+  if not _exists(paths.val_annotations):
     logger.info("Generating the sample dataset into %s", data_dir)
     sample_data.generate_sample_dataset(data_dir, seed=seed)
   return paths
@@ -42,7 +57,7 @@ def coco2017_dataset(coco_dir: str, check_exists: bool = True) -> DatasetPaths:
       train_images=os.path.join(coco_dir, "train2017"),
       val_annotations=os.path.join(coco_dir, "annotations", "instances_val2017.json"),
       val_images=os.path.join(coco_dir, "val2017"))
-  if check_exists and not tf.io.gfile.exists(paths.train_annotations):
+  if check_exists and not _exists(paths.train_annotations):
     raise FileNotFoundError(
         f"COCO 2017 not found under {coco_dir} (no {paths.train_annotations}); "
         f"prepare it with: python -m data.download_coco --output_dir {coco_dir}")
@@ -59,6 +74,6 @@ def custom_dataset(train_annotations: Optional[str], train_images: Optional[str]
   if missing:
     raise ValueError(f"--dataset=custom needs {', '.join(missing)}")
   for flag, value in given.items():
-    if check_exists and not tf.io.gfile.exists(value):
+    if check_exists and not _exists(value):
       raise FileNotFoundError(f"{flag}={value} does not exist")
   return DatasetPaths(train_annotations, train_images, val_annotations, val_images)

@@ -2,25 +2,30 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import time
-from typing import List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
-from pipeline import cli, datasets
-from pipeline import pipeline as pipeline_lib
-from pipeline.code_version import component_code_versions
+from pipeline import datasets, stages
 
 logger = logging.getLogger("run_pipeline")
 
-STAGE_NODES = {
-    "data": pipeline_lib.DATA,
-    "statistics": pipeline_lib.STATISTICS,
-    "trainer": pipeline_lib.TRAINER,
-    "evaluator": pipeline_lib.EVALUATOR,
-    "pusher": pipeline_lib.PUSHER,
-}
+
+def parse_key_values(items: Sequence[str], flag: str) -> dict:
+  """{KEY: value} of repeated KEY=VALUE flags (values parsed as JSON when they are)."""
+  result = {}
+  for item in items:
+    if "=" not in item:
+      raise SystemExit(f"error: {flag} {item!r} is not KEY=VALUE")
+    key, raw = item.split("=", 1)
+    try:
+      result[key] = json.loads(raw)
+    except json.JSONDecodeError:
+      result[key] = raw
+  return result
 
 
 def seed_overrides(seed: int) -> List[str]:
@@ -43,20 +48,49 @@ def load_experiment_config(args: argparse.Namespace):
   return config
 
 
-def resolve_dataset(args: argparse.Namespace, data_root: str) -> pipeline_lib.DatasetPaths:
+@dataclasses.dataclass(frozen=True)
+class Paths:
+  """Where a run keeps things: local directories, or gs:// for Vertex."""
+  local: bool
+  pipeline_root: str
+  serving_dir: str
+  data_root: str
+  metadata_path: Optional[str] = None
+  output_dir: str = ""
+
+
+def resolve_paths(args: argparse.Namespace) -> Paths:
+  if args.runner == "local":
+    output_dir = os.path.abspath(os.path.expanduser(args.output_dir))
+    os.makedirs(output_dir, exist_ok=True)
+    return Paths(local=True, pipeline_root=os.path.join(output_dir, "pipeline_root"),
+                 serving_dir=args.serving_dir or os.path.join(output_dir, "serving",
+                                                              args.pipeline_name),
+                 data_root=output_dir, metadata_path=os.path.join(output_dir, "metadata.sqlite"),
+                 output_dir=output_dir)
+  if not args.gcs_root:
+    raise ValueError("--runner=vertex needs --gcs_root=gs://BUCKET/PATH")
+  return Paths(local=False, pipeline_root=f"{args.gcs_root}/pipeline_root",
+               serving_dir=args.serving_dir or f"{args.gcs_root}/serving/{args.pipeline_name}",
+               data_root=args.gcs_root)
+
+
+def resolve_dataset(args: argparse.Namespace, data_root: str):
   """The dataset paths; local runs check that they exist, Vertex compiles offline."""
   local = args.runner == "local"
   if args.dataset == datasets.SAMPLE:
     if not local:
       raise ValueError("--runner=vertex needs data on gs://: use --dataset=custom with gs:// "
                        "paths or --dataset=coco2017 --coco_dir=gs://...")
-    return datasets.sample_dataset(os.path.join(data_root, "sample_data"))
-  if args.dataset == datasets.COCO2017:
+    paths = datasets.sample_dataset(os.path.join(data_root, "sample_data"))
+  elif args.dataset == datasets.COCO2017:
     if not args.coco_dir:
       raise ValueError("--dataset=coco2017 needs --coco_dir")
-    return datasets.coco2017_dataset(os.path.expanduser(args.coco_dir), check_exists=local)
-  return datasets.custom_dataset(args.train_annotations, args.train_images,
-                                 args.val_annotations, args.val_images, check_exists=local)
+    paths = datasets.coco2017_dataset(os.path.expanduser(args.coco_dir), check_exists=local)
+  else:
+    paths = datasets.custom_dataset(args.train_annotations, args.train_images,
+                                    args.val_annotations, args.val_images, check_exists=local)
+  return dataclasses.replace(paths, num_shards=args.num_shards)
 
 
 def match_num_classes(config, train_annotations: str, explicit: bool):
@@ -83,15 +117,15 @@ def import_modelgarden_base(checkpoint: str, config, output_dir: str):
   """(model dir, config): a Model Garden RetinaNet checkpoint imported as a model dir of ours
   under `output_dir/imported_models/` (once per checkpoint and input size), and `config`
   with the checkpoint's architecture (its data's class count and input size kept)."""
-  import dataclasses  # pylint: disable=g-import-not-at-top
   import hashlib  # pylint: disable=g-import-not-at-top
+  from retinanet import layout  # pylint: disable=g-import-not-at-top
   from retinanet.modeling import modelgarden_import  # pylint: disable=g-import-not-at-top
   input_size = tuple(config.model.input_size)
   model_config = modelgarden_import.infer_model_config(checkpoint, input_size, base=config.model)
   model_config = dataclasses.replace(model_config, num_classes=config.model.num_classes)
   key = hashlib.sha256(f"{os.path.abspath(checkpoint)}|{input_size}".encode()).hexdigest()[:12]
   model_dir = os.path.join(output_dir, "imported_models", f"modelgarden-{key}")
-  if not os.path.exists(os.path.join(model_dir, "config.json")):
+  if not os.path.exists(os.path.join(model_dir, layout.CONFIG_FILE)):
     modelgarden_import.import_checkpoint(checkpoint, model_dir, input_size=input_size)
   logger.info("Fine-tuning from the Model Garden checkpoint %s (imported into %s): the model "
               "takes its architecture (ResNet-%d, padding same, FPN %d, heads %d x %d)",
@@ -109,6 +143,7 @@ def resolve_base_model(args: argparse.Namespace) -> Optional[str]:
       raise FileNotFoundError(f"--finetune_from={args.finetune_from} does not exist")
     return args.finetune_from
   from pipeline import metadata_queries  # pylint: disable=g-import-not-at-top
+  from retinanet import layout  # pylint: disable=g-import-not-at-top
   if not os.path.exists(args.base_metadata):
     raise FileNotFoundError(f"--finetune_from=latest: no MLMD store at {args.base_metadata}; "
                             "run the main pipeline first or pass a model path")
@@ -116,124 +151,23 @@ def resolve_base_model(args: argparse.Namespace) -> Optional[str]:
   pushed = metadata_queries.latest_pushed_model(store)
   if pushed is None:
     raise ValueError(f"--finetune_from=latest: no pushed model recorded in {args.base_metadata}")
-  destination = metadata_queries.custom_properties(pushed)["pushed_destination"]
+  destination = metadata_queries.custom_properties(pushed)[layout.PushKeys.DESTINATION]
   logger.info("Fine-tuning from the latest pushed model %s (MLMD artifact %d)", destination,
               pushed.id)
   return str(destination)
 
 
-def run(args: argparse.Namespace) -> int:
-  """Runs or compiles the pipeline described by the parsed flags."""
-  if args.list_configs:
-    from retinanet import configs  # pylint: disable=g-import-not-at-top
-    print("\n".join(configs.list_configs()))
-    return 0
-  start = time.time()
-  config = load_experiment_config(args)
-  postprocess = cli.parse_key_values(args.postprocess, "--postprocess")
-  _check_postprocess_overrides(config, postprocess)
-  from retinanet.serving import portable  # pylint: disable=g-import-not-at-top
-  export_formats = portable.parse_formats(args.export_formats)
-  if portable.ONNX in export_formats:
-    portable.check_onnx_nms_mode(postprocess.get("nms_mode", config.postprocess.nms_mode))
-  local = args.runner == "local"
-  if local:
-    output_dir = os.path.abspath(os.path.expanduser(args.output_dir))
-    os.makedirs(output_dir, exist_ok=True)
-    pipeline_root = os.path.join(output_dir, "pipeline_root")
-    serving_dir = args.serving_dir or os.path.join(output_dir, "serving", args.pipeline_name)
-    metadata_path = os.path.join(output_dir, "metadata.sqlite")
-    data_root = output_dir
-  else:
-    if not args.gcs_root:
-      raise ValueError("--runner=vertex needs --gcs_root=gs://BUCKET/PATH")
-    pipeline_root = f"{args.gcs_root}/pipeline_root"
-    serving_dir = args.serving_dir or f"{args.gcs_root}/serving/{args.pipeline_name}"
-    metadata_path = None
-    data_root = args.gcs_root
-  dataset = resolve_dataset(args, data_root)
-  if local:
-    config = match_num_classes(config, dataset.train_annotations,
-                               explicit=any(o.startswith("model.num_classes=")
-                                            for o in args.overrides))
-  base_model_uri = None
+def resolve_base_model_and_config(args: argparse.Namespace, config, paths: Paths):
+  """(base model dir or None, config): a Model Garden import takes the checkpoint's
+  architecture; any other base model keeps the config."""
   from retinanet.config import MODELGARDEN_SCHEME  # pylint: disable=g-import-not-at-top
   if (args.finetune_from or "").startswith(MODELGARDEN_SCHEME):
-    if not local:
+    if not paths.local:
       raise ValueError("--finetune_from=modelgarden:... imports the checkpoint locally: run the "
                        "import with --runner=local first and pass the imported model dir")
-    base_model_uri, config = import_modelgarden_base(
-        args.finetune_from[len(MODELGARDEN_SCHEME):], config, output_dir)
-  else:
-    base_model_uri = resolve_base_model(args)
-  training_job, resources, strategy = _training_hardware(args, local)
-  from pipeline import local_runner  # pylint: disable=g-import-not-at-top
-  pipeline = pipeline_lib.create_pipeline(
-      pipeline_name=args.pipeline_name,
-      pipeline_root=pipeline_root,
-      dataset=dataset,
-      config=config,
-      serving_dir=serving_dir,
-      thresholds=pipeline_lib.BlessingThresholds(args.min_ap, args.max_ap_regression),
-      num_shards=args.num_shards,
-      strategy=strategy,
-      tpu=args.tpu, tpu_zone=args.tpu_zone, gcp_project=args.gcp_project or "",
-      vertex_job_json=training_job.to_json() if training_job else "",
-      trainer_resources=resources,
-      base_model_uri=base_model_uri,
-      freeze_patterns=args.freeze,
-      postprocess_overrides=postprocess,
-      export_formats=export_formats,
-      beam_pipeline_args=cli.beam_args(
-          args, [dataset.train_annotations, dataset.val_annotations] if local else []),
-      enable_cache=not args.no_cache,
-      keep_unfinished_trainings=args.keep_unfinished_trainings,
-      code_versions=component_code_versions(),
-      metadata_connection_config=(local_runner.metadata_config(metadata_path) if local else None))
-
-  if not local:
-    from pipeline import vertex_runner  # pylint: disable=g-import-not-at-top
-    os.makedirs(os.path.dirname(os.path.abspath(args.vertex_spec)), exist_ok=True)
-    vertex_runner.compile_pipeline(pipeline, image=args.vertex_image, output_path=args.vertex_spec)
-    print(f"Vertex pipeline spec: {args.vertex_spec}")
-    if args.dry_run:
-      print("Beam args of the data stage:\n  " + "\n  ".join(pipeline.beam_pipeline_args))
-      if training_job is not None:
-        trainer = next(c for c in pipeline.components if c.id == pipeline_lib.TRAINER)
-        print("CustomJob request of the Trainer:")
-        print(json.dumps(vertex_runner.dry_run_custom_job(trainer, training_job, pipeline_root),
-                         indent=2, sort_keys=True))
-      return 0
-    if args.submit:
-      if not args.gcp_project:
-        raise ValueError("--submit needs --gcp_project")
-      name = vertex_runner.submit(args.vertex_spec, project=args.gcp_project,
-                                  region=args.gcp_region, pipeline_root=pipeline_root,
-                                  display_name=args.pipeline_name,
-                                  enable_caching=not args.no_cache,
-                                  service_account=args.service_account or None)
-      print(f"Submitted: {name}")
-    return 0
-
-  from_nodes = [STAGE_NODES[args.from_stage]] if args.from_stage else None
-  to_nodes = [STAGE_NODES[args.to_stage]] if args.to_stage else None
-  base_run_id = (plan_partial_run(metadata_path, args.pipeline_name, args.from_stage,
-                                  rerun_hint=_rerun_hint(args))
-                 if args.from_stage else None)
-  logger.info("Pipeline %s: artifacts under %s, MLMD at %s", args.pipeline_name, pipeline_root,
-              metadata_path)
-  run_id = local_runner.new_run_id()
-  error = None
-  try:
-    local_runner.run_local(pipeline, run_id=run_id, from_nodes=from_nodes, to_nodes=to_nodes,
-                           base_run_id=base_run_id)
-  except Exception as e:  # the summary says which stage failed; the error propagates
-    error = f"{type(e).__name__}: {e}"
-    raise
-  finally:
-    print_summary(metadata_path, args.pipeline_name, run_id, pipeline_root, time.time() - start,
-                  error)
-  return 0
+    return import_modelgarden_base(args.finetune_from[len(MODELGARDEN_SCHEME):], config,
+                                   paths.output_dir)
+  return resolve_base_model(args), config
 
 
 def _training_hardware(args: argparse.Namespace, local: bool):
@@ -265,19 +199,138 @@ def _training_hardware(args: argparse.Namespace, local: bool):
   return None, resources, strategy
 
 
-# Partial runs: the nodes whose outputs a run starting at a stage takes from an earlier run.
-UPSTREAM_OUTPUTS = {
-    "data": (),
-    "statistics": (pipeline_lib.DATA,),
-    "trainer": (pipeline_lib.DATA, pipeline_lib.STATISTICS),
-    "evaluator": (pipeline_lib.DATA, pipeline_lib.TRAINER),
-    "pusher": (pipeline_lib.TRAINER, pipeline_lib.EVALUATOR),
-}
-PREVIOUS_STAGE = {"statistics": "data", "trainer": "statistics", "evaluator": "trainer", "pusher": "evaluator"}
+def _check_postprocess_overrides(config, overrides: dict) -> None:
+  from retinanet import config as config_lib  # pylint: disable=g-import-not-at-top
+  config_lib.apply_overrides(config, [f"postprocess.{k}={v}" for k, v in overrides.items()])
+
+
+def serving_from_flags(args: argparse.Namespace, config, paths: Paths):
+  """The pipeline's Serving group; refuses post-processing that a format cannot export."""
+  from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
+  from retinanet.evaluation.blessing import BlessingThresholds  # pylint: disable=g-import-not-at-top
+  from retinanet.serving import portable  # pylint: disable=g-import-not-at-top
+  postprocess = parse_key_values(args.postprocess, "--postprocess")
+  _check_postprocess_overrides(config, postprocess)
+  export_formats = portable.parse_formats(args.export_formats)
+  if portable.ONNX in export_formats:
+    portable.check_onnx_nms_mode(postprocess.get("nms_mode", config.postprocess.nms_mode))
+  return pipeline_lib.Serving(
+      serving_dir=paths.serving_dir,
+      thresholds=BlessingThresholds(args.min_ap, args.max_ap_regression),
+      postprocess_overrides=postprocess, export_formats=tuple(export_formats))
+
+
+def training_from_flags(args: argparse.Namespace, base_model_uri: Optional[str], local: bool):
+  """(the pipeline's Training group, the VertexJobSpec or None)."""
+  from components.trainer.request import TrainerRequest  # pylint: disable=g-import-not-at-top
+  from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
+  training_job, resources, strategy = _training_hardware(args, local)
+  request = TrainerRequest(
+      strategy=strategy, tpu=args.tpu, tpu_zone=args.tpu_zone, gcp_project=args.gcp_project or "",
+      freeze_patterns=tuple(args.freeze),
+      keep_unfinished_trainings=args.keep_unfinished_trainings,
+      vertex_job=training_job.to_json() if training_job else "")
+  return pipeline_lib.Training(request=request, base_model_uri=base_model_uri,
+                               resources=resources), training_job
+
+
+def build_pipeline(args: argparse.Namespace, paths: Paths):
+  """(the TFX pipeline the flags describe, the VertexJobSpec or None)."""
+  from pipeline import beam_options  # pylint: disable=g-import-not-at-top
+  from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+  from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
+  from pipeline.code_version import component_code_versions  # pylint: disable=g-import-not-at-top
+  config = load_experiment_config(args)
+  serving = serving_from_flags(args, config, paths)
+  dataset = resolve_dataset(args, paths.data_root)
+  if paths.local:
+    config = match_num_classes(config, dataset.train_annotations,
+                               explicit=any(o.startswith("model.num_classes=")
+                                            for o in args.overrides))
+  base_model_uri, config = resolve_base_model_and_config(args, config, paths)
+  training, training_job = training_from_flags(args, base_model_uri, paths.local)
+  annotation_files = [dataset.train_annotations, dataset.val_annotations] if paths.local else []
+  orchestration = pipeline_lib.Orchestration(
+      beam_pipeline_args=tuple(beam_options.beam_args(args, annotation_files)),
+      enable_cache=not args.no_cache, code_versions=component_code_versions(),
+      metadata_connection_config=(local_runner.metadata_config(paths.metadata_path)
+                                  if paths.local else None))
+  pipeline = pipeline_lib.create_pipeline(
+      pipeline_name=args.pipeline_name, pipeline_root=paths.pipeline_root, dataset=dataset,
+      config=config, serving=serving, training=training, orchestration=orchestration)
+  return pipeline, training_job
+
+
+def compile_for_vertex(args: argparse.Namespace, pipeline, training_job, paths: Paths) -> int:
+  """Compiles the Vertex spec; with --dry_run prints what would be launched, with --submit
+  submits it."""
+  from pipeline import vertex_runner  # pylint: disable=g-import-not-at-top
+  os.makedirs(os.path.dirname(os.path.abspath(args.vertex_spec)), exist_ok=True)
+  vertex_runner.compile_pipeline(pipeline, image=args.vertex_image, output_path=args.vertex_spec)
+  print(f"Vertex pipeline spec: {args.vertex_spec}")
+  if args.dry_run:
+    print("Beam args of the data stage:\n  " + "\n  ".join(pipeline.beam_pipeline_args))
+    if training_job is not None:
+      trainer = next(c for c in pipeline.components if c.id == stages.TRAINER.node_id)
+      print("CustomJob request of the Trainer:")
+      print(json.dumps(vertex_runner.dry_run_custom_job(trainer, training_job,
+                                                        paths.pipeline_root),
+                       indent=2, sort_keys=True))
+    return 0
+  if args.submit:
+    if not args.gcp_project:
+      raise ValueError("--submit needs --gcp_project")
+    name = vertex_runner.submit(args.vertex_spec, project=args.gcp_project,
+                                region=args.gcp_region, pipeline_root=paths.pipeline_root,
+                                display_name=args.pipeline_name,
+                                enable_caching=not args.no_cache,
+                                service_account=args.service_account or None)
+    print(f"Submitted: {name}")
+  return 0
+
+
+def run_locally(args: argparse.Namespace, pipeline, paths: Paths, start: float) -> int:
+  """Runs the pipeline (or the stages --from_stage / --to_stage select) with the local runner,
+  then prints this run's summary from MLMD."""
+  from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+  from_nodes = [stages.by_name(args.from_stage).node_id] if args.from_stage else None
+  to_nodes = [stages.by_name(args.to_stage).node_id] if args.to_stage else None
+  base_run_id = (plan_partial_run(paths.metadata_path, args.pipeline_name, args.from_stage,
+                                  rerun_hint=_rerun_hint(args))
+                 if args.from_stage else None)
+  logger.info("Pipeline %s: artifacts under %s, MLMD at %s", args.pipeline_name,
+              paths.pipeline_root, paths.metadata_path)
+  run_id = local_runner.new_run_id()
+  error = None
+  try:
+    local_runner.run_local(pipeline, run_id=run_id, from_nodes=from_nodes, to_nodes=to_nodes,
+                           base_run_id=base_run_id)
+  except Exception as e:  # the summary says which stage failed; the error propagates
+    error = f"{type(e).__name__}: {e}"
+    raise
+  finally:
+    print_summary(paths.metadata_path, args.pipeline_name, run_id, paths.pipeline_root,
+                  time.time() - start, error)
+  return 0
+
+
+def run(args: argparse.Namespace) -> int:
+  """Runs or compiles the pipeline described by the parsed flags."""
+  if args.list_configs:
+    from retinanet import configs  # pylint: disable=g-import-not-at-top
+    print("\n".join(configs.list_configs()))
+    return 0
+  start = time.time()
+  paths = resolve_paths(args)
+  pipeline, training_job = build_pipeline(args, paths)
+  if not paths.local:
+    return compile_for_vertex(args, pipeline, training_job, paths)
+  return run_locally(args, pipeline, paths, start)
 
 
 def _rerun_hint(args: argparse.Namespace) -> str:
-  stage = PREVIOUS_STAGE.get(args.from_stage or "", "")
+  previous = stages.previous(args.from_stage) if args.from_stage else None
+  stage = previous.name if previous else ""
   return (f"rerun with the same flags but --to_stage={stage} instead of "
           f"--from_stage={args.from_stage} (or with neither, for a full run)")
 
@@ -287,19 +340,10 @@ def plan_partial_run(metadata_path: str, pipeline_name: str, from_stage: str,
   """The id of the latest run that produced what `--from_stage` needs (TFX takes the skipped
   stages' artifacts from one earlier run), or a ValueError naming what is missing and
   how to produce it, before any work starts."""
-  from pipeline import metadata_queries as mq  # pylint: disable=g-import-not-at-top
-  needed = UPSTREAM_OUTPUTS[from_stage]
+  needed = stages.upstream_node_ids(from_stage)
   if not needed:
     return None
-  if not os.path.exists(metadata_path):
-    runs, done = [], {}
-  else:
-    store = mq.open_store(metadata_path)
-    runs = mq.runs_with_outputs(store, pipeline_name, needed)
-    done = {node: any(e.last_known_state in mq.DONE_STATES
-                      for e in mq.node_executions(store, pipeline_name, node))
-            for node in needed}
-    del store  # no connection stays open while the runner writes
+  runs, done = _runs_with(metadata_path, pipeline_name, needed)
   if runs:
     logger.info("--from_stage=%s takes %s outputs from run %s", from_stage, ", ".join(needed),
                 runs[0])
@@ -314,9 +358,19 @@ def plan_partial_run(metadata_path: str, pipeline_name: str, from_stage: str,
       f"Produce them first: {rerun_hint}")
 
 
-def _check_postprocess_overrides(config, overrides: dict) -> None:
-  from retinanet import config as config_lib  # pylint: disable=g-import-not-at-top
-  config_lib.apply_overrides(config, [f"postprocess.{k}={v}" for k, v in overrides.items()])
+def _runs_with(metadata_path: str, pipeline_name: str,
+               needed: Sequence[str]) -> tuple[List[str], Dict[str, Any]]:
+  """(run ids in which every node of `needed` completed, {node: ever completed})."""
+  from pipeline import metadata_queries as mq  # pylint: disable=g-import-not-at-top
+  if not os.path.exists(metadata_path):
+    return [], {}
+  store = mq.open_store(metadata_path)
+  runs = mq.runs_with_outputs(store, pipeline_name, needed)
+  done = {node: any(e.last_known_state in mq.DONE_STATES
+                    for e in mq.node_executions(store, pipeline_name, node))
+          for node in needed}
+  del store  # no connection stays open while the runner writes
+  return runs, done
 
 
 def print_summary(metadata_path: str, pipeline_name: str, run_id: str, pipeline_root: str,
@@ -324,7 +378,5 @@ def print_summary(metadata_path: str, pipeline_name: str, run_id: str, pipeline_
   """Prints this run's stages, AP, blessing and push, read from MLMD."""
   from pipeline import summary  # pylint: disable=g-import-not-at-top
   print("\n".join(summary.summary_lines(
-      pipeline_name=pipeline_name, run_id=run_id, stages=pipeline_lib.STAGES,
-      evaluator=pipeline_lib.EVALUATOR, pusher=pipeline_lib.PUSHER, pipeline_root=pipeline_root,
-      statistics=pipeline_lib.STATISTICS,
+      pipeline_name=pipeline_name, run_id=run_id, pipeline_root=pipeline_root,
       metadata_path=metadata_path, seconds=seconds, error=error)))

@@ -7,9 +7,10 @@ pushed, the Pusher's recorded reason is printed.
 """
 from __future__ import annotations
 
-from typing import List, Mapping, Optional, Sequence
+from typing import List, Mapping, Optional
 
 from pipeline import metadata_queries as mq
+from pipeline import stages
 from retinanet import layout
 
 STATE_WORDS = {"COMPLETE": "ran", "CACHED": "cached (reused)", "FAILED": "FAILED",
@@ -78,9 +79,8 @@ def result_lines(runs: Mapping[str, mq.NodeRun], evaluator: str, pusher: str) ->
   return lines or ["  No model was evaluated or pushed in this run."]
 
 
-def summary_lines(*, pipeline_name: str, run_id: str, stages: Sequence[str], evaluator: str,
-                  pusher: str, pipeline_root: str, metadata_path: str, seconds: float,
-                  error: Optional[str] = None, statistics: str = "") -> List[str]:
+def summary_lines(*, pipeline_name: str, run_id: str, pipeline_root: str, metadata_path: str,
+                  seconds: float, error: Optional[str] = None) -> List[str]:
   """Lines of the summary of run `run_id` (read from the MLMD store at `metadata_path`)."""
   store = mq.open_store(metadata_path)
   runs = mq.run_executions(store, run_id)
@@ -89,9 +89,9 @@ def summary_lines(*, pipeline_name: str, run_id: str, stages: Sequence[str], eva
            f"{seconds / 60:.1f} min"]
   if error:
     lines.append(f"  Error: {error}")
-  lines += [stage_line(node, runs.get(node)) for node in stages]
-  lines += coverage_lines(runs, statistics) if statistics else []
-  lines += result_lines(runs, evaluator, pusher)
+  lines += [stage_line(stage.node_id, runs.get(stage.node_id)) for stage in stages.STAGES]
+  lines += coverage_lines(runs, stages.STATISTICS.node_id)
+  lines += result_lines(runs, stages.EVALUATOR.node_id, stages.PUSHER.node_id)
   lines += [f"  Artifacts: {pipeline_root}", f"  MLMD: {metadata_path}",
             f"  Lineage: python -m pipeline.lineage --metadata {metadata_path}", "=" * 72]
   return lines

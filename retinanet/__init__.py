@@ -2,4 +2,12 @@
 
 Usable on its own (e.g. from a notebook); the TFX components in `components/`
 are thin adapters around it.
+
+Importing this package selects Keras 2 for TensorFlow (TF_USE_LEGACY_KERAS=1): the one
+place the project sets it. The other packages import it first, so every entry point
+(run_pipeline.py, the `python -m` tools, Beam workers, tests) has it set before
+TensorFlow loads; the container image sets it too, for TFX's own entry points.
 """
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

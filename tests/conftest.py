@@ -1,4 +1,4 @@
-"""Test configuration: Keras 2, TensorFlow threads per worker, two logical CPUs, scheduling.
+"""Test configuration: TensorFlow threads per worker, two logical CPUs, scheduling.
 
 `make test` runs the suite on two pytest-xdist workers, a whole test module at a
 time (`--dist loadscope`), so module fixtures are built once and tests that share
@@ -17,7 +17,8 @@ import os
 
 import pytest
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import retinanet  # noqa: F401  (selects Keras 2 before anything loads TensorFlow)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Logical CPU devices of every test process (tests/test_training_distributed.py).

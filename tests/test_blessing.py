@@ -1,7 +1,7 @@
-"""The Evaluator's blessing rule."""
+"""The Evaluator's blessing rule and its one set of defaults."""
 import pytest
 
-from components.evaluator import decide_blessing
+from retinanet.evaluation.blessing import DEFAULT_THRESHOLDS, decide_blessing
 
 
 @pytest.mark.parametrize("ap, min_ap, baseline, margin, blessed, reason", [
@@ -15,3 +15,18 @@ def test_decide_blessing(ap, min_ap, baseline, margin, blessed, reason):
   decision = decide_blessing(ap, min_ap, baseline, margin)
   assert decision["blessed"] is blessed
   assert reason in decision["reason"]
+
+
+def test_one_set_of_default_thresholds():
+  """The CLI, create_pipeline and the Evaluator component default to the same thresholds."""
+  import inspect  # pylint: disable=g-import-not-at-top
+  from components.evaluator import RetinaNetEvaluator  # pylint: disable=g-import-not-at-top
+  from pipeline import cli  # pylint: disable=g-import-not-at-top
+  args = cli.build_parser().parse_args([])
+  assert (args.min_ap, args.max_ap_regression) == (DEFAULT_THRESHOLDS.min_ap,
+                                                   DEFAULT_THRESHOLDS.max_ap_regression)
+  parameters = RetinaNetEvaluator.SPEC_CLASS.PARAMETERS
+  signature = inspect.signature(RetinaNetEvaluator.__init__)
+  for name in ("min_ap", "max_ap_regression"):
+    assert name in parameters
+    assert signature.parameters[name].default == getattr(DEFAULT_THRESHOLDS, name)

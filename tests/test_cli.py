@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from pipeline import cli
+from pipeline import beam_options, cli
 
 
 def test_help_explains_every_flag(capsys):
@@ -68,12 +68,12 @@ def test_dataflow_needs_a_project(tmp_path, capsys):
 
 def test_local_beam_args_default_to_the_direct_runner():
   args = cli.build_parser().parse_args([])
-  beam_args = cli.beam_args(args)
+  beam_args = beam_options.beam_args(args)
   assert any(a.startswith("--direct_running_mode=") for a in beam_args)
   assert "--sdk_container_image=unused-by-direct-runner" in beam_args
   args = cli.build_parser().parse_args(["--direct_mode=in_memory", "--beam_arg=--foo=1"])
-  assert cli.beam_args(args)[0] == "--direct_running_mode=in_memory"
-  assert cli.beam_args(args)[-1] == "--foo=1"
+  assert beam_options.beam_args(args)[0] == "--direct_running_mode=in_memory"
+  assert beam_options.beam_args(args)[-1] == "--foo=1"
 
 
 def test_seed_makes_runs_reproducible_by_default_and_set_wins():

@@ -66,7 +66,7 @@ class PerfectModel(tf.Module):
   def __init__(self, model_config):
     super().__init__()
     anchors = factory.build_anchors(model_config).boxes()
-    gt = box_ops.xywh_to_yxyx(tf.constant(BOXES_XYWH, tf.float32))
+    gt = box_ops.box_convert(tf.constant(BOXES_XYWH, tf.float32), "xywh", "yxyx")
     best = tf.argmax(box_ops.pairwise_iou_yxyx(anchors, gt), axis=0).numpy()
     n = anchors.shape[0]
     logits = np.full([n, 1], -10.0, np.float32)

@@ -12,21 +12,11 @@ import tensorflow as tf
 from PIL import Image
 
 from retinanet.evaluation import coco_metrics, report
-from retinanet.ops import box_ops
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARTIFACTS = os.path.join(REPO_ROOT, "test-artifacts")  # gitignored; CI keeps it
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
                  if shutil.which(n)), None)
-
-
-def test_pairwise_iou_matches_the_tf_op():
-  rng = np.random.RandomState(0)
-  a = np.sort(rng.uniform(0, 50, (7, 4)).reshape(7, 2, 2), axis=1).transpose(0, 2, 1).reshape(7, 4)
-  b = np.sort(rng.uniform(0, 50, (5, 4)).reshape(5, 2, 2), axis=1).transpose(0, 2, 1).reshape(5, 4)
-  np.testing.assert_allclose(report.pairwise_iou(a, b),
-                             box_ops.pairwise_iou_yxyx(tf.constant(a), tf.constant(b)).numpy(),
-                             rtol=1e-6, atol=1e-9)
 
 
 def test_match_image_by_hand():

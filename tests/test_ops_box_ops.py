@@ -30,7 +30,7 @@ def test_box_convert_hand_case():
   np.testing.assert_allclose(box_ops.box_convert(yxyx, "yxyx", "xywh"), [[20, 10, 60, 40]])
   np.testing.assert_allclose(box_ops.box_convert(yxyx, "yxyx", "cycxhw"), [[30, 50, 40, 60]])
   np.testing.assert_allclose(box_ops.yxyx_to_xywh(yxyx), [[20, 10, 60, 40]])
-  np.testing.assert_allclose(box_ops.xywh_to_yxyx([[20.0, 10.0, 60.0, 40.0]]), yxyx)
+  np.testing.assert_allclose(box_ops.box_convert([[20.0, 10.0, 60.0, 40.0]], "xywh", "yxyx"), yxyx)
   np.testing.assert_allclose(box_ops.xyxy_to_yxyx([[20.0, 10.0, 80.0, 50.0]]), yxyx)
   np.testing.assert_allclose(box_ops.cycxhw_to_yxyx([[30.0, 50.0, 40.0, 60.0]]), yxyx)
 

@@ -1,62 +1,77 @@
-"""create_pipeline: components and wiring; the Vertex spec compiles offline."""
+"""create_pipeline: components and wiring as the stage table says; the Vertex spec compiles
+offline."""
+import importlib
 import json
 
 import pytest
 
+from components.trainer.request import TrainerRequest
 from pipeline import pipeline as pipeline_lib
+from pipeline import stages
 from retinanet import config as config_lib
 
 DATASET = pipeline_lib.DatasetPaths("gs://b/train.json", "gs://b/train", "gs://b/val.json",
                                     "gs://b/val")
+SERVING = pipeline_lib.Serving(serving_dir="gs://b/serving")
+VERSIONS = pipeline_lib.Orchestration(
+    code_versions={stage.node_id: f"v-{stage.node_id}" for stage in stages.STAGES})
 
 
 def _pipeline(**kwargs):
   config = config_lib.apply_overrides(config_lib.ExperimentConfig(),
                                       ["model.num_classes=5", "train.total_steps=1000"])
   args = dict(pipeline_name="test", pipeline_root="gs://b/root", dataset=DATASET, config=config,
-              serving_dir="gs://b/serving",
-              code_versions={node: f"v-{node}" for node in pipeline_lib.STAGES})
+              serving=SERVING, orchestration=VERSIONS)
   args.update(kwargs)
   return pipeline_lib.create_pipeline(**args)
 
 
-def test_components_and_wiring():
+def _producers(component):
+  return {channel.producer_component_id for channel in component.inputs.values()}
+
+
+def test_components_and_wiring_follow_the_stage_table():
   p = _pipeline()
   ids = [c.id for c in p.components]
   assert len(ids) == 6
-  assert set(ids) == {pipeline_lib.DATA, pipeline_lib.STATISTICS, pipeline_lib.TRAINER,
-                      pipeline_lib.BASELINE_RESOLVER, pipeline_lib.EVALUATOR, pipeline_lib.PUSHER}
-  # Topological order: data, statistics, trainer, evaluator, pusher.
-  order = [i for i in ids if i in pipeline_lib.STAGES]
-  assert order == list(pipeline_lib.STAGES)
+  assert set(ids) == {s.node_id for s in stages.STAGES} | {stages.BASELINE_RESOLVER}
+  # Topological order: the table's order.
+  assert [i for i in ids if i != stages.BASELINE_RESOLVER] == [s.node_id for s in stages.STAGES]
   by_id = {c.id: c for c in p.components}
-  data, trainer = by_id[pipeline_lib.DATA], by_id[pipeline_lib.TRAINER]
-  statistics = by_id[pipeline_lib.STATISTICS]
-  evaluator, pusher = by_id[pipeline_lib.EVALUATOR], by_id[pipeline_lib.PUSHER]
-  assert trainer.inputs["examples"].producer_component_id == data.id
-  assert trainer.inputs["label_map"].producer_component_id == data.id
-  assert statistics.inputs["examples"].producer_component_id == data.id
+  for stage in stages.STAGES:
+    component = by_id[stage.node_id]
+    # Each node is the table's component class, and reads the outputs of the table's upstream.
+    module, name = stage.component.rsplit(".", 1)
+    assert isinstance(component, getattr(importlib.import_module(module), name))
+    assert _producers(component) - {stages.BASELINE_RESOLVER} == set(
+        stages.upstream_node_ids(stage.name)), stage.name
+    # Every component carries its own code version: a change invalidates only its users.
+    assert component.exec_properties["code_version"] == f"v-{component.id}"
+  data, trainer = by_id[stages.DATA.node_id], by_id[stages.TRAINER.node_id]
+  statistics = by_id[stages.STATISTICS.node_id]
   assert trainer.inputs["box_statistics"].producer_component_id == statistics.id
+  assert trainer.inputs["examples"].producer_component_id == data.id
   # The statistics are measured against the very config the Trainer trains.
   assert statistics.exec_properties["config_json"] == trainer.exec_properties["config_json"]
-  assert evaluator.inputs["model"].producer_component_id == trainer.id
-  assert evaluator.inputs["examples"].producer_component_id == data.id
-  assert pusher.inputs["model"].producer_component_id == trainer.id
-  assert pusher.inputs["model_blessing"].producer_component_id == evaluator.id
-  # Every component carries its own code version: a change invalidates only its users.
-  for component in (data, statistics, trainer, evaluator, pusher):
-    assert component.exec_properties["code_version"] == f"v-{component.id}"
   config = json.loads(trainer.exec_properties["config_json"])
   assert config["model"]["num_classes"] == 5
+  # The Trainer's parameters are its request's fields, read back unchanged.
+  request = TrainerRequest.from_exec_properties(trainer.exec_properties)
+  assert request.resume_dir == pipeline_lib.resume_dir("gs://b/root")
+  assert request.code_version == f"v-{stages.TRAINER.node_id}"
 
 
 def test_finetuning_pipeline_imports_the_base_model():
-  p = _pipeline(base_model_uri="/models/serving/17", freeze_patterns=["^backbone/"])
+  training = pipeline_lib.Training(request=TrainerRequest(freeze_patterns=("^backbone/",)),
+                                   base_model_uri="/models/serving/17")
+  p = _pipeline(training=training)
   by_id = {c.id: c for c in p.components}
-  assert pipeline_lib.BASE_MODEL in by_id
-  trainer = by_id[pipeline_lib.TRAINER]
-  assert trainer.inputs["base_model"].producer_component_id == pipeline_lib.BASE_MODEL
+  assert stages.BASE_MODEL_IMPORTER in by_id
+  trainer = by_id[stages.TRAINER.node_id]
+  assert trainer.inputs["base_model"].producer_component_id == stages.BASE_MODEL_IMPORTER
   assert json.loads(trainer.exec_properties["freeze_patterns"]) == ["^backbone/"]
+  assert TrainerRequest.from_exec_properties(trainer.exec_properties).freeze_patterns == (
+      "^backbone/",)
 
 
 def test_invalid_config_is_rejected():
@@ -68,15 +83,18 @@ def test_invalid_config_is_rejected():
 
 def test_vertex_spec_compiles_offline_with_every_component(tmp_path):
   from pipeline import vertex_runner
-  p = _pipeline(beam_pipeline_args=["--runner=DataflowRunner", "--project=p"],
-                postprocess_overrides={"nms_mode": "global_soft"},
-                base_model_uri="gs://b/serving/1")
+  p = _pipeline(
+      orchestration=pipeline_lib.Orchestration(
+          beam_pipeline_args=("--runner=DataflowRunner", "--project=p")),
+      serving=pipeline_lib.Serving(serving_dir="gs://b/serving",
+                                   postprocess_overrides={"nms_mode": "global_soft"}),
+      training=pipeline_lib.Training(base_model_uri="gs://b/serving/1"))
   path = vertex_runner.compile_pipeline(p, image="gcr.io/p/retinanet-tfx:1",
                                         output_path=str(tmp_path / "spec.json"))
   spec = json.load(open(path))
   tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
-  for node in (pipeline_lib.DATA, pipeline_lib.TRAINER, pipeline_lib.EVALUATOR,
-               pipeline_lib.PUSHER, pipeline_lib.BASELINE_RESOLVER, pipeline_lib.BASE_MODEL):
+  for node in [s.node_id for s in stages.STAGES] + [stages.BASELINE_RESOLVER,
+                                                    stages.BASE_MODEL_IMPORTER]:
     # The resolver compiles into "<id>-model-resolver" / "<id>-model-blessing-resolver" tasks.
     assert any(t == node or t.startswith(node + "-") for t in tasks), f"{node} not compiled"
   executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]

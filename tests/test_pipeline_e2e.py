@@ -1,4 +1,4 @@
-"""End-to-end local pipeline runs, and the accuracy gate (marked e2e: run alone with `make test-e2e`).
+"""End-to-end local pipeline runs and the accuracy gate (marked e2e: `make test-e2e`).
 
 One full run of the main job (the built-in sample data, the shipped sample/tiny
 config, the default seed) that must reach SAMPLE_AP_FLOOR: a change that breaks
@@ -15,9 +15,8 @@ import os
 import pytest
 
 from data import sample_data
-from pipeline import cli, lineage, metadata_queries
+from pipeline import cli, lineage, metadata_queries, stages
 from retinanet import model_dir as model_dir_lib
-from pipeline import pipeline as pipeline_lib
 
 pytestmark = pytest.mark.e2e
 
@@ -77,9 +76,9 @@ def test_accuracy_gate_main_job(main_run):
 
 def test_full_run_records_every_stage(main_run):
   store = metadata_queries.open_store(main_run["metadata"])
-  data_states = [e.last_known_state for e in _executions(store, pipeline_lib.DATA)]
+  data_states = [e.last_known_state for e in _executions(store, stages.DATA.node_id)]
   assert data_states == [metadata_queries.COMPLETE, metadata_queries.CACHED]
-  for node in pipeline_lib.STAGES[1:]:
+  for node in [stage.node_id for stage in stages.STAGES[1:]]:
     states = [e.last_known_state for e in _executions(store, node)]
     assert states == [metadata_queries.COMPLETE], node
   pushed = metadata_queries.latest_pushed_model(store)
@@ -115,16 +114,16 @@ def test_partial_run_reuses_the_trained_model(main_run):
   store = metadata_queries.open_store(main_run["metadata"])
   [model] = store.get_artifacts_by_type("Model")
   complete = metadata_queries.COMPLETE
-  assert len(_executions(store, pipeline_lib.TRAINER, complete)) == 1
+  assert len(_executions(store, stages.TRAINER.node_id, complete)) == 1
   argv = main_run["argv"] + ["--from_stage=evaluator", "--to_stage=evaluator",
                              "--postprocess", "nms_mode=global_soft"]
   assert cli.main(argv) == 0
   store = metadata_queries.open_store(main_run["metadata"])
   assert len(store.get_artifacts_by_type("Model")) == 1     # nothing retrained
-  evaluators = _executions(store, pipeline_lib.EVALUATOR, complete)
+  evaluators = _executions(store, stages.EVALUATOR.node_id, complete)
   assert len(evaluators) == 2
   # The Trainer was skipped (recorded CACHED by the partial run), not run again.
-  assert len(_executions(store, pipeline_lib.TRAINER, complete)) == 1
+  assert len(_executions(store, stages.TRAINER.node_id, complete)) == 1
   inputs = [e.artifact_id for e in store.get_events_by_execution_ids([evaluators[-1].id])
             if e.type == e.INPUT]
   assert model.id in inputs                                 # the same MLMD artifact id
@@ -135,7 +134,7 @@ def test_partial_run_reuses_the_trained_model(main_run):
 def test_lineage_lists_every_stage(main_run):
   store = metadata_queries.open_store(main_run["metadata"])
   text = "\n".join(lineage.lineage_lines(store))
-  for node in pipeline_lib.STAGES:
+  for node in [stage.node_id for stage in stages.STAGES]:
     assert f"<- {node}" in text
   assert "AP=" in text and "train_images_in=" in text and "config: sample/tiny" in text
   assert "BoxStatistics" in text and "coverage=" in text and "anchor_fit_decision=" in text

@@ -11,7 +11,6 @@ import tensorflow as tf
 from retinanet import config as config_lib
 from retinanet import factory
 from retinanet.training import checkpointing
-from retinanet.training import ema as ema_lib
 from retinanet.training import trainer
 from retinanet import task
 from tests.test_training_fixtures import tiny_config
@@ -149,7 +148,7 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, shared_records):
   assert prefix.endswith("ckpt-6")
   kernel = model.class_head.prediction.kernel.numpy()
   ema_key = checkpointing.checkpoint_key(
-      "ema", ema_lib.average_name("class_head/prediction/kernel"))
+      "ema", checkpointing.ema_average_path("class_head/prediction/kernel"))
   np.testing.assert_array_equal(kernel, a[ema_key])
   assert not np.array_equal(kernel, a["model/class_head/prediction/kernel" +
                                       checkpointing.VARIABLE_SUFFIX])

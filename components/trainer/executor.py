@@ -11,7 +11,8 @@ fingerprint and starts fresh. When training finishes, the model is exported
 into the Model artifact (TFX's serving layout, `<uri>/Format-Serving/`: the
 SavedModel, its config and label map, and the final checkpoint for
 fine-tuning), and the workspace is deleted. Workspaces of unfinished
-trainings beyond the newest `keep_unfinished_trainings` are pruned.
+trainings beyond the newest `keep_unfinished_trainings` are pruned. What to do
+comes as a `TrainerRequest` (request.py), read once from the exec properties.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import hashlib
 import json
 import logging
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from tfx import types
@@ -28,6 +29,8 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from components import artifacts as artifact_layout
+from components.trainer.request import TrainerRequest
+from retinanet import coco
 from retinanet import config as config_lib
 from retinanet import layout
 from retinanet import model_dir as model_dir_lib
@@ -35,12 +38,12 @@ from retinanet import model_dir as model_dir_lib
 logger = logging.getLogger(__name__)
 
 
-def training_fingerprint(*, config_json: str, strategy: str, freeze_patterns: str,
+def training_fingerprint(*, config_json: str, strategy: str, freeze_patterns: Sequence[str],
                          code_version: str, examples_uri: str, label_map_uri: str,
                          base_model_uri: Optional[str]) -> str:
   """16 hex chars identifying a training: equal exactly when a rerun may resume it."""
   key = {"config": json.loads(config_json), "strategy": strategy,
-         "freeze_patterns": json.loads(freeze_patterns or "[]"), "code_version": code_version,
+         "freeze_patterns": list(freeze_patterns), "code_version": code_version,
          "examples": examples_uri, "label_map": label_map_uri, "base_model": base_model_uri or ""}
   return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -71,18 +74,15 @@ def load_box_statistics(uri: str) -> Dict[str, Any]:
 
 
 def load_label_map(label_map_uri: str):
-  from retinanet import coco  # pylint: disable=g-import-not-at-top
   return coco.load_label_map(os.path.join(label_map_uri, layout.LABEL_MAP_FILE))
-
-
 
 
 @dataclasses.dataclass
 class TrainingPlan:
-  """Everything a training needs, resolved from the executor's inputs."""
+  """Everything a training needs, resolved from the executor's inputs and request."""
+  request: TrainerRequest
   config: config_lib.ExperimentConfig
   strategy_name: str
-  freeze_patterns: List[str]
   fingerprint: str
   workspace: str
   checkpoint_dir: str
@@ -94,9 +94,23 @@ class TrainingPlan:
   examples: types.Artifact
 
 
+def _config_to_train(request: TrainerRequest, label_map,
+                     statistics: List[types.Artifact]) -> config_lib.ExperimentConfig:
+  """The request's config, checked against the label map, with the anchor-fit decision."""
+  from retinanet.training import anchor_policy  # pylint: disable=g-import-not-at-top
+  config = config_lib.config_from_dict(json.loads(request.config_json))
+  config_lib.check_num_classes(config, label_map.num_classes)
+  report = load_box_statistics(statistics[0].uri) if statistics else None
+  config = anchor_policy.apply_anchor_fit(config, report, statistics[0].uri if statistics else "")
+  if report is not None:
+    logger.info("Dataset statistics: %s", anchor_policy.coverage_line(report))
+  logger.info("Anchors: %s", config.anchor_fit.decision)
+  return config
+
+
 def plan_training(input_dict: Dict[str, List[types.Artifact]],
                   output_dict: Dict[str, List[types.Artifact]],
-                  exec_properties: Dict[str, Any]) -> TrainingPlan:
+                  request: TrainerRequest) -> TrainingPlan:
   """Config (with the anchor-fit decision), strategy, resume workspace and sources."""
   from retinanet.training import checkpointing  # pylint: disable=g-import-not-at-top
   examples = artifact_utils.get_single_instance(input_dict["examples"])
@@ -104,50 +118,33 @@ def plan_training(input_dict: Dict[str, List[types.Artifact]],
   base_models = input_dict.get("base_model") or []
   model = artifact_utils.get_single_instance(output_dict["model"])
   model_run = artifact_utils.get_single_instance(output_dict["model_run"])
-
-  config = config_lib.config_from_dict(json.loads(exec_properties["config_json"]))
   label_map = load_label_map(label_map_uri)
-  config_lib.check_num_classes(config, label_map.num_classes)
-  statistics = input_dict.get("box_statistics") or []
-  report = load_box_statistics(statistics[0].uri) if statistics else None
-  from retinanet.training import anchor_policy  # pylint: disable=g-import-not-at-top
-  config = anchor_policy.apply_anchor_fit(config, report, statistics[0].uri if statistics else "")
-  if report is not None:
-    logger.info("Dataset statistics: %s", anchor_policy.coverage_line(report))
-  logger.info("Anchors: %s", config.anchor_fit.decision)
-  config_json = config_lib.config_to_json(config)
-  strategy_name = exec_properties.get("strategy") or config.train.strategy
-
+  config = _config_to_train(request, label_map, input_dict.get("box_statistics") or [])
+  strategy_name = request.strategy or config.train.strategy
   fingerprint = training_fingerprint(
-      config_json=config_json, strategy=strategy_name,
-      freeze_patterns=exec_properties.get("freeze_patterns") or "[]",
-      code_version=exec_properties.get("code_version") or "", examples_uri=examples.uri,
-      label_map_uri=label_map_uri, base_model_uri=base_models[0].uri if base_models else None)
-  resume_dir = exec_properties.get("resume_dir") or ""
-  workspace = (os.path.join(resume_dir, fingerprint) if resume_dir
+      config_json=config_lib.config_to_json(config), strategy=strategy_name,
+      freeze_patterns=request.freeze_patterns, code_version=request.code_version,
+      examples_uri=examples.uri, label_map_uri=label_map_uri,
+      base_model_uri=base_models[0].uri if base_models else None)
+  workspace = (os.path.join(request.resume_dir, fingerprint) if request.resume_dir
                else os.path.join(model.uri, "training"))
   checkpoint_dir = model_dir_lib.checkpoint_dir(workspace)
-  finetune_from = None
-  if base_models:
-    finetune_from = model_dir_lib.checkpoint_dir(base_models[0].uri)
   return TrainingPlan(
-      config=config, strategy_name=strategy_name,
-      freeze_patterns=json.loads(exec_properties.get("freeze_patterns") or "[]"),
-      fingerprint=fingerprint, workspace=workspace, checkpoint_dir=checkpoint_dir,
+      request=request, config=config, strategy_name=strategy_name, fingerprint=fingerprint,
+      workspace=workspace, checkpoint_dir=checkpoint_dir,
       resumed_from=checkpointing.latest_complete_checkpoint(checkpoint_dir),
       summary_dir=os.path.join(model_run.uri, layout.TENSORBOARD_DIR),
-      finetune_from=finetune_from, label_map=label_map, label_map_uri=label_map_uri,
-      examples=examples)
+      finetune_from=(model_dir_lib.checkpoint_dir(base_models[0].uri) if base_models else None),
+      label_map=label_map, label_map_uri=label_map_uri, examples=examples)
 
 
-def run_training(plan: TrainingPlan, exec_properties: Dict[str, Any]) -> Tuple[Any, bool]:
+def run_training(plan: TrainingPlan) -> Tuple[Any, bool]:
   """(TrainResult, is_chief): trains (or resumes) in plan.workspace under its strategy."""
   from retinanet.training import trainer  # pylint: disable=g-import-not-at-top
-  strategy = trainer.create_strategy(
-      plan.strategy_name,
-      tpu=exec_properties.get("tpu") or None,
-      tpu_zone=exec_properties.get("tpu_zone") or None,
-      gcp_project=exec_properties.get("gcp_project") or None)
+  request = plan.request
+  strategy = trainer.create_strategy(plan.strategy_name, tpu=request.tpu or None,
+                                     tpu_zone=request.tpu_zone or None,
+                                     gcp_project=request.gcp_project or None)
   eval_fn = None
   if plan.config.train.eval_every > 0:
     from retinanet.evaluation import evaluate_model  # pylint: disable=g-import-not-at-top
@@ -162,7 +159,7 @@ def run_training(plan: TrainingPlan, exec_properties: Dict[str, Any]) -> Tuple[A
       model_dir=plan.checkpoint_dir,
       strategy=strategy,
       finetune_from=plan.finetune_from,
-      freeze_patterns=plan.freeze_patterns,
+      freeze_patterns=request.freeze_patterns,
       eval_fn=eval_fn,
       summary_dir=plan.summary_dir)
   return result, bool(strategy.extended.should_checkpoint)
@@ -206,16 +203,20 @@ def finish_training(plan: TrainingPlan, summary: Dict[str, Any], model: types.Ar
   # A training killed after its last step resumes with no step left to run (no losses).
   model.set_float_custom_property(layout.ModelKeys.FINAL_TOTAL_LOSS,
                                   summary["final_losses"].get("total_loss", float("nan")))
-  model.set_float_custom_property(layout.ModelKeys.TRAIN_IMAGES_PER_SECOND, summary["images_per_second"])
+  model.set_float_custom_property(layout.ModelKeys.TRAIN_IMAGES_PER_SECOND,
+                                  summary["images_per_second"])
   model.set_int_custom_property(layout.ModelKeys.NUM_CLASSES, int(plan.config.model.num_classes))
   model.set_string_custom_property(layout.ModelKeys.STRATEGY, plan.strategy_name)
-  model.set_string_custom_property(layout.ModelKeys.ANCHOR_FIT_DECISION, plan.config.anchor_fit.decision)
-  model_run.set_float_custom_property(layout.ModelKeys.WALL_TIME_SECONDS, summary["wall_time_seconds"])
+  model.set_string_custom_property(layout.ModelKeys.ANCHOR_FIT_DECISION,
+                                   plan.config.anchor_fit.decision)
+  model_run.set_float_custom_property(layout.ModelKeys.WALL_TIME_SECONDS,
+                                      summary["wall_time_seconds"])
   finetune = summary.get("finetune")
   if finetune:
     model.set_string_custom_property(layout.ModelKeys.FINETUNE_SOURCE, finetune["source"])
     model.set_int_custom_property(layout.ModelKeys.FINETUNE_RESTORED, finetune["restored"])
-    model.set_int_custom_property(layout.ModelKeys.FINETUNE_REINITIALIZED, finetune["reinitialized"])
+    model.set_int_custom_property(layout.ModelKeys.FINETUNE_REINITIALIZED,
+                                  finetune["reinitialized"])
     model.set_int_custom_property(layout.ModelKeys.FINETUNE_FROZEN, finetune["frozen"])
 
 
@@ -241,23 +242,24 @@ class Executor(base_executor.BaseExecutor):
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],
          exec_properties: Dict[str, Any]) -> None:
-    plan = plan_training(input_dict, output_dict, exec_properties)
+    request = TrainerRequest.from_exec_properties(exec_properties)
+    plan = plan_training(input_dict, output_dict, request)
     _log_plan(plan)
-    resume_dir = exec_properties.get("resume_dir") or ""
-    if resume_dir:
-      prune_unfinished_trainings(resume_dir, int(exec_properties.get("keep_unfinished_trainings")
-                                                 or 0), plan.fingerprint)
+    if request.resume_dir:
+      prune_unfinished_trainings(request.resume_dir, request.keep_unfinished_trainings,
+                                 plan.fingerprint)
     model = artifact_utils.get_single_instance(output_dict["model"])
     model_run = artifact_utils.get_single_instance(output_dict["model_run"])
-    if exec_properties.get("vertex_job"):
+    if request.vertex_job:
       from components.trainer import vertex_job  # pylint: disable=g-import-not-at-top
-      job_name = vertex_job.run(vertex_job.VertexJobSpec.from_json(exec_properties["vertex_job"]),
+      job_name = vertex_job.run(vertex_job.VertexJobSpec.from_json(request.vertex_job),
                                 input_dict, output_dict, exec_properties)
       model.set_string_custom_property(layout.ModelKeys.VERTEX_JOB_NAME, job_name)
-      model.set_string_custom_property(layout.ModelKeys.VERTEX_JOB_CONSOLE, vertex_job.console_link(job_name))
+      model.set_string_custom_property(layout.ModelKeys.VERTEX_JOB_CONSOLE,
+                                       vertex_job.console_link(job_name))
       summary = read_result(plan.workspace)
     else:
-      result, _ = run_training(plan, exec_properties)
+      result, _ = run_training(plan)
       summary = result_summary(result)
     finish_training(plan, summary, model, model_run)
 
@@ -285,9 +287,10 @@ class WorkerExecutor(base_executor.BaseExecutor):
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],
          exec_properties: Dict[str, Any]) -> None:
-    plan = plan_training(input_dict, output_dict, exec_properties)
+    plan = plan_training(input_dict, output_dict,
+                         TrainerRequest.from_exec_properties(exec_properties))
     _log_plan(plan)
-    result, is_chief = run_training(plan, exec_properties)
+    result, is_chief = run_training(plan)
     if is_chief:
       tf.io.gfile.makedirs(plan.workspace)
       with tf.io.gfile.GFile(os.path.join(plan.workspace, layout.TRAINING_RESULT_FILE), "w") as f:

@@ -1,31 +1,15 @@
-"""ComponentSpec of the Trainer: its inputs, outputs and parameters."""
+"""ComponentSpec of the Trainer: its inputs, outputs and parameters (one per TrainerRequest
+field)."""
 from tfx.types import standard_artifacts
-from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+from tfx.types.component_spec import ChannelParameter, ComponentSpec
 
 from components.artifacts import BoxStatistics, LabelMap
+from components.trainer.request import TrainerRequest
 
 
 class TrainerSpec(ComponentSpec):
-  """Examples + label map + config in; a trained model and its run logs out."""
-  PARAMETERS = {
-      # The full ExperimentConfig as JSON (validated again by the executor).
-      "config_json": ExecutionParameter(type=str),
-      # tf.distribute strategy name; overrides config.train.strategy when set.
-      "strategy": ExecutionParameter(type=str, optional=True),
-      # TPU address/zone/project for strategy="tpu".
-      "tpu": ExecutionParameter(type=str, optional=True),
-      "tpu_zone": ExecutionParameter(type=str, optional=True),
-      "gcp_project": ExecutionParameter(type=str, optional=True),
-      # Variable-name regexes to freeze (fine-tuning), JSON list.
-      "freeze_patterns": ExecutionParameter(type=str, optional=True),
-      "code_version": ExecutionParameter(type=str, optional=True),
-      # Root of the resume workspaces (executor docstring); "" = train in the output URI.
-      "resume_dir": ExecutionParameter(type=str, optional=True),
-      # Workspaces of unfinished trainings (other configs or data) kept for a later resume.
-      "keep_unfinished_trainings": ExecutionParameter(type=int, optional=True),
-      # VertexJobSpec JSON (vertex_job.py): run the training as a Vertex CustomJob.
-      "vertex_job": ExecutionParameter(type=str, optional=True),
-  }
+  """Examples + label map + request in; a trained model and its run logs out."""
+  PARAMETERS = TrainerRequest.spec_parameters()
   INPUTS = {
       "examples": ChannelParameter(type=standard_artifacts.Examples),
       "label_map": ChannelParameter(type=LabelMap),

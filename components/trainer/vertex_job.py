@@ -23,6 +23,8 @@ import logging
 import time
 from typing import Any, Callable, Dict, List, Optional
 
+from components.trainer.request import TrainerRequest
+
 logger = logging.getLogger(__name__)
 
 WORKER_EXECUTOR = "components.trainer.executor.WorkerExecutor"
@@ -115,13 +117,12 @@ def worker_pool_specs(spec: VertexJobSpec) -> List[Dict[str, Any]]:
 
 def worker_exec_properties(spec: VertexJobSpec, exec_properties: Dict[str, Any]
                            ) -> Dict[str, Any]:
-  """What each worker's executor gets: the job's strategy, no nested job."""
-  properties = dict(exec_properties)
-  properties["vertex_job"] = ""
-  properties["strategy"] = spec.strategy
-  if spec.is_tpu:
-    properties["tpu"] = "local"   # the TPU VM the worker runs on
-  return properties
+  """What each worker's executor gets: the Trainer's request with the job's strategy and
+  no nested job (on a TPU VM, the TPU is the worker's own)."""
+  request = TrainerRequest.from_exec_properties(exec_properties)
+  request = dataclasses.replace(request, vertex_job="", strategy=spec.strategy,
+                                tpu="local" if spec.is_tpu else request.tpu)
+  return request.to_exec_properties()
 
 
 def _job_client_class():

@@ -62,14 +62,11 @@ Garden's settings, with which its figures were measured.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+from typing import Dict, List
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow is imported
-
-import dataclasses  # noqa: E402
-from typing import Dict, List  # noqa: E402
-
-from retinanet import config as config_lib  # noqa: E402
+from retinanet import config as config_lib
 
 CONFIG_DIR = os.path.dirname(os.path.abspath(__file__))
 COCO_TRAIN_IMAGES = 118_287

@@ -103,7 +103,6 @@ def watch(checkpoint_dir: str, evaluate_fn: Callable[[str], Dict[str, float]], *
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--checkpoint_dir", required=True)

@@ -22,6 +22,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
+from retinanet.evaluation.coco_metrics import coco_xywh_to_boxes_yxyx as to_yxyx
+from retinanet.ops import box_ops
 from retinanet.serving import visualize
 
 HEADLINE = ("AP", "AP50", "AP75", "APs", "APm", "APl", "ARmax1", "ARmax10", "ARmax100")
@@ -44,17 +46,6 @@ class ImageErrors:
   worst_false_positive: float       # the highest score of an unmatched detection (0 = none)
 
 
-def pairwise_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
-  """IoU [N, M] of yxyx boxes (numpy twin of retinanet.ops.box_ops.pairwise_iou_yxyx)."""
-  b1, b2 = boxes1[:, None, :], boxes2[None, :, :]
-  h = np.clip(np.minimum(b1[..., 2], b2[..., 2]) - np.maximum(b1[..., 0], b2[..., 0]), 0, None)
-  w = np.clip(np.minimum(b1[..., 3], b2[..., 3]) - np.maximum(b1[..., 1], b2[..., 1]), 0, None)
-  inter = h * w
-  area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-  union = area(b1) + area(b2) - inter
-  return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
 def match_image(gt_boxes: np.ndarray, gt_classes: Sequence[int], gt_crowd: Sequence[bool],
                 det_boxes: np.ndarray, det_classes: Sequence[int], det_scores: Sequence[float],
                 iou_threshold: float = MATCH_IOU) -> Tuple[np.ndarray, np.ndarray]:
@@ -72,7 +63,7 @@ def match_image(gt_boxes: np.ndarray, gt_classes: Sequence[int], gt_crowd: Seque
   gt_matched, det_matched = crowd.copy(), np.zeros(len(det_boxes), bool)
   if not len(gt_boxes) or not len(det_boxes):
     return gt_matched, det_matched
-  ious = pairwise_iou(det_boxes, gt_boxes)  # [D, G]
+  ious = box_ops.pairwise_iou_yxyx(det_boxes, gt_boxes).numpy()  # [D, G]
   for d in np.argsort(-np.asarray(det_scores, np.float64), kind="stable"):
     same = (gt_classes == det_classes[d]) & (ious[d] >= iou_threshold)
     free = np.flatnonzero(same & ~gt_matched)
@@ -98,8 +89,8 @@ def image_errors(ground_truth: Mapping[str, Any], detections: Sequence[Mapping[s
   for image_id in image_ids:
     g, d = gts.get(image_id, []), dets.get(image_id, [])
     gt_matched, det_matched = match_image(
-        _yxyx([a["bbox"] for a in g]), [a["category_id"] for a in g],
-        [bool(a.get("iscrowd", 0)) for a in g], _yxyx([x["bbox"] for x in d]),
+        to_yxyx([a["bbox"] for a in g]), [a["category_id"] for a in g],
+        [bool(a.get("iscrowd", 0)) for a in g], to_yxyx([x["bbox"] for x in d]),
         [x["category_id"] for x in d], [x["score"] for x in d])
     false_scores = [x["score"] for x, m in zip(d, det_matched) if not m]
     out.append(ImageErrors(int(image_id), int((~gt_matched).sum()),
@@ -136,11 +127,12 @@ def draw_sample(image: np.ndarray, ground_truth: Sequence[Mapping[str, Any]],
   canvas = Image.fromarray(np.asarray(image, np.uint8)).convert("RGB")
   draw = ImageDraw.Draw(canvas)
   for ann in ground_truth:
-    ymin, xmin, ymax, xmax = _yxyx([ann["bbox"]])[0]
+    ymin, xmin, ymax, xmax = to_yxyx([ann["bbox"]])[0]
     draw.rectangle([xmin, ymin, xmax, ymax], outline=GROUND_TRUTH_COLOR, width=1)
   shown = [d for d in detections if d["score"] >= DRAW_SCORE]
   canvas = visualize.draw_detections(
-      canvas, _yxyx([d["bbox"] for d in shown]), [class_index.get(d["category_id"], 0) for d in shown],
+      canvas, to_yxyx([d["bbox"] for d in shown]),
+      [class_index.get(d["category_id"], 0) for d in shown],
       [names.get(d["category_id"], str(d["category_id"])) for d in shown],
       [d["score"] for d in shown])
   scale = max_side / max(canvas.size)
@@ -197,11 +189,6 @@ def build_report(*, title: str, metrics: Mapping[str, float],
 
 
 # ------------------------------------------------------------------ helpers
-
-def _yxyx(boxes_xywh: Sequence[Sequence[float]]) -> np.ndarray:
-  b = np.asarray(boxes_xywh, np.float64).reshape(-1, 4)
-  return np.stack([b[:, 1], b[:, 0], b[:, 1] + b[:, 3], b[:, 0] + b[:, 2]], axis=1)
-
 
 def _png_data_uri(image: Image.Image) -> str:
   buffer = io.BytesIO()

@@ -17,14 +17,11 @@ and train with --set model.backbone.init_checkpoint=pretrained/mobilenet_v3_larg
 """
 from __future__ import annotations
 
-import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow is imported
+import argparse
+from typing import Optional, Sequence
 
-import argparse  # noqa: E402
-from typing import Optional, Sequence  # noqa: E402
-
-from retinanet import config as config_lib  # noqa: E402
+from retinanet import config as config_lib
 
 
 def convert(config: config_lib.ExperimentConfig, weights: str, output_prefix: str) -> str:

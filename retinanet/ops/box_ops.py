@@ -67,11 +67,6 @@ def box_convert(boxes: tf.Tensor, in_fmt: str, out_fmt: str) -> tf.Tensor:
   return _from_yxyx(_to_yxyx(boxes, in_fmt), out_fmt)
 
 
-def yxyx_to_xyxy(boxes: tf.Tensor) -> tf.Tensor:
-  """[..., 4] yxyx -> [..., 4] xyxy."""
-  return box_convert(boxes, "yxyx", "xyxy")
-
-
 def xyxy_to_yxyx(boxes: tf.Tensor) -> tf.Tensor:
   """[..., 4] xyxy -> [..., 4] yxyx."""
   return box_convert(boxes, "xyxy", "yxyx")
@@ -80,11 +75,6 @@ def xyxy_to_yxyx(boxes: tf.Tensor) -> tf.Tensor:
 def yxyx_to_xywh(boxes: tf.Tensor) -> tf.Tensor:
   """[..., 4] yxyx -> [..., 4] xywh (COCO [x, y, width, height])."""
   return box_convert(boxes, "yxyx", "xywh")
-
-
-def xywh_to_yxyx(boxes: tf.Tensor) -> tf.Tensor:
-  """[..., 4] xywh (COCO) -> [..., 4] yxyx."""
-  return box_convert(boxes, "xywh", "yxyx")
 
 
 def yxyx_to_cycxhw(boxes: tf.Tensor) -> tf.Tensor:

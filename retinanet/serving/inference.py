@@ -19,13 +19,10 @@ Writes to `--output_dir`:
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
 import argparse
 import collections
 import json
+import os
 import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence

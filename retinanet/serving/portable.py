@@ -49,7 +49,7 @@ import tensorflow as tf
 from retinanet import config as config_lib
 from retinanet import model_dir as model_dir_lib
 from retinanet import task
-from retinanet.evaluation import report
+from retinanet.ops import box_ops
 from retinanet.serving import export
 
 logger = logging.getLogger(__name__)
@@ -265,8 +265,9 @@ def detection_recall(reference: Mapping[str, np.ndarray], candidate: Mapping[str
     total += int(n_ref)
     if not n_ref or not n_new:
       continue
-    overlap = report.pairwise_iou(np.asarray(reference["boxes"][i, :n_ref], np.float64),
-                       np.asarray(candidate["boxes"][i, :n_new], np.float64))
+    overlap = box_ops.pairwise_iou_yxyx(
+        np.asarray(reference["boxes"][i, :n_ref], np.float64),
+        np.asarray(candidate["boxes"][i, :n_new], np.float64)).numpy()
     same = (np.asarray(reference["class_ids"][i, :n_ref])[:, None]
             == np.asarray(candidate["class_ids"][i, :n_new])[None, :])
     found += int(np.sum(np.any(same & (overlap >= iou), axis=1)))

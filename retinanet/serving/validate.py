@@ -167,7 +167,7 @@ def validate_in_fresh_process(export_dir: str,
 
   The report has "valid" (bool) and, when False, "error" (one line).
   """
-  env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
   command = [sys.executable, "-m", "retinanet.serving.validate", export_dir]
   try:
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_seconds,
@@ -203,5 +203,4 @@ def main(argv: List[str]) -> int:
 
 
 if __name__ == "__main__":
-  os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
   sys.exit(main(sys.argv[1:]))

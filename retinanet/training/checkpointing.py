@@ -69,6 +69,15 @@ def variable_paths(root: tf.Module) -> Dict[str, tf.Variable]:
   return paths
 
 
+# The EMA averages' place in a training checkpoint (retinanet/training/ema.py writes them).
+EMA_CHECKPOINT_PREFIX = "ema"
+
+
+def ema_average_path(path: str) -> str:
+  """Object path (below EMA_CHECKPOINT_PREFIX) of the average of the model variable at `path`."""
+  return "averages/" + _escape(path)
+
+
 def checkpoint_key(prefix: str, path: str) -> str:
   return f"{prefix}/{path}{VARIABLE_SUFFIX}" if prefix else f"{path}{VARIABLE_SUFFIX}"
 
@@ -178,8 +187,6 @@ def restore_model(model: tf.Module, path: str, *, use_ema: bool = True) -> str:
   trained values of the variables they cover. Returns the prefix used.
   Every model variable must be in the checkpoint (ValueError naming the missing ones).
   """
-  # Imported here: ema imports this module for variable_paths.
-  from retinanet.training import ema as ema_lib  # pylint: disable=g-import-not-at-top
   prefix = find_checkpoint(path)
   reader = tf.train.load_checkpoint(prefix)
   available = reader.get_variable_to_shape_map()
@@ -193,7 +200,7 @@ def restore_model(model: tf.Module, path: str, *, use_ema: bool = True) -> str:
   applied = 0
   if use_ema:
     for path_, var in model_vars.items():
-      key = checkpoint_key(ema_lib.EMA_CHECKPOINT_PREFIX, ema_lib.average_name(path_))
+      key = checkpoint_key(EMA_CHECKPOINT_PREFIX, ema_average_path(path_))
       if key in available:
         var.assign(tf.cast(reader.get_tensor(key), var.dtype))
         applied += 1

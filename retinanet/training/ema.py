@@ -14,15 +14,8 @@ from typing import Iterator, List, Mapping, Tuple
 
 import tensorflow as tf
 
-from retinanet.training import checkpointing
 
-EMA_CHECKPOINT_PREFIX = "ema"
 _ONLY_FIRST = tf.VariableAggregation.ONLY_FIRST_REPLICA
-
-
-def average_name(path: str) -> str:
-  """Object path (below `ema`) of the average of the model variable at `path`."""
-  return "averages/" + checkpointing._escape(path)  # pylint: disable=protected-access
 
 
 def decay_at(decay: float, num_updates: tf.Tensor) -> tf.Tensor:

@@ -18,7 +18,6 @@ import numpy as np
 import tensorflow as tf
 
 from retinanet.training import checkpointing
-from retinanet.training import ema as ema_lib
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +98,8 @@ def init_from_checkpoint(model: tf.Module, path: str, *,
   problems = []
   for path_, var in named.items():
     key = checkpointing.checkpoint_key(model_prefix, path_)
-    ema_key = checkpointing.checkpoint_key(ema_lib.EMA_CHECKPOINT_PREFIX,
-                                           ema_lib.average_name(path_))
+    ema_key = checkpointing.checkpoint_key(checkpointing.EMA_CHECKPOINT_PREFIX,
+                                           checkpointing.ema_average_path(path_))
     if prefer_ema and model_prefix == "model" and ema_key in shapes:
       key = ema_key
     if key not in shapes:
@@ -124,7 +123,7 @@ def init_from_checkpoint(model: tf.Module, path: str, *,
     var = named[path_]
     var.assign(np.asarray(reader.get_tensor(key), dtype=var.dtype.as_numpy_dtype))
     report.restored.append(path_)
-    if key.startswith(ema_lib.EMA_CHECKPOINT_PREFIX + "/"):
+    if key.startswith(checkpointing.EMA_CHECKPOINT_PREFIX + "/"):
       report.from_ema.append(path_)
   if report.reinitialized and reinitialize_class_prediction is not None:
     reinitialize_class_prediction()
