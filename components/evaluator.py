@@ -23,7 +23,7 @@ blessing) into the ModelEvaluation artifact; its path is the `report` property.
 import json
 import logging
 import os
-from typing import Any
+from typing import Any, Dict, Optional
 
 import tensorflow as tf
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
@@ -38,6 +38,48 @@ logger = logging.getLogger(__name__)
 
 # Where a SavedModel with overridden post-processing is exported (evaluation artifact).
 BASELINE_EXPORT_DIR = "baseline_export"
+
+
+def _record_evaluation(evaluation, result, split: str, ground_truth: Optional[str],
+                       saved_model: str) -> None:
+  """The metrics files and the headline numbers of the ModelEvaluation artifact."""
+  from retinanet.evaluation import coco_metrics  # pylint: disable=g-import-not-at-top
+  coco_metrics.write_metrics_json(os.path.join(evaluation.uri, layout.METRICS_FILE),
+                                  result.metrics)
+  coco_metrics.write_metrics_json(os.path.join(evaluation.uri, layout.PER_CLASS_AP_FILE),
+                                  {"per_class": result.per_class_ap})
+  coco_metrics.write_detections_json(os.path.join(evaluation.uri, layout.DETECTIONS_FILE),
+                                     result.detections)
+  with tf.io.gfile.GFile(os.path.join(evaluation.uri, layout.EVALUATION_SUMMARY_FILE), "w") as f:
+    f.write(result.summary)
+  for name in layout.EvaluationKeys.HEADLINE_METRICS:
+    evaluation.set_float_custom_property(name, float(result.metrics[name]))
+  evaluation.set_int_custom_property(layout.EvaluationKeys.NUM_IMAGES, int(result.num_images))
+  evaluation.set_string_custom_property(layout.EvaluationKeys.SPLIT, split)
+  evaluation.set_string_custom_property(layout.EvaluationKeys.GROUND_TRUTH,
+                                        ground_truth or "records")
+  evaluation.set_string_custom_property(layout.EvaluationKeys.SAVED_MODEL_DIR, saved_model)
+
+
+def _record_blessing(blessing, decision: Dict[str, Any], model, baseline_model, ap: float,
+                     saved_model: str, digest: str, postprocess_json: str) -> None:
+  """What the Pusher checks (the evaluated bytes) and what LatestBlessedModelStrategy and the
+  standard Pusher read; a BLESSED / NOT_BLESSED marker file."""
+  keys = layout.BlessingKeys
+  blessing.set_int_custom_property(keys.BLESSED, int(decision["blessed"]))
+  blessing.set_string_custom_property(keys.CURRENT_MODEL, model.uri)
+  blessing.set_int_custom_property(keys.CURRENT_MODEL_ID, model.id)
+  blessing.set_string_custom_property(keys.REASON, decision["reason"])
+  blessing.set_float_custom_property(keys.AP, ap)
+  blessing.set_string_custom_property(keys.SAVED_MODEL_DIR, saved_model)
+  blessing.set_string_custom_property(keys.SAVED_MODEL_DIGEST, digest)
+  blessing.set_string_custom_property(keys.POSTPROCESS, postprocess_json)
+  if baseline_model is not None:
+    blessing.set_string_custom_property(keys.BASELINE_MODEL, baseline_model.uri)
+    blessing.set_int_custom_property(keys.BASELINE_MODEL_ID, baseline_model.id)
+  marker = keys.BLESSED_MARKER if decision["blessed"] else keys.NOT_BLESSED_MARKER
+  with tf.io.gfile.GFile(os.path.join(blessing.uri, marker), "w") as f:
+    f.write(decision["reason"] + "\n")
 
 
 @component
@@ -60,7 +102,7 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
   without retraining.
   """
   del code_version
-  from retinanet.evaluation import coco_metrics, evaluate_model  # pylint: disable=g-import-not-at-top
+  from retinanet.evaluation import evaluate_model  # pylint: disable=g-import-not-at-top
   from retinanet.serving import export, validate  # pylint: disable=g-import-not-at-top
 
   overrides = json.loads(postprocess_overrides or "{}")
@@ -76,21 +118,7 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
       model.uri, overrides, os.path.join(evaluation.uri, layout.SERVING_MODEL_DIR))
   digest = validate.saved_model_digest(saved_model)  # of the bytes about to be evaluated
   result = evaluate(saved_model, postprocess)
-  coco_metrics.write_metrics_json(os.path.join(evaluation.uri, layout.METRICS_FILE), result.metrics)
-  coco_metrics.write_metrics_json(os.path.join(evaluation.uri, layout.PER_CLASS_AP_FILE),
-                                  {"per_class": result.per_class_ap})
-  coco_metrics.write_detections_json(os.path.join(evaluation.uri, layout.DETECTIONS_FILE),
-                                     result.detections)
-  with tf.io.gfile.GFile(os.path.join(evaluation.uri, layout.EVALUATION_SUMMARY_FILE), "w") as f:
-    f.write(result.summary)
-  for name in layout.EvaluationKeys.HEADLINE_METRICS:
-    evaluation.set_float_custom_property(name, float(result.metrics[name]))
-  evaluation.set_int_custom_property(layout.EvaluationKeys.NUM_IMAGES, int(result.num_images))
-  evaluation.set_string_custom_property(layout.EvaluationKeys.SPLIT, split)
-  evaluation.set_string_custom_property(layout.EvaluationKeys.GROUND_TRUTH,
-                                        ground_truth or "records")
-  evaluation.set_string_custom_property(layout.EvaluationKeys.SAVED_MODEL_DIR, saved_model)
-
+  _record_evaluation(evaluation, result, split, ground_truth, saved_model)
   baseline_ap, baseline = None, None
   if baseline_model is not None and baseline_model.uri != model.uri:
     scratch = os.path.join(evaluation.uri, BASELINE_EXPORT_DIR)
@@ -112,20 +140,5 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
                ("images", str(result.num_images)),
                ("ground truth", ground_truth or "the records")])
   evaluation.set_string_custom_property(layout.EvaluationKeys.REPORT, report)
-
-  # The properties LatestBlessedModelStrategy and the standard Pusher read.
-  blessing.set_int_custom_property(layout.BlessingKeys.BLESSED, int(decision["blessed"]))
-  blessing.set_string_custom_property(layout.BlessingKeys.CURRENT_MODEL, model.uri)
-  blessing.set_int_custom_property(layout.BlessingKeys.CURRENT_MODEL_ID, model.id)
-  blessing.set_string_custom_property(layout.BlessingKeys.REASON, decision["reason"])
-  blessing.set_float_custom_property(layout.BlessingKeys.AP, float(result.metrics["AP"]))
-  blessing.set_string_custom_property(layout.BlessingKeys.SAVED_MODEL_DIR, saved_model)
-  blessing.set_string_custom_property(layout.BlessingKeys.SAVED_MODEL_DIGEST, digest)
-  blessing.set_string_custom_property(layout.BlessingKeys.POSTPROCESS,
-                                      export.postprocess_json(postprocess))
-  if baseline_model is not None:
-    blessing.set_string_custom_property(layout.BlessingKeys.BASELINE_MODEL, baseline_model.uri)
-    blessing.set_int_custom_property(layout.BlessingKeys.BASELINE_MODEL_ID, baseline_model.id)
-  marker = "BLESSED" if decision["blessed"] else "NOT_BLESSED"
-  with tf.io.gfile.GFile(os.path.join(blessing.uri, marker), "w") as f:
-    f.write(decision["reason"] + "\n")
+  _record_blessing(blessing, decision, model, baseline_model, float(result.metrics["AP"]),
+                   saved_model, digest, export.postprocess_json(postprocess))

@@ -658,6 +658,32 @@ def _remove_shard_inputs(output_dir: str, split_names: Sequence[str]) -> None:
       tf.io.gfile.rmtree(path)
 
 
+def _check_arguments(splits: Mapping[str, Tuple[str, str]], num_shards: Optional[int],
+                     compression_level: int, pipeline_and_args: bool) -> None:
+  if not splits:
+    raise ValueError("splits is empty: give at least one {name: (annotations_json, image_dir)}")
+  for split in splits:
+    if not _SPLIT_NAME.match(split):
+      raise ValueError(f"split name {split!r} must be letters, digits or underscores")
+  if pipeline_and_args:
+    raise ValueError("pass either beam_pipeline or beam_pipeline_args, not both")
+  if num_shards is not None and num_shards < 1:
+    raise ValueError(f"num_shards must be >= 1 or None (automatic), got {num_shards}")
+  if not 0 <= compression_level <= 9:
+    raise ValueError(f"compression_level must be 0..9, got {compression_level}")
+
+
+def _log_conversion(stats: Mapping[str, Any], seconds: float, output_dir: str) -> None:
+  """One line per split: what was read, written, skipped and dropped (counts reconcile)."""
+  for split, s in stats["splits"].items():
+    log.info("[%s] %d/%d images written (skipped %s), %d boxes (dropped %s, clipped %d), "
+             "%d shard(s)", split, s["images_written"], s["images_in"],
+             {k: v for k, v in s["images_skipped"].items() if v} or "none",
+             s["boxes_written"], {k: v for k, v in s["annotations_dropped"].items() if v} or
+             "none", s["boxes_clipped"], s["num_shards"])
+  log.info("conversion finished in %.1f s: %s", seconds, output_dir)
+
+
 def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
                  num_shards: Optional[int] = None,
                  beam_pipeline: Optional[beam.Pipeline] = None,
@@ -680,17 +706,8 @@ def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
   a plain loop in this process instead of a Beam job (the same output; for
   tests and as the single-process reference of benchmarks).
   """
-  if not splits:
-    raise ValueError("splits is empty: give at least one {name: (annotations_json, image_dir)}")
-  for split in splits:
-    if not _SPLIT_NAME.match(split):
-      raise ValueError(f"split name {split!r} must be letters, digits or underscores")
-  if beam_pipeline is not None and beam_pipeline_args:
-    raise ValueError("pass either beam_pipeline or beam_pipeline_args, not both")
-  if num_shards is not None and num_shards < 1:
-    raise ValueError(f"num_shards must be >= 1 or None (automatic), got {num_shards}")
-  if not 0 <= compression_level <= 9:
-    raise ValueError(f"compression_level must be 0..9, got {compression_level}")
+  _check_arguments(splits, num_shards, compression_level,
+                   beam_pipeline is not None and bool(beam_pipeline_args))
   label_map_source = label_map_split if label_map is None else "given"
   split_dirs = {s: split_dir(output_dir, s) for s in splits}
   for path in split_dirs.values():
@@ -732,13 +749,7 @@ def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
     _remove_shard_inputs(output_dir, list(splits))
   with tf.io.gfile.GFile(stats_path, "r") as f:
     stats = json.load(f)
-  for split, s in stats["splits"].items():
-    log.info("[%s] %d/%d images written (skipped %s), %d boxes (dropped %s, clipped %d), "
-             "%d shard(s)", split, s["images_written"], s["images_in"],
-             {k: v for k, v in s["images_skipped"].items() if v} or "none",
-             s["boxes_written"], {k: v for k, v in s["annotations_dropped"].items() if v} or
-             "none", s["boxes_clipped"], s["num_shards"])
-  log.info("conversion finished in %.1f s: %s", time.monotonic() - start, output_dir)
+  _log_conversion(stats, time.monotonic() - start, output_dir)
   return ConversionResult(output_dir, split_dirs, label_map, label_map_path, stats_path, stats)
 
 

@@ -422,10 +422,7 @@ def _check_choice(value: str, choices: Sequence[str], key: str) -> None:
   _check(value in choices, f"{key}={value!r} is not one of {', '.join(choices)}")
 
 
-def validate(config: ExperimentConfig) -> None:
-  """Cross-field checks; raises ConfigError naming the key to fix."""
-  m = config.model
-  _check(m.num_classes >= 1, "model.num_classes must be >= 1")
+def _validate_backbone_and_fpn(m: ModelConfig) -> None:
   _check_choice(m.backbone.type, BACKBONE_TYPES, "model.backbone.type")
   if m.backbone.type == "resnet":
     _check(m.backbone.depth in BACKBONE_DEPTHS,
@@ -448,6 +445,9 @@ def validate(config: ExperimentConfig) -> None:
   for i, side in enumerate(m.input_size):
     _check(side > 0 and side % stride == 0,
            f"model.input_size[{i}]={side} must be a positive multiple of 2**max_level={stride}")
+
+
+def _validate_heads_anchors_matcher(m: ModelConfig) -> None:
   _check(m.fpn.num_channels > 0 and m.head.num_channels > 0, "channel counts must be positive")
   _check(0.0 < m.head.prior_probability < 1.0, "model.head.prior_probability must be in (0, 1)")
   _check(m.anchors.scales_per_octave >= 1, "model.anchors.scales_per_octave must be >= 1")
@@ -457,10 +457,7 @@ def validate(config: ExperimentConfig) -> None:
          "model.matcher needs 0 < negative_iou <= positive_iou <= 1")
   _check(all(v > 0 for v in m.box_variances), "model.box_variances must be positive")
   _check(0.0 < m.matcher.crowd_ioa <= 1.0, "model.matcher.crowd_ioa must be in (0, 1]")
-  _check_choice(config.anchor_fit.policy, ANCHOR_FIT_POLICIES, "anchor_fit.policy")
   _check_choice(m.padding, PADDINGS, "model.padding")
-  _check_choice(config.eval.coco_backend, COCO_BACKENDS, "eval.coco_backend")
-  _check(0.0 <= config.anchor_fit.min_coverage <= 1.0, "anchor_fit.min_coverage must be in [0, 1]")
   for section, norms in (("model.fpn", m.fpn), ("model.head", m.head)):
     _check(not (norms.use_batch_norm and norms.use_group_norm),
            f"{section}: use_batch_norm and use_group_norm are exclusive; pick one")
@@ -470,6 +467,10 @@ def validate(config: ExperimentConfig) -> None:
                           ("model.head.num_channels", m.head.num_channels)):
       _check(groups >= 1 and channels % groups == 0,
              f"{key}={channels} must be a multiple of model.norm.group_norm_groups={groups}")
+
+
+def _validate_loss_and_input(config: ExperimentConfig) -> None:
+  m = config.model
   l = config.loss
   _check(0.0 <= l.focal_alpha <= 1.0, "loss.focal_alpha must be in [0, 1]")
   _check(l.focal_gamma >= 0.0, "loss.focal_gamma must be >= 0")
@@ -481,6 +482,9 @@ def validate(config: ExperimentConfig) -> None:
   i = config.input
   _check(0.0 < i.scale_min <= i.scale_max, "input needs 0 < scale_min <= scale_max")
   _check(i.max_instances >= 1, "input.max_instances must be >= 1")
+
+
+def _validate_optimizer_and_train(config: ExperimentConfig) -> None:
   o = config.optimizer
   _check_choice(o.type, OPTIMIZERS, "optimizer.type")
   _check(o.weight_decay >= 0.0, "optimizer.weight_decay must be >= 0")
@@ -504,6 +508,9 @@ def validate(config: ExperimentConfig) -> None:
   _check_choice(t.mixed_precision, PRECISIONS, "train.mixed_precision")
   _check_choice(t.nan_policy, NAN_POLICIES, "train.nan_policy")
   _check_choice(t.strategy, STRATEGIES, "train.strategy")
+
+
+def _validate_postprocess_eval_anchor_fit(config: ExperimentConfig) -> None:
   p = config.postprocess
   _check_choice(p.nms_mode, NMS_MODES, "postprocess.nms_mode")
   _check(0.0 <= p.score_threshold < 1.0, "postprocess.score_threshold must be in [0, 1)")
@@ -511,6 +518,19 @@ def validate(config: ExperimentConfig) -> None:
   _check(p.soft_nms_sigma > 0.0, "postprocess.soft_nms_sigma must be > 0")
   _check(p.max_detections >= 1 and p.pre_nms_top_k >= 1, "postprocess sizes must be >= 1")
   _check(config.eval.batch_size >= 1, "eval.batch_size must be >= 1")
+  _check_choice(config.anchor_fit.policy, ANCHOR_FIT_POLICIES, "anchor_fit.policy")
+  _check_choice(config.eval.coco_backend, COCO_BACKENDS, "eval.coco_backend")
+  _check(0.0 <= config.anchor_fit.min_coverage <= 1.0, "anchor_fit.min_coverage must be in [0, 1]")
+
+
+def validate(config: ExperimentConfig) -> None:
+  """Cross-field checks; raises ConfigError naming the key to fix."""
+  _check(config.model.num_classes >= 1, "model.num_classes must be >= 1")
+  _validate_backbone_and_fpn(config.model)
+  _validate_heads_anchors_matcher(config.model)
+  _validate_loss_and_input(config)
+  _validate_optimizer_and_train(config)
+  _validate_postprocess_eval_anchor_fit(config)
 
 
 def effective_huber_settings(box_variances: Sequence[float], huber_delta: float,

@@ -18,6 +18,7 @@ bool tensors (labels["is_valid"] False): skip rows where is_valid is False.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from typing import Callable, Dict, List, Optional, Sequence, Union
@@ -85,6 +86,102 @@ def pad_batch(element, batch_size: int, padding_element):
   return tf.nest.map_structure(pad, element, padding_element)
 
 
+@dataclasses.dataclass(frozen=True)
+class _PipelinePlan:
+  """What one input pipeline reads and how it batches."""
+  files: List[str]
+  pipeline_id: int
+  num_pipelines: int
+  batch_size: int
+  shard_records: bool   # fewer files than pipelines: every pipeline keeps every n-th record
+
+
+def _plan_pipeline(files: List[str], input_context: Optional[tf.distribute.InputContext],
+                   global_batch_size: int, split: str) -> _PipelinePlan:
+  num_pipelines = input_context.num_input_pipelines if input_context else 1
+  pipeline_id = input_context.input_pipeline_id if input_context else 0
+  batch_size = (input_context.get_per_replica_batch_size(global_batch_size)
+                if input_context else global_batch_size)
+  shard_records = num_pipelines > 1 and len(files) < num_pipelines
+  if num_pipelines > 1 and not shard_records:
+    logger.warning("[Worker ID %d] Using %d/%d %s tfrecords", pipeline_id,
+                   len(files[pipeline_id::num_pipelines]), len(files), split)
+    files = shard_files(files, num_pipelines, pipeline_id)
+  elif shard_records:
+    logger.warning("[Worker ID %d] Only %d %s tfrecords for %d input pipelines: every pipeline "
+                   "reads all files and keeps every %d-th record", pipeline_id, len(files), split,
+                   num_pipelines, num_pipelines)
+  logger.info("[Worker ID %d] Using per_replica batch_size of %d for %s", pipeline_id,
+              batch_size, split)
+  return _PipelinePlan(files, pipeline_id, num_pipelines, batch_size, shard_records)
+
+
+def _read_records(plan: _PipelinePlan, *, is_training: bool, compression_type: str,
+                  cycle_length: int, shuffle_buffer: int, ordered: bool, base_seed: int,
+                  max_records: int) -> tf.data.Dataset:
+  """Serialized records of the plan's files: shuffled and repeated for training."""
+  dataset = tf.data.Dataset.from_tensor_slices(plan.files)
+  if is_training and not plan.shard_records:
+    dataset = dataset.shuffle(len(plan.files), seed=base_seed, reshuffle_each_iteration=True)
+  dataset = dataset.interleave(
+      lambda f: tf.data.TFRecordDataset(f, compression_type=compression_type),
+      cycle_length=max(1, min(cycle_length, len(plan.files))),
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+  if plan.shard_records:
+    dataset = dataset.shard(plan.num_pipelines, plan.pipeline_id)
+  if max_records > 0:
+    dataset = dataset.take(max_records)
+  if is_training:
+    dataset = dataset.shuffle(shuffle_buffer, seed=base_seed, reshuffle_each_iteration=True)
+    dataset = dataset.repeat()
+  return dataset
+
+
+def _parse_records(dataset: tf.data.Dataset, parser: ParserFn, *, base_seed: int,
+                   pipeline_id: int, is_training: bool, skip_undecodable: bool,
+                   deterministic: bool) -> tf.data.Dataset:
+  """Decoded and parsed elements, each with its own augmentation seed."""
+
+  # Plain graph code (no Python control flow on tensors): skip AutoGraph conversion.
+  @tf.autograph.experimental.do_not_convert
+  def decode_and_parse(index: tf.Tensor, serialized: tf.Tensor) -> parser_lib.Element:
+    seed_tensor = _element_seed(base_seed, pipeline_id, index)
+    return parser(decoder.decode_example(serialized), seed_tensor)
+
+  if not (is_training and skip_undecodable):
+    return dataset.enumerate().map(decode_and_parse, num_parallel_calls=tf.data.AUTOTUNE,
+                                   deterministic=deterministic or not is_training)
+  # A record that fails to decode (a corrupt image that reached the TFRecords) is
+  # replaced by the parser's placeholder, which the trainer counts, instead of
+  # stopping a long run. Each record is parsed inside its own one-element
+  # dataset so that ignore_errors() can drop exactly it.
+  placeholder = tf.data.Dataset.from_tensors(parser.placeholder_element())
+
+  def decode_or_placeholder(index: tf.Tensor, serialized: tf.Tensor) -> tf.data.Dataset:
+    parsed = tf.data.Dataset.from_tensors((index, serialized)).map(decode_and_parse)
+    return parsed.ignore_errors().concatenate(placeholder).take(1)
+
+  return dataset.enumerate().interleave(
+      decode_or_placeholder, cycle_length=tf.data.AUTOTUNE, block_length=1,
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+
+
+def _check_batching(parser: ParserFn, is_training: bool, global_batch_size: int,
+                    pad_last_batch: Optional[bool]) -> bool:
+  """Validates the batching arguments; returns whether to pad the last batch."""
+  if global_batch_size < 1:
+    raise ValueError(f"build_dataset: global_batch_size={global_batch_size} must be >= 1")
+  if pad_last_batch is None:
+    pad_last_batch = not is_training
+  if pad_last_batch and is_training:
+    raise ValueError("build_dataset: pad_last_batch is for evaluation "
+                     "(training drops the remainder)")
+  if pad_last_batch and not hasattr(parser, "padding_element"):
+    raise ValueError(f"build_dataset: pad_last_batch needs a parser with padding_element() "
+                     f"(parser.EvalParser); {type(parser).__name__} has none")
+  return pad_last_batch
+
+
 def build_dataset(file_pattern: FilePatterns, *, parser: ParserFn, is_training: bool,
                   global_batch_size: int,
                   input_context: Optional[tf.distribute.InputContext] = None,
@@ -116,87 +213,27 @@ def build_dataset(file_pattern: FilePatterns, *, parser: ParserFn, is_training: 
       parser's `placeholder_element()` (counted by the trainer as skipped)
       instead of an error that ends the run.
   """
-  if global_batch_size < 1:
-    raise ValueError(f"build_dataset: global_batch_size={global_batch_size} must be >= 1")
-  if pad_last_batch is None:
-    pad_last_batch = not is_training
-  if pad_last_batch and is_training:
-    raise ValueError("build_dataset: pad_last_batch is for evaluation "
-                     "(training drops the remainder)")
-  if pad_last_batch and not hasattr(parser, "padding_element"):
-    raise ValueError(f"build_dataset: pad_last_batch needs a parser with padding_element() "
-                     f"(parser.EvalParser); {type(parser).__name__} has none")
+  pad_last_batch = _check_batching(parser, is_training, global_batch_size, pad_last_batch)
   split = "train" if is_training else "eval"
   files = list_files(file_pattern)
-  num_files = len(files)
   logger.info("Found %d %s tfrecords matching %s", len(files), split, file_pattern)
   if compression_type == _AUTO:
     compression_type = infer_compression(files)
-
-  num_pipelines = input_context.num_input_pipelines if input_context else 1
-  pipeline_id = input_context.input_pipeline_id if input_context else 0
-  batch_size = (input_context.get_per_replica_batch_size(global_batch_size)
-                if input_context else global_batch_size)
-  shard_records = num_pipelines > 1 and len(files) < num_pipelines
-  if num_pipelines > 1 and not shard_records:
-    files = shard_files(files, num_pipelines, pipeline_id)
-    logger.warning("[Worker ID %d] Using %d/%d %s tfrecords", pipeline_id, len(files),
-                   num_files, split)
-  elif shard_records:
-    logger.warning("[Worker ID %d] Only %d %s tfrecords for %d input pipelines: every pipeline "
-                   "reads all files and keeps every %d-th record", pipeline_id, len(files), split,
-                   num_pipelines, num_pipelines)
-  logger.info("[Worker ID %d] Using per_replica batch_size of %d for %s", pipeline_id,
-              batch_size, split)
-
+  plan = _plan_pipeline(files, input_context, global_batch_size, split)
   base_seed = seed if deterministic else random.SystemRandom().randrange(2**62)
-  # Record sharding needs the same record order in every pipeline.
-  ordered_read = deterministic or shard_records or not is_training
-  dataset = tf.data.Dataset.from_tensor_slices(files)
-  if is_training and not shard_records:
-    dataset = dataset.shuffle(len(files), seed=base_seed, reshuffle_each_iteration=True)
-  dataset = dataset.interleave(
-      lambda f: tf.data.TFRecordDataset(f, compression_type=compression_type),
-      cycle_length=max(1, min(cycle_length, len(files))),
-      num_parallel_calls=tf.data.AUTOTUNE,
-      deterministic=ordered_read)
-  if shard_records:
-    dataset = dataset.shard(num_pipelines, pipeline_id)
-  if max_records > 0:
-    dataset = dataset.take(max_records)
-  if is_training:
-    dataset = dataset.shuffle(shuffle_buffer, seed=base_seed, reshuffle_each_iteration=True)
-    dataset = dataset.repeat()
-
-  # Plain graph code (no Python control flow on tensors): skip AutoGraph conversion.
-  @tf.autograph.experimental.do_not_convert
-  def decode_and_parse(index: tf.Tensor, serialized: tf.Tensor) -> parser_lib.Element:
-    seed_tensor = _element_seed(base_seed, pipeline_id, index)
-    return parser(decoder.decode_example(serialized), seed_tensor)
-
-  if is_training and skip_undecodable:
-    # A record that fails to decode (a corrupt image that reached the TFRecords) is
-    # replaced by the parser's placeholder, which the trainer counts, instead of
-    # stopping a long run. Each record is parsed inside its own one-element
-    # dataset so that ignore_errors() can drop exactly it.
-    placeholder = tf.data.Dataset.from_tensors(parser.placeholder_element())
-
-    def decode_or_placeholder(index: tf.Tensor, serialized: tf.Tensor) -> tf.data.Dataset:
-      parsed = tf.data.Dataset.from_tensors((index, serialized)).map(decode_and_parse)
-      return parsed.ignore_errors().concatenate(placeholder).take(1)
-
-    dataset = dataset.enumerate().interleave(
-        decode_or_placeholder, cycle_length=tf.data.AUTOTUNE, block_length=1,
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-  else:
-    dataset = dataset.enumerate().map(decode_and_parse, num_parallel_calls=tf.data.AUTOTUNE,
-                                      deterministic=deterministic or not is_training)
-  dataset = dataset.batch(batch_size, drop_remainder=is_training)
+  dataset = _read_records(
+      plan, is_training=is_training, compression_type=compression_type,
+      cycle_length=cycle_length, shuffle_buffer=shuffle_buffer, base_seed=base_seed,
+      # Record sharding needs the same record order in every pipeline.
+      ordered=deterministic or plan.shard_records or not is_training, max_records=max_records)
+  dataset = _parse_records(dataset, parser, base_seed=base_seed, pipeline_id=plan.pipeline_id,
+                           is_training=is_training, skip_undecodable=skip_undecodable,
+                           deterministic=deterministic)
+  dataset = dataset.batch(plan.batch_size, drop_remainder=is_training)
   if pad_last_batch:
     padding = parser.padding_element()
-    dataset = dataset.map(lambda *element: pad_batch(element, batch_size, padding))
+    dataset = dataset.map(lambda *element: pad_batch(element, plan.batch_size, padding))
   dataset = dataset.prefetch(tf.data.AUTOTUNE)
-
   options = tf.data.Options()
   options.deterministic = deterministic
   # Sharding is done above; never let tf.distribute re-shard the pipeline.

@@ -130,6 +130,60 @@ class TrainResult:
   skipped_records: int = 0
 
 
+class _Window:
+  """Sums of the reduced metrics of the executions since the last log line."""
+
+  def __init__(self):
+    self.sums: Optional[Dict[str, float]] = None
+    self.steps = 0
+    self.seconds = 0.0
+
+  def add(self, sums: Mapping[str, float], steps: int, seconds: float) -> None:
+    self.sums = dict(sums) if self.sums is None else {k: self.sums[k] + sums[k] for k in sums}
+    self.steps += steps
+    self.seconds += seconds
+
+  def means(self) -> Dict[str, float]:
+    return {k: v / self.steps for k, v in self.sums.items()}
+
+
+class _Throughput:
+  """Steps and seconds of every execution but the first (tracing), for images/s."""
+
+  def __init__(self):
+    self.first: Optional[Tuple[int, float]] = None
+    self.steps = 0
+    self.seconds = 0.0
+
+  def add(self, steps: int, seconds: float) -> None:
+    if self.first is None:
+      self.first = (steps, seconds)
+    else:
+      self.steps += steps
+      self.seconds += seconds
+
+  def images_per_second(self, batch_size: int) -> float:
+    steps, seconds = self.steps, self.seconds
+    if steps == 0 and self.first is not None:  # one execution only: it is all there is
+      steps, seconds = self.first
+    return batch_size * steps / seconds if seconds > 0 else 0.0
+
+
+class _Writers:
+  """The chief's TensorBoard writers: train/, and eval/ when there is an eval callback."""
+
+  def __init__(self, summary_dir: str, is_chief: bool, with_eval: bool):
+    self.train_dir = os.path.join(summary_dir, "train")
+    self.train = tf.summary.create_file_writer(self.train_dir) if is_chief else None
+    self.eval = (tf.summary.create_file_writer(os.path.join(summary_dir, "eval"))
+                 if is_chief and with_eval else None)
+
+  def close(self) -> None:
+    for writer in (self.train, self.eval):
+      if writer is not None:
+        writer.close()
+
+
 class Trainer:
   """Runs the training loop; build model and optimizer under `strategy.scope()` first."""
 
@@ -424,95 +478,87 @@ class Trainer:
     """
     o = self.options
     wall_start = time.time()
-    if self._restored is None:
-      self.restore_latest()
-    if not self._restored:
-      log = logger.warning if initial_weights == RANDOM_WEIGHTS else logger.info
-      log("No existing checkpoints found in %s, running model in train mode with %s!",
-          self.model_dir, initial_weights)
-      if self.ema is not None:
-        self.ema.reset()  # start from the initial (e.g. fine-tuning) weights
-    writer_dir = os.path.join(self.summary_dir, "train")
-    self._log_startup(writer_dir)
-    writer = tf.summary.create_file_writer(writer_dir) if self.is_chief else None
-    eval_writer = (tf.summary.create_file_writer(os.path.join(self.summary_dir, "eval"))
-                   if self.is_chief and self.eval_fn else None)
+    self._start(initial_weights)
+    writers = _Writers(self.summary_dir, self.is_chief, self.eval_fn is not None)
+    self._log_startup(writers.train_dir)
     bar = progress.ProgressBar(o.total_steps, self._progress_stream)
     if o.nan_policy == "restore" and self.manager.latest_checkpoint is None:
       self.save_checkpoint()  # something to restore on the first non-finite loss
-
     result = TrainResult(final_step=self.global_step, final_losses={}, checkpoint_path=None,
                          wall_time_seconds=0.0, images_per_second=0.0)
-    window = {"sums": None, "steps": 0, "seconds": 0.0}
-    steady = {"steps": 0, "seconds": 0.0}
-    first: Optional[Tuple[int, float]] = None
-    step = self.global_step
-    last_saved = self.manager.latest_checkpoint if self._restored else None
-    saved_step = step if self._restored else -1
+    window, throughput = _Window(), _Throughput()
+    saved = (self.manager.latest_checkpoint, self.global_step) if self._restored else (None, -1)
     try:
+      step = self.global_step
       while step < o.total_steps:
         num_steps = self._next_stop(step) - step
         start = time.time()
         sums, last, steps_run = self._loop(self.iterator, tf.constant(num_steps, tf.int32))
-        steps_run = int(steps_run)
-        seconds = time.time() - start
-        last = self._to_python(last)
+        steps_run, seconds, last = int(steps_run), time.time() - start, self._to_python(last)
         if steps_run and not bool(self._finite(last)):
           result.nan_restores = self._handle_non_finite(step + steps_run, last,
                                                         result.nan_restores)
-          step = self.global_step
-          window = {"sums": None, "steps": 0, "seconds": 0.0}
+          step, window = self.global_step, _Window()
           continue
         step = self.global_step
-        if first is None:
-          first = (steps_run, seconds)
-        else:
-          steady["steps"] += steps_run
-          steady["seconds"] += seconds
+        throughput.add(steps_run, seconds)
         sums = self._to_python(sums)
         self._count_truncated(result, int(round(sums.get("truncated_objects", 0.0))), step)
         self._count_skipped(result, int(round(sums.get("skipped_records", 0.0))), step)
-        window["sums"] = sums if window["sums"] is None else {
-            k: window["sums"][k] + sums[k] for k in sums}
-        window["steps"] += steps_run
-        window["seconds"] += seconds
+        window.add(sums, steps_run, seconds)
         exhausted = steps_run < num_steps
         if exhausted:
           logger.warning("The training input ended at step %d (training datasets must repeat); "
                          "stopping", step)
-        if window["steps"] and (step % o.log_every == 0 or step >= o.total_steps or exhausted):
-          metrics = {k: v / window["steps"] for k, v in window["sums"].items()}
-          metrics["learning_rate"] = self._learning_rate_of_last_step()
-          metrics["execution_time"] = window["seconds"]
-          ips = o.global_batch_size * window["steps"] / max(window["seconds"], 1e-9)
-          eta = (o.total_steps - step) * window["seconds"] / window["steps"]
-          logger.info(progress.format_log_line(step, o.total_steps, eta, ips, metrics))
-          progress.write_scalars(writer, step, progress.rounded_metrics(metrics, digits=9))
-          progress.write_scalars(writer, step, {"images-per-second": ips})
-          result.history.append((step, metrics))
-          result.final_losses = metrics
-          bar.update(step, ips, metrics["total_loss"])
-          window = {"sums": None, "steps": 0, "seconds": 0.0}
+        if window.steps and (step % o.log_every == 0 or step >= o.total_steps or exhausted):
+          self._log_window(step, window, writers.train, bar, result)
+          window = _Window()
         if step % o.checkpoint_every == 0 or step >= o.total_steps or exhausted:
-          last_saved, saved_step = self.save_checkpoint(), step
+          saved = (self.save_checkpoint(), step)
         if self.eval_fn is not None and o.eval_every > 0 and step % o.eval_every == 0:
-          result.eval_results[step] = self._evaluate(step, eval_writer)
+          result.eval_results[step] = self._evaluate(step, writers.eval)
         if exhausted:
           break
     finally:
       bar.close()
-      for w in (writer, eval_writer):
-        if w is not None:
-          w.close()
-    if self.global_step != saved_step:
-      last_saved = self.save_checkpoint()
-    if steady["steps"] == 0 and first is not None:
-      steady = {"steps": first[0], "seconds": first[1]}
+      writers.close()
+    if self.global_step != saved[1]:
+      saved = (self.save_checkpoint(), self.global_step)
+    return self._finish(result, saved[0], wall_start, throughput)
+
+  def _start(self, initial_weights: str) -> None:
+    """Restores the latest checkpoint if not done yet; says what a fresh start trains from."""
+    if self._restored is None:
+      self.restore_latest()
+    if self._restored:
+      return
+    log = logger.warning if initial_weights == RANDOM_WEIGHTS else logger.info
+    log("No existing checkpoints found in %s, running model in train mode with %s!",
+        self.model_dir, initial_weights)
+    if self.ema is not None:
+      self.ema.reset()  # start from the initial (e.g. fine-tuning) weights
+
+  def _log_window(self, step: int, window: "_Window", writer, bar, result: TrainResult) -> None:
+    """The log line, TensorBoard scalars and progress bar of one log window."""
+    o = self.options
+    metrics = window.means()
+    metrics["learning_rate"] = self._learning_rate_of_last_step()
+    metrics["execution_time"] = window.seconds
+    ips = o.global_batch_size * window.steps / max(window.seconds, 1e-9)
+    eta = (o.total_steps - step) * window.seconds / window.steps
+    logger.info(progress.format_log_line(step, o.total_steps, eta, ips, metrics))
+    progress.write_scalars(writer, step, progress.rounded_metrics(metrics, digits=9))
+    progress.write_scalars(writer, step, {"images-per-second": ips})
+    result.history.append((step, metrics))
+    result.final_losses = metrics
+    bar.update(step, ips, metrics["total_loss"])
+
+  def _finish(self, result: TrainResult, last_saved: Optional[str], wall_start: float,
+              throughput: "_Throughput") -> TrainResult:
     result.final_step = self.global_step
     result.checkpoint_path = last_saved
     result.wall_time_seconds = time.time() - wall_start
-    result.images_per_second = (o.global_batch_size * steady["steps"] / steady["seconds"]
-                                if steady["seconds"] > 0 else 0.0)
+    result.images_per_second = throughput.images_per_second(self.options.global_batch_size)
     logger.info("Training finished at step %d in %.1f s (%.2f imgs/s after the first execution)",
                 result.final_step, result.wall_time_seconds, result.images_per_second)
     if result.skipped_records:
