@@ -1,13 +1,13 @@
 """The pipeline's stages: one table that assembly, the CLI, partial runs, the run summary
 and the code fingerprints all read.
 
-| name       | node id            | component (in components/)      | reads outputs of   |
-|------------|--------------------|---------------------------------|--------------------|
-| data       | CocoExampleGen     | example_gen.CocoExampleGen      | -                  |
-| statistics | BoxStatisticsGen   | box_statistics.BoxStatisticsGen | data               |
-| trainer    | RetinaNetTrainer   | trainer.RetinaNetTrainer        | data, statistics   |
-| evaluator  | RetinaNetEvaluator | evaluator.RetinaNetEvaluator    | data, trainer      |
-| pusher     | RetinaNetPusher    | pusher.RetinaNetPusher          | trainer, evaluator |
+| name       | node id            | component (in components/)         | reads outputs of   |
+|------------|--------------------|------------------------------------|--------------------|
+| data       | CocoExampleGen     | example_gen.CocoExampleGen         | -                  |
+| statistics | BoxStatisticsGen   | box_statistics.BoxStatisticsGen    | data               |
+| trainer    | RetinaNetTrainer   | trainer.component.RetinaNetTrainer | data, statistics   |
+| evaluator  | RetinaNetEvaluator | evaluator.RetinaNetEvaluator       | data, trainer      |
+| pusher     | RetinaNetPusher    | pusher.RetinaNetPusher             | trainer, evaluator |
 
 A stage's code fingerprint (pipeline/code_version.py) starts at its component's
 module. Importing this module loads nothing: the CLI reads it before TensorFlow.
@@ -34,7 +34,7 @@ class Stage:
 DATA = Stage("data", "CocoExampleGen", "components.example_gen.CocoExampleGen", ())
 STATISTICS = Stage("statistics", "BoxStatisticsGen", "components.box_statistics.BoxStatisticsGen",
                    ("data",))
-TRAINER = Stage("trainer", "RetinaNetTrainer", "components.trainer.RetinaNetTrainer",
+TRAINER = Stage("trainer", "RetinaNetTrainer", "components.trainer.component.RetinaNetTrainer",
                 ("data", "statistics"))
 EVALUATOR = Stage("evaluator", "RetinaNetEvaluator", "components.evaluator.RetinaNetEvaluator",
                   ("data", "trainer"))

@@ -112,7 +112,8 @@ def test_keras_applications_checkpoint_trains_through_the_trainer(inputs, tmp_pa
                  "model.backbone.width_multiplier=1.0"]
   else:
     keras_model = mobilenet_v3.keras_applications_model("small", 1.0, False)
-    overrides = ['model.backbone.type="mobilenet_v3_small"', 'model.padding="same"']
+    overrides = ['model.backbone.type="mobilenet_v3_small"', 'model.padding="same"',
+                 "model.backbone.width_multiplier=1.0"]
   _randomize(keras_model)
   base = tiny_config(overrides + ["model.backbone.freeze_stem_and_first_stage=true"])
   prefix = _keras_weights_checkpoint(keras_model, base, tmp_path)

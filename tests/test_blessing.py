@@ -25,8 +25,9 @@ def test_one_set_of_default_thresholds():
   args = cli.build_parser().parse_args([])
   assert (args.min_ap, args.max_ap_regression) == (DEFAULT_THRESHOLDS.min_ap,
                                                    DEFAULT_THRESHOLDS.max_ap_regression)
-  parameters = RetinaNetEvaluator.SPEC_CLASS.PARAMETERS
-  signature = inspect.signature(RetinaNetEvaluator.__init__)
+  # The component runs its function with that function's defaults when the pipeline passes none.
+  function = RetinaNetEvaluator.EXECUTOR_SPEC.executor_class._FUNCTION  # pylint: disable=protected-access
+  signature = inspect.signature(function)
   for name in ("min_ap", "max_ap_regression"):
-    assert name in parameters
+    assert name in RetinaNetEvaluator.SPEC_CLASS.PARAMETERS
     assert signature.parameters[name].default == getattr(DEFAULT_THRESHOLDS, name)

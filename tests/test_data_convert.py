@@ -30,7 +30,7 @@ def _read_split(split_dir):
   for path in sorted(glob.glob(os.path.join(split_dir, "*.gz"))):
     ids = []
     for record in tf.data.TFRecordDataset(path, compression_type="GZIP"):
-      parsed = codec.parse_example(record.numpy())
+      parsed = schema.parse_example(record.numpy())
       examples[parsed[schema.IMAGE_ID]] = parsed
       ids.append(parsed[schema.IMAGE_ID])
     order[os.path.basename(path)] = ids

@@ -34,7 +34,7 @@ def test_round_trip_every_field_and_original_bytes(tmp_path, fmt):
   anns = [_ann([2, 1, 4, 5], 3, area=17.5), _ann([10, 0, 10, 10], 12, iscrowd=1)]
   example, report = codec.build_example(file_bytes, image, anns, LABEL_MAP)
   serialized = example.SerializeToString()
-  parsed = codec.parse_example(serialized)
+  parsed = schema.parse_example(serialized)
 
   assert parsed[schema.ENCODED] == file_bytes
   assert parsed[schema.FORMAT] == fmt.lower()
@@ -52,8 +52,8 @@ def test_round_trip_every_field_and_original_bytes(tmp_path, fmt):
   assert (report.boxes_written, report.boxes_clipped, report.crowd_boxes) == (2, 0, 1)
 
   # The training pipeline parses with FEATURE_SPEC: same values.
-  tf_parsed = tf.io.parse_single_example(serialized, codec.FEATURE_SPEC)
-  assert set(tf_parsed) == set(codec.FEATURE_SPEC) == set(parsed)
+  tf_parsed = tf.io.parse_single_example(serialized, schema.FEATURE_SPEC)
+  assert set(tf_parsed) == set(schema.FEATURE_SPEC) == set(parsed)
   for key, value in tf_parsed.items():
     if isinstance(value, tf.sparse.SparseTensor):
       value = tf.sparse.to_dense(value)
@@ -67,7 +67,7 @@ def test_round_trip_every_field_and_original_bytes(tmp_path, fmt):
 def test_format_comes_from_magic_bytes_not_extension():
   jpeg = _image_bytes("JPEG")
   example, _ = codec.build_example(jpeg, {"id": 1, "file_name": "looks_like.png"}, [], LABEL_MAP)
-  assert codec.parse_example(example.SerializeToString())[schema.FORMAT] == "jpeg"
+  assert schema.parse_example(example.SerializeToString())[schema.FORMAT] == "jpeg"
   assert codec.detect_format(_image_bytes("PNG")) == "png"
   assert codec.detect_format(_image_bytes("GIF")) == "gif"
   assert codec.detect_format(_image_bytes("BMP")) == "bmp"
@@ -157,11 +157,11 @@ def test_image_without_annotations_is_a_valid_negative():
   data = _image_bytes("PNG")
   example, report = codec.build_example(data, {"id": 7, "file_name": "n.png"}, [], LABEL_MAP)
   serialized = example.SerializeToString()
-  parsed = codec.parse_example(serialized)
+  parsed = schema.parse_example(serialized)
   assert report.boxes_written == 0
   for key in (schema.XMIN, schema.LABEL, schema.IS_CROWD, schema.AREA):
     assert parsed[key].shape == (0,)
-  tf_parsed = tf.io.parse_single_example(serialized, codec.FEATURE_SPEC)
+  tf_parsed = tf.io.parse_single_example(serialized, schema.FEATURE_SPEC)
   assert tf.sparse.to_dense(tf_parsed[schema.XMIN]).shape == (0,)
 
 
@@ -170,4 +170,4 @@ def test_parse_example_names_a_missing_feature():
                                    LABEL_MAP)
   del example.features.feature[schema.IS_CROWD]
   with pytest.raises(ValueError, match="image/object/is_crowd"):
-    codec.parse_example(example.SerializeToString())
+    schema.parse_example(example.SerializeToString())

@@ -15,6 +15,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from components.trainer import vertex_job
+from components.trainer.request import TrainerRequest
 from pipeline import cli
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -132,7 +133,9 @@ def test_custom_job_with_one_gpu_and_with_a_tpu(tmp_path):
   assert pool["machine_spec"] == {"machine_type": "cloud-tpu", "accelerator_type": "TPU_V3",
                                   "accelerator_count": 8}
   properties = vertex_job.worker_exec_properties(tpu, {"strategy": "", "vertex_job": "x"})
-  assert properties == {"strategy": "tpu", "tpu": "local", "vertex_job": ""}
+  assert (properties["strategy"], properties["tpu"], properties["vertex_job"]) == (
+      "tpu", "local", "")
+  assert set(properties) == set(TrainerRequest().to_exec_properties())
   job, _ = _compile(tmp_path, ["--vertex_training", "--train_machine_type=cloud-tpu",
                                "--train_accelerator_type=TPU_V3", "--train_accelerator_count=8"])
   _assert_no_local_paths(job, tmp_path)

@@ -166,16 +166,18 @@ def run_training(plan: TrainingPlan) -> Tuple[Any, bool]:
 
 
 def result_summary(result) -> Dict[str, Any]:
-  """The JSON-able part of a TrainResult that the Model artifact records."""
+  """The JSON-able part of a TrainResult that the Model artifact records (its keys are the
+  Model's MLMD keys where they are the same numbers)."""
+  keys = layout.ModelKeys
   summary = {
-      "final_step": int(result.final_step),
+      keys.FINAL_STEP: int(result.final_step),
       "final_losses": {k: float(v) for k, v in result.final_losses.items()},
       "history": [[int(step), {k: float(v) for k, v in values.items()}]
                   for step, values in result.history],
       "images_per_second": float(result.images_per_second),
-      "wall_time_seconds": float(result.wall_time_seconds),
-      "truncated_objects": int(result.truncated_objects),
-      "skipped_records": int(result.skipped_records),
+      keys.WALL_TIME_SECONDS: float(result.wall_time_seconds),
+      keys.TRUNCATED_OBJECTS: int(result.truncated_objects),
+      keys.SKIPPED_RECORDS: int(result.skipped_records),
       "finetune": None,
   }
   if result.finetune is not None:
@@ -189,6 +191,7 @@ def result_summary(result) -> Dict[str, Any]:
 def finish_training(plan: TrainingPlan, summary: Dict[str, Any], model: types.Artifact,
                     model_run: types.Artifact) -> None:
   """Exports the trained workspace into the Model artifact and records the run in MLMD."""
+  keys = layout.ModelKeys
   from retinanet.serving import export  # pylint: disable=g-import-not-at-top
   config_lib.save_config(plan.config, model_dir_lib.config_path(plan.workspace))
   tf.io.gfile.copy(os.path.join(plan.label_map_uri, layout.LABEL_MAP_FILE),
@@ -197,9 +200,9 @@ def finish_training(plan: TrainingPlan, summary: Dict[str, Any], model: types.Ar
   tf.io.gfile.rmtree(plan.workspace)
   model.set_string_custom_property(layout.ModelKeys.TRAINING_FINGERPRINT, plan.fingerprint)
   model.set_string_custom_property(layout.ModelKeys.RESUMED_FROM, plan.resumed_from or "")
-  model.set_int_custom_property(layout.ModelKeys.TRUNCATED_OBJECTS, summary["truncated_objects"])
-  model.set_int_custom_property(layout.ModelKeys.SKIPPED_RECORDS, summary["skipped_records"])
-  model.set_int_custom_property(layout.ModelKeys.FINAL_STEP, summary["final_step"])
+  model.set_int_custom_property(layout.ModelKeys.TRUNCATED_OBJECTS, summary[keys.TRUNCATED_OBJECTS])
+  model.set_int_custom_property(layout.ModelKeys.SKIPPED_RECORDS, summary[keys.SKIPPED_RECORDS])
+  model.set_int_custom_property(layout.ModelKeys.FINAL_STEP, summary[keys.FINAL_STEP])
   # A training killed after its last step resumes with no step left to run (no losses).
   model.set_float_custom_property(layout.ModelKeys.FINAL_TOTAL_LOSS,
                                   summary["final_losses"].get("total_loss", float("nan")))
@@ -210,7 +213,7 @@ def finish_training(plan: TrainingPlan, summary: Dict[str, Any], model: types.Ar
   model.set_string_custom_property(layout.ModelKeys.ANCHOR_FIT_DECISION,
                                    plan.config.anchor_fit.decision)
   model_run.set_float_custom_property(layout.ModelKeys.WALL_TIME_SECONDS,
-                                      summary["wall_time_seconds"])
+                                      summary[keys.WALL_TIME_SECONDS])
   finetune = summary.get("finetune")
   if finetune:
     model.set_string_custom_property(layout.ModelKeys.FINETUNE_SOURCE, finetune["source"])

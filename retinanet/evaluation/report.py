@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from retinanet.evaluation.coco_metrics import coco_xywh_to_boxes_yxyx as to_yxyx
+from retinanet.evaluation import coco_metrics
 from retinanet.ops import box_ops
 from retinanet.serving import visualize
 
@@ -189,6 +189,11 @@ def build_report(*, title: str, metrics: Mapping[str, float],
 
 
 # ------------------------------------------------------------------ helpers
+
+def to_yxyx(boxes_xywh: Sequence[Sequence[float]]) -> np.ndarray:
+  """COCO [x, y, width, height] boxes (possibly none) -> yxyx [N, 4]."""
+  return coco_metrics.coco_xywh_to_boxes_yxyx(np.asarray(boxes_xywh, np.float64).reshape(-1, 4))
+
 
 def _png_data_uri(image: Image.Image) -> str:
   buffer = io.BytesIO()
