@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import tensorflow as tf
 
-from retinanet import layout
+from retinanet import fileio, layout
 from retinanet.dataloader import schema
 from retinanet.ops import anchor_fit
 from retinanet.ops.anchors import Anchors
@@ -199,9 +199,8 @@ def _sample_rows(batch: pa.RecordBatch, spec: AnalysisSpec):
     yield tuple(float(v) for v in row)
 
 
-def _write_json(value: Any, path: str) -> None:
-  with tf.io.gfile.GFile(path, "w") as f:
-    json.dump(value, f)
+def _write_sample(rows: Any, path: str) -> None:
+  fileio.write_json(path, rows, allow_nan=True)
 
 
 def transform_dir(output_dir: str, split: str) -> str:
@@ -243,7 +242,7 @@ def analyze_examples(*, file_patterns: Mapping[str, str], spec: AnalysisSpec, ou
           _ = (batches
                | "SampleBoxes" >> beam.FlatMap(_sample_rows, spec)
                | "Sample" >> beam.combiners.Sample.FixedSizeGlobally(sample_size)
-               | "WriteSample" >> beam.Map(_write_json, sample_path(output_dir)))
+               | "WriteSample" >> beam.Map(_write_sample, sample_path(output_dir)))
   if tf.io.gfile.exists(temp_dir):
     tf.io.gfile.rmtree(temp_dir)
 
@@ -402,5 +401,6 @@ def run_statistics(*, file_patterns: Mapping[str, str], spec: AnalysisSpec, outp
   report = build_report(summaries, load_sample(output_dir), spec, class_names, min_coverage,
                         thresholds)
   report["plots"] = stat_plots.write_plots(report, os.path.join(output_dir, "plots"))
-  _write_json(report, os.path.join(output_dir, layout.BOX_STATISTICS_REPORT_FILE))
+  fileio.write_json(os.path.join(output_dir, layout.BOX_STATISTICS_REPORT_FILE), report,
+                    allow_nan=True)
   return report

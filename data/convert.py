@@ -76,7 +76,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 import tensorflow as tf
 
 from data import example_codec as codec
-from retinanet import coco
+from retinanet import coco, fileio
 from retinanet import layout
 from retinanet.coco import LabelMap
 from retinanet.dataloader import schema
@@ -303,7 +303,7 @@ class WriteShardFn(beam.DoFn):
           log.info("[%s] shard %d/%d: %d/%d images (%.0f images/s)", self._split, shard + 1,
                    self._num_shards, done, len(records), done / max(now - start, 1e-9))
     tf.io.gfile.rename(partial, path, overwrite=True)
-    _write_json(_ground_truth_part_path(self._output_dir, self._split, shard, self._num_shards),
+    fileio.write_json(_ground_truth_part_path(self._output_dir, self._split, shard, self._num_shards),
                 ground_truth)
     log.info("[%s] wrote %s: %d examples", self._split, path, counters["images_written"])
     yield dict(counters)
@@ -353,12 +353,6 @@ class WriteShardFn(beam.DoFn):
     image_record = {"id": image["id"], "file_name": image["file_name"], "height": height,
                     "width": width}
     return example.SerializeToString(deterministic=True), outcome, (image_record, truth)
-
-
-def _write_json(path: str, value: Any) -> None:
-  tf.io.gfile.makedirs(os.path.dirname(path))
-  with tf.io.gfile.GFile(path, "w") as f:
-    f.write(json.dumps(value, allow_nan=False))
 
 
 def merge_ground_truth(counters: Mapping[str, int], output_dir: str, split: str,

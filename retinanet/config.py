@@ -14,6 +14,8 @@ from typing import Any, Dict, List, Sequence, Tuple, Type, TypeVar
 
 import tensorflow as tf
 
+from retinanet import fileio
+
 BACKBONE_DEPTHS = (18, 34, 50, 101, 152)
 # "resnet" (model.backbone.depth) or a MobileNetV3 (retinanet/modeling/mobilenet_v3.py).
 BACKBONE_TYPES = ("resnet", "mobilenet_v3_large", "mobilenet_v3_small")
@@ -365,12 +367,7 @@ def config_to_dict(config: ExperimentConfig) -> Dict[str, Any]:
 
 def load_config(path: str) -> ExperimentConfig:
   """Loads a JSON config (local path or gs://) with strict keys."""
-  with tf.io.gfile.GFile(path, "r") as f:
-    text = f.read()
-  try:
-    data = json.loads(text)
-  except json.JSONDecodeError as e:
-    raise ConfigError(f"{path}: not valid JSON: {e}") from e
+  data = fileio.read_json(path, ConfigError)
   try:
     return config_from_dict(data)
   except ConfigError as e:

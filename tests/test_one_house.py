@@ -13,14 +13,22 @@ from pipeline import code_version
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PRODUCT = ("retinanet", "data", "components", "pipeline")
-# What each layer may import (besides itself): data conversion and statistics use the
-# model library; the TFX adapters use both; the pipeline uses everything.
-MAY_IMPORT = {
-    "retinanet": set(),
-    "data": {"retinanet"},
-    "components": {"retinanet", "data"},
-    "pipeline": {"retinanet", "data", "components"},
-}
+ARCHITECTURE = ROOT / "docs" / "ARCHITECTURE.md"
+
+
+def _import_rule():
+  """What each layer may import (besides itself), read from the layers table of the doc."""
+  rule = {}
+  for line in ARCHITECTURE.read_text().splitlines():
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    if len(cells) == 3 and cells[0].strip("`") in PRODUCT:
+      rule[cells[0].strip("`")] = set(re.findall(r"`(\w+)`", cells[2]))
+  return rule
+
+
+# Data conversion and statistics use the model library; the TFX adapters use both; the
+# pipeline uses everything.
+MAY_IMPORT = _import_rule()
 MAX_FUNCTION_LINES = 80
 
 
@@ -36,6 +44,12 @@ MODULES = dict(_modules())
 
 def _imports(module):
   return {m for m in code_version.imported_modules(module, ROOT) if m.split(".")[0] in PRODUCT}
+
+
+def test_the_documented_import_rule_is_the_layering():
+  assert MAY_IMPORT == {"retinanet": set(), "data": {"retinanet"},
+                        "components": {"retinanet", "data"},
+                        "pipeline": {"retinanet", "data", "components"}}
 
 
 def test_layers_import_only_what_they_may():

@@ -22,16 +22,14 @@ import io
 import json
 import logging
 import math
-import os
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
-import tensorflow as tf
 from pycocotools import coco as coco_api
 from pycocotools import cocoeval
 
-from retinanet import coco
+from retinanet import coco, fileio
 from retinanet import config as config_lib
 
 logger = logging.getLogger(__name__)
@@ -644,17 +642,12 @@ class COCOEvaluator:
 def write_metrics_json(path: str, metrics: Mapping[str, Any]) -> None:
   """Writes metrics as strict JSON (NaN -> null, numpy -> Python); local or gs://."""
   text = json.dumps(_to_json(metrics), indent=2, sort_keys=True, allow_nan=False)
-  _write_text(path, text + "\n")
+  fileio.write_text(path, text + "\n")
 
 
 def read_metrics_json(path: str) -> Dict[str, Any]:
   """Reads a file written by `write_metrics_json`."""
-  with tf.io.gfile.GFile(path, "r") as f:
-    text = f.read()
-  try:
-    data = json.loads(text)
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{path}: not valid JSON: {e}") from e
+  data = fileio.read_json(path)
   if not isinstance(data, dict):
     raise ValueError(f"{path}: expected a JSON object of metrics, got {type(data).__name__}")
   return data
@@ -662,15 +655,7 @@ def read_metrics_json(path: str) -> Dict[str, Any]:
 
 def write_detections_json(path: str, detections: Sequence[Mapping[str, Any]]) -> None:
   """Writes COCO results (a JSON list, loadable with COCO.loadRes); local or gs://."""
-  _write_text(path, json.dumps(_to_json(list(detections)), allow_nan=False))
-
-
-def _write_text(path: str, text: str) -> None:
-  directory = os.path.dirname(path)
-  if directory:
-    tf.io.gfile.makedirs(directory)
-  with tf.io.gfile.GFile(path, "w") as f:
-    f.write(text)
+  fileio.write_json(path, _to_json(list(detections)))
 
 
 def _to_json(value: Any) -> Any:

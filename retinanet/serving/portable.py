@@ -46,6 +46,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from retinanet import fileio
 from retinanet import config as config_lib
 from retinanet import model_dir as model_dir_lib
 from retinanet import task
@@ -127,7 +128,7 @@ def export_onnx(module: export.DetectionModule, path: str, opset: int = ONNX_OPS
   function = portable_function(module, ONNX)
   proto, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature,
                                            opset=opset)
-  _write_bytes(path, proto.SerializeToString())
+  fileio.write_bytes(path, proto.SerializeToString())
   return path
 
 
@@ -140,7 +141,7 @@ def export_tflite(module: export.DetectionModule, path: str, quantize: bool = Fa
                                          tf.lite.OpsSet.SELECT_TF_OPS]
   if quantize:
     converter.optimizations = [tf.lite.Optimize.DEFAULT]  # no dataset: dynamic range
-  _write_bytes(path, converter.convert())
+  fileio.write_bytes(path, converter.convert())
   return path
 
 
@@ -322,17 +323,6 @@ def export_verified_formats(model_dir: str, formats: Sequence[str], output_dir: 
   return manifest
 
 
-def _write_bytes(path: str, data: bytes) -> None:
-  parent = os.path.dirname(path)
-  if parent:
-    tf.io.gfile.makedirs(parent)
-  with tf.io.gfile.GFile(path, "wb") as f:
-    f.write(data)
-
-
-def _read_bytes(path: str) -> bytes:
-  with tf.io.gfile.GFile(path, "rb") as f:
-    return f.read()
 
 
 class OnnxDetector:
@@ -345,7 +335,7 @@ class OnnxDetector:
     options.log_severity_level = 3
     if threads:
       options.intra_op_num_threads = threads
-    self._session = onnxruntime.InferenceSession(_read_bytes(path), options,
+    self._session = onnxruntime.InferenceSession(fileio.read_bytes(path), options,
                                                  providers=list(providers))
     self._names = [o.name for o in self._session.get_outputs()]
 
@@ -358,7 +348,7 @@ class TfliteDetector:
   """Runs an exported TFLite model: detector(uint8 [B, H, W, 3]) -> outputs."""
 
   def __init__(self, path: str, threads: Optional[int] = None):
-    self._interpreter = tf.lite.Interpreter(model_content=_read_bytes(path),
+    self._interpreter = tf.lite.Interpreter(model_content=fileio.read_bytes(path),
                                             num_threads=threads)
     self._runner = self._interpreter.get_signature_runner()
 

@@ -20,9 +20,13 @@ import tf_keras
 from retinanet import config as config_lib
 
 
-def _warmup(step: tf.Tensor, base_lr: float, warmup_steps: int, warmup_lr: float) -> tf.Tensor:
-  fraction = step / float(max(warmup_steps, 1))
-  return warmup_lr + (base_lr - warmup_lr) * fraction
+def _with_warmup(step: tf.Tensor, lr: tf.Tensor, base_lr: float, warmup_steps: int,
+                 warmup_lr: float) -> tf.Tensor:
+  """lr(step) after warm-up; the linear ramp from warmup_lr to base_lr before it."""
+  if warmup_steps <= 0:
+    return lr
+  ramp = warmup_lr + (base_lr - warmup_lr) * step / float(warmup_steps)
+  return tf.where(step < float(warmup_steps), ramp, lr)
 
 
 @tf_keras.saving.register_keras_serializable(package="retinanet")
@@ -54,11 +58,8 @@ class WarmupPiecewiseConstant(tf_keras.optimizers.schedules.LearningRateSchedule
     lr = tf.constant(self.base_learning_rate, tf.float32)
     for boundary, rate in zip(self.boundaries, self.decay_rates):
       lr = tf.where(step >= float(boundary), self.base_learning_rate * rate, lr)
-    if self.warmup_steps > 0:
-      lr = tf.where(step < float(self.warmup_steps),
-                    _warmup(step, self.base_learning_rate, self.warmup_steps,
-                            self.warmup_learning_rate), lr)
-    return lr
+    return _with_warmup(step, lr, self.base_learning_rate, self.warmup_steps,
+                        self.warmup_learning_rate)
 
   def get_config(self) -> Dict[str, Any]:
     return {"base_learning_rate": self.base_learning_rate, "warmup_steps": self.warmup_steps,
@@ -92,11 +93,8 @@ class WarmupCosine(tf_keras.optimizers.schedules.LearningRateSchedule):
     t = tf.clip_by_value((step - self.warmup_steps) / decay_steps, 0.0, 1.0)
     cosine = 0.5 * (1.0 + tf.cos(math.pi * t))
     lr = self.base_learning_rate * (self.alpha + (1.0 - self.alpha) * cosine)
-    if self.warmup_steps > 0:
-      lr = tf.where(step < float(self.warmup_steps),
-                    _warmup(step, self.base_learning_rate, self.warmup_steps,
-                            self.warmup_learning_rate), lr)
-    return lr
+    return _with_warmup(step, lr, self.base_learning_rate, self.warmup_steps,
+                        self.warmup_learning_rate)
 
   def get_config(self) -> Dict[str, Any]:
     return {"base_learning_rate": self.base_learning_rate, "warmup_steps": self.warmup_steps,
