@@ -37,11 +37,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  pylint: disable=g-import-not-at-top
 
 HEADING = "## Data stage at COCO scale"
-COCO_CATEGORY_IDS = [i for i in range(1, 91) if i not in
-                     (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]  # the 80 ids of COCO
 NUM_JPEGS = 64
 IMAGE_SIZE = (480, 640)
-ANNOTATIONS_PER_IMAGE = 860_001 / 118_287
 
 
 def _write_jpegs(image_dir: str) -> List[str]:
@@ -70,7 +67,7 @@ def write_instances(path: str, num_images: int, first_id: int, files: List[str],
     f.write('{"info": {"description": "COCO-train-sized benchmark file"}, "licenses": [], ')
     f.write('"categories": ' + json.dumps([{"id": c, "name": f"class_{c}",
                                              "supercategory": "none"}
-                                            for c in COCO_CATEGORY_IDS]))
+                                            for c in common.COCO_CATEGORY_IDS]))
     f.write(', "images": [')
     for i in range(num_images):
       f.write(("," if i else "") + json.dumps({
@@ -78,7 +75,7 @@ def write_instances(path: str, num_images: int, first_id: int, files: List[str],
           "width": width, "license": 1, "date_captured": "2013-11-14 16:28:13"}))
     f.write('], "annotations": [')
     for i in range(num_images):
-      count = min(50, int(rng.expovariate(1 / ANNOTATIONS_PER_IMAGE)))
+      count = min(50, int(rng.expovariate(1 / common.COCO_TRAIN_ANNOTATIONS_PER_IMAGE)))
       for _ in range(count):
         w, h = rng.uniform(4, width / 2), rng.uniform(4, height / 2)
         x, y = rng.uniform(0, width - w), rng.uniform(0, height - h)
@@ -87,7 +84,7 @@ def write_instances(path: str, num_images: int, first_id: int, files: List[str],
                    for v in (x + rng.uniform(0, w), y + rng.uniform(0, h))]
         f.write(("," if num_annotations else "") + json.dumps({
             "id": 900_000_000 + num_annotations, "image_id": first_id + i,
-            "category_id": rng.choice(COCO_CATEGORY_IDS), "iscrowd": 0,
+            "category_id": rng.choice(common.COCO_CATEGORY_IDS), "iscrowd": 0,
             "bbox": [round(x, 2), round(y, 2), round(w, 2), round(h, 2)],
             "area": round(w * h * 0.6, 2), "segmentation": [polygon]}))
         num_annotations += 1
@@ -114,16 +111,9 @@ def ensure_dataset(work_dir: str, num_train: int, num_val: int) -> Dict[str, Dic
   return counts
 
 
-def _tree(proc: psutil.Process) -> List[psutil.Process]:
-  try:
-    return [proc] + proc.children(recursive=True)
-  except psutil.NoSuchProcess:
-    return []
-
-
 def measure(name: str, command: List[str]) -> Dict[str, float]:
   """Runs `command`; samples the tree's PSS and CPU time until it exits."""
-  env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+  env = dict(os.environ, **common.ENV_DEFAULTS)
   start = time.perf_counter()
   proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           env=env, cwd=common.ROOT)
@@ -134,7 +124,7 @@ def measure(name: str, command: List[str]) -> Dict[str, float]:
   def sample():
     while not done.is_set():
       total = 0
-      for p in _tree(root):
+      for p in common.process_tree(root):
         try:
           total += p.memory_full_info().pss
           times = p.cpu_times()
@@ -280,8 +270,7 @@ def main(argv=None) -> int:
               f"Wall time includes starting the process and TFX (~10 s). Train-box coverage "
               f"of the config's anchors: {statistics['coverage']:.1%} (these boxes are random "
               "in size and shape)."]
-  print("\n".join(lines))
-  common.update_markdown_section("\n".join(lines) + "\n", HEADING)
+  common.publish("\n".join(lines), HEADING, write_markdown=True)
   return 0
 
 

@@ -21,9 +21,6 @@ import sys
 import time
 from typing import Any, Dict, List, Tuple
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  pylint: disable=g-import-not-at-top
 
@@ -32,10 +29,7 @@ import numpy as np  # noqa: E402
 from retinanet.evaluation import coco_metrics  # noqa: E402
 
 HEADING = "## COCO evaluation backends"
-COCO_CATEGORY_IDS = [i for i in range(1, 91) if i not in
-                     (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]
 DETECTIONS_PER_IMAGE = 100
-GT_PER_IMAGE = 860_001 / 118_287
 
 
 def coco_like(num_images: int, seed: int = 0) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
@@ -46,11 +40,11 @@ def coco_like(num_images: int, seed: int = 0) -> Tuple[Dict[str, Any], List[Dict
     h, w = int(rng.integers(240, 640)), int(rng.integers(320, 640))
     images.append({"id": image_id, "height": h, "width": w})
     dets = []
-    for _ in range(int(rng.poisson(GT_PER_IMAGE))):
+    for _ in range(int(rng.poisson(common.COCO_TRAIN_ANNOTATIONS_PER_IMAGE))):
       bw, bh = np.exp(rng.uniform(np.log(2), np.log(w / 2))), np.exp(
           rng.uniform(np.log(2), np.log(h / 2)))
       x, y = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
-      cat = int(rng.choice(COCO_CATEGORY_IDS))
+      cat = int(rng.choice(common.COCO_CATEGORY_IDS))
       annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": cat,
                           "bbox": [x, y, bw, bh], "area": bw * bh,
                           "iscrowd": int(rng.uniform() < 0.01)})
@@ -60,11 +54,11 @@ def coco_like(num_images: int, seed: int = 0) -> Tuple[Dict[str, Any], List[Dict
                      "bbox": [x + j[0], y + j[1], max(bw + j[2], 1.0), max(bh + j[3], 1.0)]})
     while len(dets) < DETECTIONS_PER_IMAGE:
       bw, bh = rng.uniform(4, w / 2), rng.uniform(4, h / 2)
-      dets.append({"image_id": image_id, "category_id": int(rng.choice(COCO_CATEGORY_IDS)),
+      dets.append({"image_id": image_id, "category_id": int(rng.choice(common.COCO_CATEGORY_IDS)),
                    "score": float(rng.uniform() * 0.5),
                    "bbox": [rng.uniform(0, w - bw), rng.uniform(0, h - bh), bw, bh]})
     detections.extend(dets[:DETECTIONS_PER_IMAGE])
-  categories = [{"id": c, "name": f"category_{c}"} for c in COCO_CATEGORY_IDS]
+  categories = [{"id": c, "name": f"category_{c}"} for c in common.COCO_CATEGORY_IDS]
   return {"images": images, "annotations": annotations, "categories": categories}, detections
 
 
@@ -113,9 +107,7 @@ def main(argv=None) -> int:
            f"Largest difference over the 12 numbers: {stat_diff:.1e}; over the 80 per-class APs: "
            f"{class_diff:.1e}; the same classes undefined: {'yes' if undefined_same else 'NO'}. "
            f"AP of this data: {reference['AP']:.4f}."]
-  print("\n".join(lines))
-  if args.write_markdown:
-    common.update_markdown_section("\n".join(lines) + "\n", HEADING)
+  common.publish("\n".join(lines), HEADING, args.write_markdown)
   return 0
 
 

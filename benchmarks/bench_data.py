@@ -39,12 +39,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import psutil
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  pylint: disable=g-import-not-at-top
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
+HEADING = "## Data stage"
 DATA_DIR = "/tmp/data_bench"
 DATASET = os.path.join(DATA_DIR, "shapes4000")
 NUM_IMAGES = 4000
@@ -199,11 +197,7 @@ def _tree_memory(proc: psutil.Process) -> int:
   """Summed PSS of a process tree (shared pages counted once, unlike RSS: a
   fork of a 600 MB process would otherwise count twice)."""
   total = 0
-  try:
-    procs = [proc] + proc.children(recursive=True)
-  except psutil.NoSuchProcess:
-    return 0
-  for p in procs:
+  for p in common.process_tree(proc):
     try:
       total += p.memory_full_info().pss
     except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -335,7 +329,7 @@ def markdown(results: List[Measurement], sizes: Sequence[int], gzip_rows: List[s
   raw = by[("raw read", big)]
   loop = by[(LOOP, big)]
   lines = [
-      "## Data stage",
+      HEADING,
       "",
       f"Command: `{command}` ({cpu}, 2 cores shared with other jobs: absolute numbers drift "
       "between runs, compare within one run). Dataset: the shapes generator at 640x480 (75% "
@@ -460,18 +454,6 @@ def _mean_kb(n: int) -> float:
   return _SIZES_KB[n]
 
 
-def update_benchmarks_md(section: str, path: str = os.path.join(ROOT, "BENCHMARKS.md")) -> None:
-  """Replaces (or appends) the "## Data stage" section only."""
-  text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-  pattern = re.compile(r"^## Data stage\n.*?(?=^## |\Z)", re.S | re.M)
-  if pattern.search(text):
-    text = pattern.sub(lambda _: section.rstrip("\n") + "\n\n", text)
-  else:
-    text = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
-  with open(path, "w") as f:
-    f.write(text.rstrip("\n") + "\n")
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--sizes", default="1000,2000,4000")
@@ -519,9 +501,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   command = ".venv/bin/python benchmarks/bench_data.py " + " ".join(
       sys.argv[1:] if argv is None else argv)
   section = markdown(results, sizes, gzip_rows, identical, command.strip(), cpu, args.repeats)
-  print(section)
-  if args.write_markdown:
-    update_benchmarks_md(section)
+  common.publish(section, HEADING, args.write_markdown)
   return 0
 
 

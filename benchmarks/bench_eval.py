@@ -30,9 +30,6 @@ import sys
 import time
 from typing import Iterator, List, Optional, Sequence, Tuple
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  pylint: disable=g-import-not-at-top
 
@@ -47,7 +44,6 @@ from retinanet.evaluation import coco_metrics  # noqa: E402
 from retinanet.evaluation import evaluate_model  # noqa: E402
 
 HEADING = "## Evaluation"
-TINY_CONFIG = os.path.join(common.ROOT, "retinanet", "configs", "sample", "tiny.json")
 IMAGE_SIZE = (256, 256)
 BEAM_ARGS = ("--runner=DirectRunner", "--direct_running_mode=in_memory")
 # Used only when retinanet/configs/sample/tiny.json does not exist.
@@ -103,16 +99,16 @@ def ensure_dataset(data_dir: str, num_images: int) -> Tuple[str, str, Optional[f
 
 def tiny_config(num_classes: int) -> Tuple[config_lib.ExperimentConfig, str]:
   """(config, description): the shipped tiny sample config, else the built-in one."""
-  if os.path.exists(TINY_CONFIG):
-    base, source = config_lib.load_config(TINY_CONFIG), os.path.relpath(TINY_CONFIG, common.ROOT)
+  if os.path.exists(common.TINY_CONFIG):
+    base = config_lib.load_config(common.TINY_CONFIG)
+    source = os.path.relpath(common.TINY_CONFIG, common.ROOT)
     overrides = []
   else:
     base, source = config_lib.ExperimentConfig(), "built-in (tiny.json did not exist yet)"
     overrides = list(FALLBACK_TINY_OVERRIDES)
   config = config_lib.apply_overrides(base, overrides + [f"model.num_classes={num_classes}"])
   m = config.model
-  width = getattr(m.backbone, "width_multiplier", 1.0)
-  description = (f"{source}: ResNet-{m.backbone.depth}{f' x{width:g}' if width != 1 else ''}, "
+  description = (f"{source}: {common.resnet_label(m.backbone, 'ResNet-')}, "
                  f"{m.input_size[0]}x{m.input_size[1]}, "
                  f"FPN P{m.fpn.min_level}-P{m.fpn.max_level} {m.fpn.num_channels} ch, head "
                  f"{m.head.num_convs}x{m.head.num_channels} ch, {m.num_anchors_per_location} "
@@ -178,10 +174,8 @@ def markdown(runs: List[Run], description: str, num_gt: int, load_start: Sequenc
                   if convert_seconds is not None else " (reused from an earlier run)")
   lines = [
       HEADING, "",
-      f"Command: `{command}` ({total_seconds:.0f} s in all). Machine: "
-      f"{common.machine_description()}, shared with other jobs: load average (1, 5, 15 min) "
-      f"{common.format_load(load_start)} at the start, {common.format_load(load_end)} at the "
-      "end, so wall times are inflated and noisy; the CPU-second columns (this process's CPU "
+      common.run_header(command, total_seconds, load_start, load_end)
+      + ", so wall times are inflated and noisy; the CPU-second columns (this process's CPU "
       "time, all threads) are far less sensitive to the other jobs.", "",
       f"`retinanet.evaluation.evaluate_model.evaluate` over {n} sample-shapes val images "
       f"({IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}, {num_gt} ground-truth boxes, 5 classes), converted "
@@ -250,13 +244,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    default_threshold),
           run_eval(f"keep max_detections ({config.postprocess.max_detections})/image", model,
                    config, pattern, label_map, 0.0)]
-  load_end = common.load_average()
-  command = "python benchmarks/bench_eval.py" + (" " + " ".join(argv or sys.argv[1:])).rstrip()
-  section = markdown(runs, description, num_gt, load_start, load_end, convert_seconds, command,
+  section = markdown(runs, description, num_gt, load_start, common.load_average(),
+                     convert_seconds, common.command_line("bench_eval.py", argv),
                      time.time() - started)
-  print(section)
-  if args.write_markdown:
-    common.update_markdown_section(section, HEADING)
+  common.publish(section, HEADING, args.write_markdown)
   return 0
 
 

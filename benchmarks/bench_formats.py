@@ -31,11 +31,7 @@ import tempfile
 import time
 from typing import Dict, List, Optional, Sequence
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_serving  # noqa: E402  pylint: disable=g-import-not-at-top
 import common  # noqa: E402  pylint: disable=g-import-not-at-top
 
 import numpy as np  # noqa: E402
@@ -99,10 +95,10 @@ def time_formats(results: Dict[str, Result], paths: Dict[str, str], warmup: int,
   """Fills p50_ms per batch size; returns {batch: {format: outputs}} of the timed images."""
   detectors = {fmt: portable.load_detector(fmt, paths[fmt]) for fmt in FORMATS}
   outputs = {}
-  for batch in bench_serving.BATCH_SIZES:
-    images = bench_serving.sample_images(batch)
+  for batch in common.SERVING_BATCH_SIZES:
+    images = common.sample_images(batch)
     calls = [lambda d=detectors[fmt]: d(images) for fmt in FORMATS]
-    for fmt, (wall, _) in zip(FORMATS, bench_serving.time_round_robin(calls, warmup, runs)):
+    for fmt, (wall, _) in zip(FORMATS, common.time_round_robin(calls, warmup, runs)):
       results[fmt].p50_ms[batch] = float(np.percentile(wall, 50)) * 1e3
       print(f"  {fmt} batch {batch}: p50 {results[fmt].p50_ms[batch]:.0f} ms", flush=True)
     outputs[batch] = {fmt: detectors[fmt](images) for fmt in FORMATS}
@@ -150,9 +146,7 @@ def bench_r50(warmup: int, runs: int) -> List[Result]:
   config = configs.load_named_config(R50_CONFIG)
   config = dataclasses.replace(config, postprocess=dataclasses.replace(
       config.postprocess, nms_mode="combined"))
-  num_classes = config.model.num_classes
-  label_map = coco.LabelMap(tuple(range(1, num_classes + 1)),
-                            tuple(f"class_{i}" for i in range(num_classes)))
+  label_map = common.placeholder_label_map(config.model.num_classes)
   model = factory.build_model(config.model)
   spread_scores(model, config)
   name = "R50-FPN 640 (random weights)"
@@ -172,7 +166,7 @@ def spread_scores(model, config) -> None:
   """Rescales the random prediction layers: on a sample batch each class logit gets mean
   -3 and std 1.5 (scores spread over (0, 1), a few hundred above 0.05 per image) and
   each box delta std 0.3, so detections are distinct instead of tied at the prior."""
-  images = bench_serving.sample_images(1).astype(np.float32)
+  images = common.sample_images(1).astype(np.float32)
   normalized = tf.image.resize(images, config.model.input_size)
   normalized = (normalized - np.array(config.input.mean_rgb)) / np.array(config.input.stddev_rgb)
   anchors = config.model.num_anchors_per_location
@@ -190,10 +184,9 @@ def markdown(results: List[Result], runs: Dict[str, str], load_start, load_end,
              seconds: float) -> str:
   lines = [
       HEADING, "",
-      f"Command: `python benchmarks/bench_formats.py --write_markdown` ({seconds:.0f} s in all). "
-      f"Machine: {common.machine_description()}, shared: load average (1, 5, 15 min) "
-      f"{common.format_load(load_start)} at the start, {common.format_load(load_end)} at the "
-      "end. TF-TRT FP16: not executed (no GPU was lent to this session; the conversion command "
+      common.run_header("python benchmarks/bench_formats.py --write_markdown", seconds,
+                        load_start, load_end, shared="shared")
+      + ". TF-TRT FP16: not executed (no GPU was lent to this session; the conversion command "
       "is `python -m retinanet.serving.portable --format=tftrt_fp16`, its arguments are tested).",
       "",
       "Every format is written by `retinanet.serving.portable` from the same model directory "
@@ -244,10 +237,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     r50 = bench_r50(1, args.runs_r50)
     runs[r50[0].model] = f"1 + {args.runs_r50} runs"
     results += r50
-  text = markdown(results, runs, load_start, common.load_average(), time.time() - start)
-  print(text)
-  if args.write_markdown:
-    common.update_markdown_section(text, HEADING)
+  common.publish(markdown(results, runs, load_start, common.load_average(), time.time() - start),
+                 HEADING, args.write_markdown)
   return 0
 
 

@@ -27,8 +27,8 @@ import tempfile
 import time
 from typing import Callable, Dict, List, Sequence, Tuple
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  pylint: disable=g-import-not-at-top
 
 import tensorflow as tf  # noqa: E402
 
@@ -124,7 +124,7 @@ def main(argv: Sequence[str]) -> int:
   args = parser.parse_args(argv)
   root = args.work_dir or tempfile.mkdtemp(prefix="bench_input_")
   print(f"TF {tf.__version__}, {os.cpu_count()} CPUs, load average before: "
-        f"{os.getloadavg()[0]:.2f}", flush=True)
+        f"{common.load_average()[0]:.2f}", flush=True)
   rows = []
   for name, image_size, input_size, batch_size in SETTINGS:
     pattern = make_records(os.path.join(root, f"{image_size[0]}x{image_size[1]}"), image_size,
@@ -137,7 +137,7 @@ def main(argv: Sequence[str]) -> int:
                    batch_size, pipeline, wall, cpu_ms))
       print(f"{name} {pipeline}: {wall:.1f} img/s, {cpu_ms:.1f} CPU ms/image (runs "
             f"{', '.join(f'{w:.1f}/{c:.1f}' for w, c in runs)})", flush=True)
-  print(f"\nload average after: {os.getloadavg()[0]:.2f}\n")
+  print(f"\nload average after: {common.load_average()[0]:.2f}\n")
   cores = os.cpu_count() or 1
   print(f"| setting | images | input | batch | pipeline | img/s (wall) | CPU ms / image "
         f"| img/s if {cores} cores were free |")

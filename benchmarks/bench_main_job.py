@@ -17,8 +17,9 @@ import sys
 import time
 from typing import Dict, List
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  pylint: disable=g-import-not-at-top
+
 HEADING = "## Main job (make run)"
 
 
@@ -58,12 +59,15 @@ def run_main_job(output_dir: str, pipeline_args: List[str] = (), echo: bool = Tr
   seconds, peak_bytes, load, command, evaluation and model properties, stage seconds.
   Raises RuntimeError when the pipeline fails."""
   shutil.rmtree(output_dir, ignore_errors=True)
-  load = os.getloadavg()
-  command = [os.path.join(ROOT, ".venv", "bin", "python"), os.path.join(ROOT, "run_pipeline.py"),
-             "--runner=local", f"--output_dir={output_dir}", *pipeline_args]
+  load = common.load_average()
+  command = [os.path.join(common.ROOT, ".venv", "bin", "python"),
+             os.path.join(common.ROOT, "run_pipeline.py"), "--runner=local",
+             f"--output_dir={output_dir}", *pipeline_args]
   start = time.time()
-  process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True)
+  # The pipeline gets the environment this benchmark was started with: it picks its own
+  # TF_CPP_MIN_LOG_LEVEL (run_pipeline.py --verbose).
+  process = subprocess.Popen(command, cwd=common.ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, env=common.inherited_environ())
   peak = 0
   lines: List[str] = []
   import threading  # pylint: disable=g-import-not-at-top
@@ -83,7 +87,6 @@ def run_main_job(output_dir: str, pipeline_args: List[str] = (), echo: bool = Tr
   if process.returncode != 0:
     raise RuntimeError(f"run_pipeline.py {' '.join(pipeline_args)} failed with exit code "
                        f"{process.returncode}: {''.join(lines[-40:])}")
-  os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
   from pipeline import metadata_queries  # pylint: disable=g-import-not-at-top
   metadata = os.path.join(output_dir, "metadata.sqlite")
   store = metadata_queries.open_store(metadata)
@@ -111,14 +114,13 @@ def main() -> int:
              f"{seconds / 60:.1f} min; peak memory {peak / 2**30:.2f} GiB")
   print(summary)
   if args.write_markdown:
-    from benchmarks.common import update_markdown_section  # pylint: disable=g-import-not-at-top
     rows = "\n".join(f"| {name} | {s:.0f} |" for name, s in stages.items())
     section = f"""{HEADING}
 
 `{' '.join(['python run_pipeline.py'] + command[2:])}` from an empty output directory
 (the sample data is generated, converted, trained on, evaluated and pushed), measured by
 `benchmarks/bench_main_job.py`; config `sample/tiny` (ResNet-18 x0.5, 192x192, batch 16,
-{model_props['final_step']} steps, float32). Load average at the start: {', '.join(f'{v:.2f}' for v in load)}.
+{model_props['final_step']} steps, float32). Load average at the start: {common.format_load(load)}.
 
 | what | value |
 |---|---|
@@ -131,7 +133,7 @@ def main() -> int:
 |---|---|
 {rows}
 """
-    update_markdown_section(section, HEADING)
+    common.update_markdown_section(section, HEADING)
   return 0
 
 

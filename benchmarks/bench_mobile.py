@@ -31,13 +31,8 @@ import tempfile
 import time
 from typing import Dict, List, Sequence
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  pylint: disable=g-import-not-at-top
-
-sys.path.insert(0, common.ROOT)
 
 HEADING = "## MobileNetV3 backbones"
 INPUT_SIZE = 384
@@ -110,10 +105,9 @@ def measure(backbone: str, head: str, files: str) -> Dict:
 
 
 def run_models() -> List[Dict]:
-  from benchmarks.bench_train import write_records  # pylint: disable=g-import-not-at-top
   results = []
   with tempfile.TemporaryDirectory() as data_dir:
-    files = write_records(data_dir, (INPUT_SIZE, INPUT_SIZE), num_images=BATCH)
+    files = common.write_records(data_dir, (INPUT_SIZE, INPUT_SIZE), num_images=BATCH)
     for backbone, head in CASES:
       start = time.time()
       result = measure(backbone, head, files)
@@ -124,7 +118,7 @@ def run_models() -> List[Dict]:
 
 
 def run_sample_pipelines(output_root: str) -> List[Dict]:
-  from benchmarks.bench_main_job import run_main_job  # pylint: disable=g-import-not-at-top
+  from bench_main_job import run_main_job  # pylint: disable=g-import-not-at-top
   runs = []
   for name in SAMPLE_CONFIGS:
     run = run_main_job(os.path.join(output_root, name.replace("/", "_")),

@@ -29,9 +29,6 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  pylint: disable=g-import-not-at-top
 
@@ -42,7 +39,6 @@ from retinanet import config as config_lib  # noqa: E402
 from retinanet import factory  # noqa: E402
 
 HEADING = "## Model forward pass"
-TINY_CONFIG = os.path.join(common.ROOT, "retinanet", "configs", "sample", "tiny.json")
 BATCH_SIZE = 2
 PRECISIONS = ("float32", "mixed_bfloat16")
 # TF Model Garden R50-FPN RetinaNet at 640x640 (/work/shared/REFERENCE_FIGURES.md).
@@ -135,8 +131,7 @@ def bench(name: str, model_config: config_lib.ModelConfig, precision: str, warmu
     dtype = tf.bfloat16 if "bfloat16" in precision else tf.float32
     matmul = common.ChainedMatmul(INTERLEAVED_PEAK_SIZE, dtype)
     steps, matmuls = time_forward(model, model_config.input_size, warmup, iters, matmul)
-    params = int(sum(v.shape.num_elements() for v in model.variables
-                     if "moving_" not in v.name))
+    params = common.weight_count(model)
   finally:
     tf_keras.mixed_precision.set_global_policy("float32")
   result = Result(name, precision, tuple(model_config.input_size), params, gflops,
@@ -166,10 +161,8 @@ def markdown(results: List[Result], peaks_by_size: Dict[str, Dict[int, float]],
   peaks = {dtype: max(v.values()) for dtype, v in peaks_by_size.items()}
   lines = [
       HEADING, "",
-      f"Command: `{command}` ({total_seconds:.0f} s in all). Machine: "
-      f"{common.machine_description()}, shared with other jobs: load average (1, 5, 15 min) "
-      f"{common.format_load(load_start)} at the start, {common.format_load(load_end)} at the "
-      "end, so absolute times are noisy and low. The robust figure is the CPU-time "
+      common.run_header(command, total_seconds, load_start, load_end)
+      + ", so absolute times are noisy and low. The robust figure is the CPU-time "
       "utilization (model vs matmul GFLOP per CPU second of this process); the wall-clock "
       "utilization swings with the other jobs (it can exceed 100% when a model step caught a "
       "quieter moment than every matmul sample).", "",
@@ -260,14 +253,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if not args.skip_r50:
     models.append(("R50-FPN RetinaNet", r50_config()))
   tiny_note = ""
-  if os.path.exists(TINY_CONFIG):
-    tiny = config_lib.load_config(TINY_CONFIG).model
-    width = getattr(tiny.backbone, "width_multiplier", 1.0)
-    models.append((f"tiny sample (R{tiny.backbone.depth}{f' x{width:g}' if width != 1 else ''}, "
-                   f"{tiny.num_classes} classes, {tiny.num_anchors_per_location} anchors)", tiny))
+  if os.path.exists(common.TINY_CONFIG):
+    tiny = config_lib.load_config(common.TINY_CONFIG).model
+    models.append((f"tiny sample ({common.resnet_label(tiny.backbone)}, {tiny.num_classes} "
+                   f"classes, {tiny.num_anchors_per_location} anchors)", tiny))
   else:
-    tiny_note = (f"The tiny sample config ({os.path.relpath(TINY_CONFIG, common.ROOT)}) did not "
-                 "exist when this ran, so it is not in the table.")
+    tiny_note = (f"The tiny sample config ({os.path.relpath(common.TINY_CONFIG, common.ROOT)}) "
+                 "did not exist when this ran, so it is not in the table.")
     print(tiny_note, flush=True)
 
   results = []
@@ -278,13 +270,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       gflops = result.gflops_per_image
       results.append(result)
 
-  load_end = common.load_average()
-  command = "python benchmarks/bench_model.py" + (" " + " ".join(argv or sys.argv[1:])).rstrip()
-  section = markdown(results, peaks_by_size, load_start, load_end, tiny_note, command,
-                     time.time() - started)
-  print(section)
-  if args.write_markdown:
-    common.update_markdown_section(section, HEADING)
+  section = markdown(results, peaks_by_size, load_start, common.load_average(), tiny_note,
+                     common.command_line("bench_model.py", argv), time.time() - started)
+  common.publish(section, HEADING, args.write_markdown)
   return 0
 
 

@@ -21,9 +21,6 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_modelgarden_parity as parity  # noqa: E402  pylint: disable=g-import-not-at-top
 import common  # noqa: E402  pylint: disable=g-import-not-at-top
@@ -59,7 +56,7 @@ def main(argv=None) -> int:
                                                 os.path.join(tmp, "ours"))
     import_seconds = time.perf_counter() - start
     model, config, label_map, _ = task.load_model_dir(os.path.join(tmp, "ours"))
-    trainable = sum(int(np.prod(v.shape)) for v in model.variables if "moving_" not in v.name)
+    trainable = common.weight_count(model)
     reference = np.load(os.path.join(mg_dir, "outputs.npz"))
     classes, boxes = model.call_per_level(tf.constant(reference["images"]), training=False)
     rows = []
@@ -85,9 +82,7 @@ def main(argv=None) -> int:
            "| level | feature map | class logits: max abs difference | max abs value | "
            "box outputs: max abs difference | max abs value |", "|---|---|---|---|---|---|",
            *rows]
-  print("\n".join(lines))
-  if args.write_markdown:
-    common.update_markdown_section("\n".join(lines) + "\n", HEADING)
+  common.publish("\n".join(lines), HEADING, args.write_markdown)
   return 0
 
 

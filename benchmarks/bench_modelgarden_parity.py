@@ -41,13 +41,9 @@ import tempfile
 import time
 from typing import Dict, List, Sequence, Tuple
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  pylint: disable=g-import-not-at-top
 
-sys.path.insert(0, common.ROOT)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -122,8 +118,7 @@ def subprocess_env() -> Dict[str, str]:
   """This process's environment minus anything that would point the other venv at ours."""
   env = {k: v for k, v in os.environ.items()
          if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "TF_CPP_MIN_LOG_LEVEL")}
-  env["TF_USE_LEGACY_KERAS"] = "1"
-  env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+  env.update(common.ENV_DEFAULTS)
   return env
 
 

@@ -24,11 +24,7 @@ import tempfile
 import time
 from typing import Dict, List, Optional, Sequence
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_train  # noqa: E402  pylint: disable=g-import-not-at-top
 import common  # noqa: E402  pylint: disable=g-import-not-at-top
 
 HEADING = "## Multi-worker training"
@@ -114,7 +110,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return worker_main(args)
   start, load_start = time.time(), common.load_average()
   with tempfile.TemporaryDirectory() as root:
-    files = bench_train.write_records(root, (128, 128), 64)   # one TFRecord file
+    files = common.write_records(root, (128, 128), 64)   # one TFRecord file
     one = run_cluster(1, files, root, args.steps)
     two = run_cluster(2, files, root, args.steps)
   t1, t2 = step_seconds(one["history"]), step_seconds(two["history"])
@@ -140,9 +136,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       "tests/test_training_multiworker.py asserts. On real hosts each worker has its own "
       "accelerators, so the step time should stay near one worker's while the global batch "
       "doubles; this overhead is the number to compare against.", ""])
-  print(text)
-  if args.write_markdown:
-    common.update_markdown_section(text, HEADING)
+  common.publish(text, HEADING, args.write_markdown)
   return 0
 
 

@@ -22,13 +22,8 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  pylint: disable=g-import-not-at-top
-
-sys.path.insert(0, common.ROOT)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -129,9 +124,7 @@ both in this process on the same inputs, interleaved; median of {args.runs} call
 |---|---|---|---|---|---|
 {table}
 """
-  print(section)
-  if args.write_markdown:
-    common.update_markdown_section(section, HEADING)
+  common.publish(section, HEADING, args.write_markdown)
   return 0
 
 

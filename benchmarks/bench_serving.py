@@ -29,10 +29,7 @@ import os
 import sys
 import tempfile
 import time
-from typing import Callable, List, Optional, Sequence, Tuple
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from typing import List, Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  pylint: disable=g-import-not-at-top
@@ -41,15 +38,13 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from retinanet import coco  # noqa: E402
 from retinanet import config as config_lib  # noqa: E402
 from retinanet import factory  # noqa: E402
 from retinanet.serving import export  # noqa: E402
 
 HEADING = "## Serving"
-TINY_CONFIG = os.path.join(common.ROOT, "retinanet", "configs", "sample", "tiny.json")
-IMAGE_SIZE = (480, 640)
-BATCH_SIZES = (1, 8)
+IMAGE_SIZE = common.SERVING_IMAGE_SIZE
+BATCH_SIZES = common.SERVING_BATCH_SIZES
 SIGNATURES = (export.SERVE_IMAGES, export.SERVE_ENCODED)
 
 
@@ -72,35 +67,6 @@ class Row:
     return self.batch / self.percentile(50)
 
 
-def time_round_robin(fns: Sequence[Callable[[], object]], warmup: int,
-                     runs: int) -> List[Tuple[List[float], List[float]]]:
-  """(wall seconds, CPU seconds) of `runs` calls of each fn, interleaved (fn0, fn1, ..., fn0, ...).
-
-  On a shared machine the load drifts; interleaving lets every fn see the
-  same conditions, so their ratios stay meaningful. `warmup` untimed rounds first.
-  """
-  for _ in range(warmup):
-    for fn in fns:
-      fn()
-  seconds = [([], []) for _ in fns]
-  for _ in range(runs):
-    for fn, (wall, cpu) in zip(fns, seconds):
-      wall_s, cpu_s = common.timed_call(fn)
-      wall.append(wall_s)
-      cpu.append(cpu_s)
-  return seconds
-
-
-def sample_images(batch: int) -> np.ndarray:
-  """Smooth random uint8 images [batch, 480, 640, 3] (seeded numpy, JPEG-friendly)."""
-  rng = np.random.RandomState(batch)
-  images = []
-  for _ in range(batch):
-    small = rng.randint(0, 256, (IMAGE_SIZE[0] // 16, IMAGE_SIZE[1] // 16, 3)).astype(np.uint8)
-    images.append(np.asarray(Image.fromarray(small).resize(IMAGE_SIZE[::-1], Image.BILINEAR)))
-  return np.stack(images)
-
-
 def jpeg_bytes(image: np.ndarray) -> bytes:
   buffer = io.BytesIO()
   Image.fromarray(image).save(buffer, format="JPEG", quality=90)
@@ -111,9 +77,7 @@ def bench_model(name: str, config: config_lib.ExperimentConfig, warmup: int,
                 runs: int) -> List[Row]:
   """Exports `config`'s model with random weights and times each signature and batch size."""
   postprocess = dataclasses.replace(config.postprocess, nms_mode="combined", score_threshold=0.0)
-  num_classes = config.model.num_classes
-  label_map = coco.LabelMap(tuple(range(1, num_classes + 1)),
-                            tuple(f"class_{i}" for i in range(num_classes)))
+  label_map = common.placeholder_label_map(config.model.num_classes)
   model = factory.build_model(config.model)
   input_size = tuple(config.model.input_size)
 
@@ -134,7 +98,7 @@ def bench_model(name: str, config: config_lib.ExperimentConfig, warmup: int,
     load_seconds = time.perf_counter() - start
     print(f"{name}: export {export_seconds:.1f} s, load {load_seconds:.1f} s", flush=True)
     for batch in BATCH_SIZES:
-      images = sample_images(batch)
+      images = common.sample_images(batch, IMAGE_SIZE)
       normalized = tf.random.stateless_normal([batch, *input_size, 3], seed=[0, batch])
       inputs = {
           export.SERVE_IMAGES: {export.IMAGES_KEY: tf.constant(images)},
@@ -145,7 +109,7 @@ def bench_model(name: str, config: config_lib.ExperimentConfig, warmup: int,
       for signature in SIGNATURES:
         calls.append(lambda fn=loaded.signatures[signature], kwargs=inputs[signature]:
                      fn(**kwargs)["boxes"].numpy())
-      (forward_wall, forward_cpu), *signature_seconds = time_round_robin(calls, warmup, runs)
+      (forward_wall, forward_cpu), *signature_seconds = common.time_round_robin(calls, warmup, runs)
       for signature, (wall, cpu) in zip(SIGNATURES, signature_seconds):
         row = Row(name, input_size, signature, batch, wall, cpu, forward_wall, forward_cpu)
         rows.append(row)
@@ -162,10 +126,8 @@ def markdown(rows: List[Row], runs_by_model: dict, load_start: Sequence[float],
              load_end: Sequence[float], seconds: float) -> str:
   lines = [
       HEADING, "",
-      f"Command: `python benchmarks/bench_serving.py --write_markdown` ({seconds:.0f} s in all). "
-      f"Machine: {common.machine_description()}, shared with other jobs: load average "
-      f"(1, 5, 15 min) {common.format_load(load_start)} at the start, "
-      f"{common.format_load(load_end)} at the end, so absolute times are noisy and high.", "",
+      common.run_header("python benchmarks/bench_serving.py --write_markdown", seconds,
+                        load_start, load_end) + ", so absolute times are noisy and high.", "",
       "Exported with `retinanet.serving.export.export_saved_model` (random weights, combined "
       "NMS, pre_nms_top_k per level and max_detections as in each config, score_threshold 0 so "
       "every pre-NMS candidate enters NMS: the worst case of these settings), loaded with "
@@ -204,8 +166,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       help=f"replace the {HEADING!r} section of BENCHMARKS.md")
   args = parser.parse_args(argv)
   start, load_start = time.perf_counter(), common.load_average()
-  models = [("tiny sample (R18, 5 classes)", config_lib.load_config(TINY_CONFIG), args.warmup,
-             args.runs)]
+  models = [("tiny sample (R18, 5 classes)", config_lib.load_config(common.TINY_CONFIG),
+             args.warmup, args.runs)]
   if not args.skip_r50:
     models.append(("R50-FPN RetinaNet (80 classes)", config_lib.ExperimentConfig(),
                    args.warmup_r50, args.runs_r50))
@@ -215,9 +177,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows.extend(bench_model(name, config, warmup, runs))
   section = markdown(rows, runs_by_model, load_start, common.load_average(),
                      time.perf_counter() - start)
-  print(section)
-  if args.write_markdown:
-    common.update_markdown_section(section, HEADING)
+  common.publish(section, HEADING, args.write_markdown)
   return 0
 
 

@@ -37,14 +37,10 @@ import tempfile
 import time
 from typing import Dict, List
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  pylint: disable=g-import-not-at-top
 
 HEADING = "## Training"
-TINY_CONFIG = os.path.join(common.ROOT, "retinanet", "configs", "sample", "tiny.json")
 PRECISIONS = ("float32", "mixed_bfloat16")
 # (name, timed steps after one warm-up step, per-case time limit in seconds)
 MODELS = {"tiny": (5, 1200), "r50": (2, 1800)}
@@ -57,33 +53,9 @@ PEAK_SIZE = 4096
 def model_config(name: str):
   from retinanet import config as config_lib  # pylint: disable=g-import-not-at-top
   if name == "tiny":
-    return config_lib.load_config(TINY_CONFIG)
+    return config_lib.load_config(common.TINY_CONFIG)
   # ResNet-50 FPN, P3-P7, 9 anchors, 4 x 256 head convs, 80 classes, 640x640, batch 2.
   return config_lib.apply_overrides(config_lib.ExperimentConfig(), ["train.global_batch_size=2"])
-
-
-def write_records(directory: str, image_size, num_images: int = 16) -> str:
-  """Sample-shapes images as TFRecords (data.sample_data + data.example_codec)."""
-  from data import example_codec, sample_data  # pylint: disable=g-import-not-at-top
-  from retinanet import coco  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  raw = sample_data.generate_sample_dataset(os.path.join(directory, "raw"), num_train=num_images,
-                                            num_val=0, image_size=image_size)
-  ann_path, image_dir = raw.splits["train"]
-  with open(ann_path) as f:
-    data = json.load(f)
-  label_map = coco.LabelMap.from_categories(data["categories"])
-  by_image: Dict[int, list] = {}
-  for ann in data["annotations"]:
-    by_image.setdefault(ann["image_id"], []).append(ann)
-  path = os.path.join(directory, "train.tfrecord")
-  with tf.io.TFRecordWriter(path) as writer:
-    for image in data["images"]:
-      with open(os.path.join(image_dir, image["file_name"]), "rb") as f:
-        example, _ = example_codec.build_example(f.read(), image,
-                                                 by_image.get(image["id"], []), label_map)
-      writer.write(example.SerializeToString())
-  return path
 
 
 def run_case(model: str, precision: str, xla: bool, steps: int, files: str,
@@ -164,10 +136,8 @@ def _run_child(model: str, precision: str, xla: bool, steps: int, files: str,
 
 def model_label(model: str) -> str:
   m = model_config(model).model
-  width = m.backbone.width_multiplier
-  backbone = f"R{m.backbone.depth}" + (f" x{width:g}" if width != 1.0 else "")
   name = "tiny sample" if model == "tiny" else "RetinaNet"
-  return (f"{name} ({backbone}-FPN P{m.fpn.min_level}-P{m.fpn.max_level}, "
+  return (f"{name} ({common.resnet_label(m.backbone)}-FPN P{m.fpn.min_level}-P{m.fpn.max_level}, "
           f"{m.input_size[0]}², {m.num_classes} classes)")
 
 
@@ -225,10 +195,8 @@ def markdown(results: List[dict], peaks: Dict[str, float], gflops: Dict[str, flo
              load_start, load_end, seconds: float) -> str:
   lines = [
       HEADING, "",
-      f"Command: `python benchmarks/bench_train.py --write_markdown` ({seconds:.0f} s in all). "
-      f"Machine: {common.machine_description()}, shared with other jobs: load average "
-      f"(1, 5, 15 min) {common.format_load(load_start)} at the start, "
-      f"{common.format_load(load_end)} at the end, so wall-clock figures are low and noisy; "
+      common.run_header("python benchmarks/bench_train.py --write_markdown", seconds, load_start,
+                        load_end) + ", so wall-clock figures are low and noisy; "
       "the CPU-time column is the least load-sensitive ratio.", "",
       "One training step = `Trainer.run_steps(1)`: forward, focal + Huber loss normalized by "
       "the global positive count, L2 over kernels, gradients, all-reduce (one replica), SGD "
@@ -289,9 +257,7 @@ def main(argv=None) -> int:
       saved = json.load(f)
     section = markdown(saved["results"], saved["peaks"], saved["gflops"], saved["load_start"],
                        saved["load_end"], saved["seconds"])
-    print(section)
-    if args.write_markdown:
-      common.update_markdown_section(section, HEADING)
+    common.publish(section, HEADING, args.write_markdown)
     return 0
 
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -302,7 +268,7 @@ def main(argv=None) -> int:
   models = [args.only] if args.only else list(MODELS)
   results, gflops = [], {}
   with tempfile.TemporaryDirectory() as work:
-    files = write_records(work, image_size=(256, 256))
+    files = common.write_records(work, image_size=(256, 256))
     for model in models:
       steps, limit = MODELS[model]
       for xla in ((False,) if args.no_xla else (False, True)):
@@ -314,14 +280,12 @@ def main(argv=None) -> int:
           results.append(r)
           print(json.dumps(r), flush=True)
   load_end, seconds = common.load_average(), time.time() - start
-  section = markdown(results, peaks, gflops, load_start, load_end, seconds)
-  print(section)
   if args.json_out:
     with open(args.json_out, "w") as f:
       json.dump(dict(peaks=peaks, gflops=gflops, results=results, load_start=load_start,
                      load_end=load_end, seconds=seconds), f, indent=1)
-  if args.write_markdown:
-    common.update_markdown_section(section, HEADING)
+  common.publish(markdown(results, peaks, gflops, load_start, load_end, seconds), HEADING,
+                 args.write_markdown)
   return 0
 
 
