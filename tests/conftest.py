@@ -13,6 +13,7 @@ workers do not fight over two cores; set them in the environment to override.
 The CPU is split into two logical devices before TensorFlow initializes, so
 multi-replica cases (MirroredStrategy) run in the worker's own process.
 """
+import contextlib
 import os
 
 import pytest
@@ -64,6 +65,29 @@ def pytest_collection_modifyitems(items):
     first_seen.setdefault(module(item), len(first_seen))
   rank = {name: i for i, name in enumerate(RUN_FIRST)}
   items.sort(key=lambda item: (rank.get(module(item), len(RUN_FIRST)), first_seen[module(item)]))
+
+
+@contextlib.contextmanager
+def validating_in_process():
+  """The Pusher's pre-push validation in this process: the same checks and report as
+  `validate_in_fresh_process`, without a second interpreter's start-up.
+
+  The fresh-process property itself is checked once through the component
+  (test_components_eval_push.test_pusher_pushes_the_evaluated_bytes) and once through
+  `run_pipeline.py` (test_pipeline_resume, whose pipeline runs as a real command).
+  """
+  from retinanet.serving import validate  # pylint: disable=g-import-not-at-top
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(validate, "validate_in_fresh_process",
+                  lambda export_dir, timeout_seconds: validate.validation_report(export_dir))
+    yield
+
+
+@pytest.fixture
+def validate_in_process():
+  """validating_in_process() around one test."""
+  with validating_in_process():
+    yield
 
 
 @pytest.fixture(scope="session")

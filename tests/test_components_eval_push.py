@@ -124,17 +124,6 @@ def evaluated(inputs, tmp_path_factory):
   return blessing
 
 
-@pytest.fixture
-def validate_in_process(monkeypatch):
-  """The Pusher's pre-push validation in this process (the same checks and report).
-
-  One test here, and every end-to-end pipeline run, validates in a fresh process; the
-  others save that interpreter's start-up.
-  """
-  monkeypatch.setattr(validate, "validate_in_fresh_process",
-                      lambda export_dir, timeout_seconds: validate.validation_report(export_dir))
-
-
 def _push(inputs, tmp_path, blessing, postprocess_overrides="{}", model=None, **params):
   pushed = _artifact(standard_artifacts.PushedModel, tmp_path / "pushed")
   RetinaNetPusher.test_call(model=model or inputs[1], model_blessing=blessing,

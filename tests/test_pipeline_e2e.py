@@ -1,7 +1,8 @@
 """End-to-end local pipeline runs and the accuracy gate (marked e2e: `make test-e2e`).
 
 One full run of the main job (the built-in sample data, the shipped sample/tiny
-config, the default seed) that must reach SAMPLE_AP_FLOOR: a change that breaks
+config, the default seed; pre-push validation in this process, see
+conftest.validating_in_process) that must reach SAMPLE_AP_FLOOR: a change that breaks
 learning turns the suite red. Then a partial run of the Evaluator alone that
 must reuse the Trainer's model artifact from MLMD, the lineage command on the
 result, and a fine-tuning pipeline from that model on a dataset with other
@@ -17,6 +18,7 @@ import pytest
 from data import sample_data
 from pipeline import cli, lineage, metadata_queries, stages
 from retinanet import model_dir as model_dir_lib
+from tests.conftest import validating_in_process
 
 pytestmark = pytest.mark.e2e
 
@@ -61,7 +63,7 @@ def main_run(tmp_path_factory):
   # Convert only, then the whole pipeline: the data stage must come from the cache.
   assert cli.main(argv + ["--to_stage=data"]) == 0
   printed = io.StringIO()
-  with contextlib.redirect_stdout(printed):
+  with contextlib.redirect_stdout(printed), validating_in_process():
     assert cli.main(argv) == 0
   return {"root": root, "output_dir": output_dir, "argv": argv, "printed": printed.getvalue(),
           "metadata": os.path.join(output_dir, "metadata.sqlite")}
@@ -141,6 +143,7 @@ def test_lineage_lists_every_stage(main_run):
   assert lineage.main(["--metadata", main_run["metadata"]]) == 0
 
 
+@pytest.mark.usefixtures("validate_in_process")
 def test_finetuning_pipeline_on_other_categories(main_run):
   root = main_run["root"]
   dataset = sample_data.generate_sample_dataset(
