@@ -10,9 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-from typing import Any, Dict, List, Sequence, Tuple, Type, TypeVar
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, TypeVar
 
-import tensorflow as tf
 
 from retinanet import fileio
 
@@ -365,6 +364,24 @@ def config_to_dict(config: ExperimentConfig) -> Dict[str, Any]:
   return plain(dataclasses.asdict(config))
 
 
+def config_overrides(config: ExperimentConfig,
+                     base: Optional[ExperimentConfig] = None) -> Dict[str, Any]:
+  """The part of config_to_dict(config) that differs from `base` (default: the defaults of
+  the config tree), nested; the name is always kept. config_from_dict of it gives `config`
+  back when `base` is the defaults."""
+  def changed(value: Dict[str, Any], reference: Dict[str, Any]) -> Dict[str, Any]:
+    out = {}
+    for key, v in value.items():
+      if isinstance(v, dict):          # a nested config section
+        if changed(v, reference[key]):
+          out[key] = changed(v, reference[key])
+      elif v != reference[key]:
+        out[key] = v
+    return out
+  overrides = changed(config_to_dict(config), config_to_dict(base or ExperimentConfig()))
+  return {"name": config.name, **overrides}
+
+
 def load_config(path: str) -> ExperimentConfig:
   """Loads a JSON config (local path or gs://) with strict keys."""
   data = fileio.read_json(path, ConfigError)
@@ -374,9 +391,11 @@ def load_config(path: str) -> ExperimentConfig:
     raise ConfigError(f"{path}: {e}") from e
 
 
-def save_config(config: ExperimentConfig, path: str) -> None:
-  with tf.io.gfile.GFile(path, "w") as f:
-    f.write(json.dumps(config_to_dict(config), indent=2, sort_keys=True) + "\n")
+def save_config(config: ExperimentConfig, path: str, overrides_only: bool = False) -> None:
+  """Sorted, indented JSON: every value, or (overrides_only) only what differs from the
+  defaults, which loads to the same config."""
+  data = config_overrides(config) if overrides_only else config_to_dict(config)
+  fileio.write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def config_to_json(config: ExperimentConfig) -> str:

@@ -380,12 +380,14 @@ def all_configs() -> Dict[str, config_lib.ExperimentConfig]:
 
 
 def write_all(directory: str = CONFIG_DIR) -> List[str]:
-  """Writes every config as sorted, indented JSON; returns the paths."""
+  """Writes every config as sorted, indented JSON of what it changes against the config
+  tree's defaults (retinanet/config.py), so a file shows its choices and two files diff
+  to their differences; returns the paths."""
   paths = []
   for name, config in all_configs().items():
     path = os.path.join(directory, name + ".json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    config_lib.save_config(config, path)
+    config_lib.save_config(config, path, overrides_only=True)
     paths.append(path)
   return paths
 
