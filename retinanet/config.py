@@ -12,7 +12,6 @@ import json
 import typing
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, TypeVar
 
-
 from retinanet import fileio
 
 BACKBONE_DEPTHS = (18, 34, 50, 101, 152)
