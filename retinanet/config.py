@@ -592,7 +592,7 @@ def check_box_loss_convention(box_variances: Sequence[float], box_loss: str, hub
         f"box_loss_weight={REFERENCE_BOX_LOSS_WEIGHT:g} (Model Garden), or the scaled "
         f"variant box_variances={list(SCALED_BOX_VARIANCES)} with "
         f"huber_delta={SCALED_HUBER_DELTA} and box_loss_weight={SCALED_BOX_LOSS_WEIGHT} "
-        "(the seed / keras.io RetinaNet; sample/tiny)")
+        "(the ancestor project / keras.io RetinaNet; sample/tiny)")
 
 
 def check_num_classes(config: ExperimentConfig, label_map_size: int) -> None:

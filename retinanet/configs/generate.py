@@ -30,7 +30,7 @@ Two recipes:
 Box coder and loss, every COCO config: unscaled deltas (box_variances 1, 1, 1, 1) with
 Huber delta 0.1 and box loss weight 50, Model Garden's retinanet_resnetfpn_coco
 convention (detectron2 and torchvision also use unscaled deltas). config.validate
-rejects the seed's scaled variances combined with these loss settings.
+rejects the ancestor project's scaled variances combined with these loss settings.
 
 coco/retinanet-r50-1024-v2recipe-b16-8gpu: torchvision's retinanet_resnet50_fpn_v2
 recipe (41.5 AP; pytorch/vision#5756) in our terms: GIoU box loss on decoded boxes
@@ -53,7 +53,7 @@ sample/tiny is a CPU config for the built-in shapes dataset (data/sample_data.py
 256x256 images, 5 classes, objects 16 px to 60% of the image): ResNet-18 at half
 width from scratch, 192x192 input (objects from 12 px), levels 3..6 with 64
 channels, anchors 16..203 px (anchor_size 2). Sized so the whole local pipeline
-finishes in minutes on a 2-core CPU (see BENCHMARKS.md). Its box loss is the seed's
+finishes in minutes on a 2-core CPU (see BENCHMARKS.md). Its box loss is the ancestor project's
 scaled variant with its own consistent loss settings (variances 0.1/0.1/0.2/0.2, Huber
 delta 1, weight 1): on this 500-step task it reaches the old mixed convention's AP,
 where Model Garden's unscaled settings lose 0.02-0.05 AP, all of it localization

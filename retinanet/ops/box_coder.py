@@ -3,7 +3,7 @@
 Deltas are [dy, dx, dh, dw] (the Faster R-CNN parametrisation), divided by
 `variances` (= 1 / box coder weights). The default (1, 1, 1, 1) gives the
 unscaled deltas of Model Garden (box_coder_weights=None), detectron2 and
-torchvision RetinaNet; (0.1, 0.1, 0.2, 0.2) is the seed's scaled variant
+torchvision RetinaNet; (0.1, 0.1, 0.2, 0.2) is the ancestor project's scaled variant
 (config.check_box_loss_convention keeps the loss settings consistent):
 
   dy = (cy_box - cy_anchor) / h_anchor / variances[0]

@@ -2,7 +2,7 @@
 
 With SGD, weight decay is an explicit loss term, `l2_weight_decay * sum(||w||^2) / 2`
 over kernel weights only (conv / dense kernels; not normalization gamma/beta
-nor biases), as in the seed trainer and Model Garden: its gradient is
+nor biases), as in the ancestor project's trainer and Model Garden: its gradient is
 `l2_weight_decay * w`, Detectron's "WEIGHT_DECAY". AdamW decays the same
 kernels inside the optimizer (decoupled, torchvision's --norm-weight-decay 0).
 """

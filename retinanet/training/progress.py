@@ -1,4 +1,4 @@
-"""Training progress: the seed's log line, TensorBoard scalars, a TTY progress bar.
+"""Training progress: the ancestor project's log line, TensorBoard scalars, a TTY progress bar.
 
 Log line (one every log_every steps):
   [global_step 200/33750] [ETA: 01:50:14] [137.74 imgs/s] {'box-loss': 0.007, ...,
