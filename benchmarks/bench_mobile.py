@@ -73,7 +73,7 @@ def measure(backbone: str, head: str, files: str) -> Dict:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from retinanet import factory  # pylint: disable=g-import-not-at-top
   from retinanet.task import RetinaNetTask  # pylint: disable=g-import-not-at-top
-  from retinanet.training import trainer  # pylint: disable=g-import-not-at-top
+  from retinanet.training import train_lib  # pylint: disable=g-import-not-at-top
   cfg = case_config(backbone, head)
   model = factory.build_model(cfg.model)
   spec = tf.TensorSpec([1, INPUT_SIZE, INPUT_SIZE, 3], tf.float32)
@@ -87,7 +87,7 @@ def measure(backbone: str, head: str, files: str) -> Dict:
              for _ in range(FORWARD_ITERS)]
   base = RetinaNetTask(cfg).build_inputs(files, is_training=True)
   with tempfile.TemporaryDirectory() as model_dir:
-    tr = trainer.build_trainer(cfg, train_files=files, model_dir=model_dir,
+    tr = train_lib.build_trainer(cfg, train_files=files, model_dir=model_dir,
                                strategy=tf.distribute.get_strategy(),
                                dataset_fn=lambda ctx: base(ctx).take(1).cache().repeat())
     tr.run_steps(1)  # trace + one step

@@ -39,11 +39,11 @@ def worker_main(args) -> int:
   """One training process (TF_CONFIG, if any, from the environment)."""
   from retinanet import config as config_lib  # pylint: disable=g-import-not-at-top
   from retinanet import configs  # pylint: disable=g-import-not-at-top
-  from retinanet.training import trainer  # pylint: disable=g-import-not-at-top
+  from retinanet.training import train_lib  # pylint: disable=g-import-not-at-top
   config = config_lib.apply_overrides(configs.load_named_config("sample/tiny"),
                                       OVERRIDES + [f"train.total_steps={args.steps}"])
-  strategy = trainer.create_strategy("multi_worker_mirrored")
-  result = trainer.train(config, train_files=args.train_files, model_dir=args.model_dir,
+  strategy = train_lib.create_strategy("multi_worker_mirrored")
+  result = train_lib.train(config, train_files=args.train_files, model_dir=args.model_dir,
                          strategy=strategy)
   if strategy.extended.should_checkpoint:
     with open(args.result, "w") as f:

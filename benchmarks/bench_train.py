@@ -66,7 +66,7 @@ def run_case(model: str, precision: str, xla: bool, steps: int, files: str,
   from retinanet import config as config_lib  # pylint: disable=g-import-not-at-top
   from retinanet.task import RetinaNetTask  # pylint: disable=g-import-not-at-top
   from retinanet.training import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
-  from retinanet.training import trainer  # pylint: disable=g-import-not-at-top
+  from retinanet.training import train_lib  # pylint: disable=g-import-not-at-top
 
   cfg = config_lib.apply_overrides(model_config(model), [
       f'train.mixed_precision="{precision}"', f"train.jit_compile={str(xla).lower()}",
@@ -74,7 +74,7 @@ def run_case(model: str, precision: str, xla: bool, steps: int, files: str,
   strategy_lib.set_precision_policy(precision)
   base = RetinaNetTask(cfg).build_inputs(files, is_training=True)
   with tempfile.TemporaryDirectory() as model_dir:
-    tr = trainer.build_trainer(cfg, train_files=files, model_dir=model_dir,
+    tr = train_lib.build_trainer(cfg, train_files=files, model_dir=model_dir,
                                strategy=tf.distribute.get_strategy(),
                                dataset_fn=lambda ctx: base(ctx).take(1).cache().repeat())
     batch = cfg.train.global_batch_size

@@ -9,7 +9,7 @@
 
 and `load_model_dir` restores a trained-model directory (the Trainer's Model
 artifact, an export, a pushed version) for evaluation, export and fine-tuning.
-The Trainer (`retinanet/training/trainer.py`), evaluation, export, the
+The training entry point (`retinanet/training/train_lib.py`), evaluation, export, the
 benchmarks and the tests all take these objects from here (Model Garden's task
 layer in spirit); the library pieces below it take explicit arguments.
 """
@@ -34,8 +34,8 @@ from retinanet.training import checkpointing
 from retinanet.training import finetune
 from retinanet.training import learning_rate
 from retinanet.training import optimizer as optimizer_lib
-from retinanet.training.train_loop import (RANDOM_WEIGHTS, DatasetFn, LossFn, PositivesFn,
-                                           TrainLoopOptions)
+from retinanet.training.trainer import (RANDOM_WEIGHTS, DatasetFn, LossFn, PositivesFn,
+                                        TrainLoopOptions)
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import tensorflow as tf
 from retinanet import config as config_lib
 from retinanet import factory
 from retinanet.training import checkpointing
-from retinanet.training import trainer
+from retinanet.training import train_lib
 from retinanet import task
 from tests.test_training_fixtures import tiny_config
 
@@ -97,7 +97,7 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, shared_records):
   files = shared_records(num_images=16)
   cfg = tiny_config(RESUME_OVERRIDES, total_steps=6, steps_per_execution=1, log_every=1,
                     checkpoint_every=3)
-  straight = trainer.train(cfg, train_files=files, model_dir=str(tmp_path / "a"))
+  straight = train_lib.train(cfg, train_files=files, model_dir=str(tmp_path / "a"))
   assert straight.final_step == 6 and sorted(_losses_by_step(straight)) == [1, 2, 3, 4, 5, 6]
 
   # "Kill" the run right after its step-3 checkpoint: a directory holding only ckpt-3.
@@ -111,7 +111,7 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, shared_records):
   # (model, optimizer, EMA, normalizer, input position). A fresh process after SIGKILL is
   # the end-to-end gate tests/test_pipeline_resume.py.
   restored_cfg = config_lib.config_from_dict(json.loads(json.dumps(config_lib.config_to_dict(cfg))))
-  result = trainer.train(restored_cfg, train_files=files, model_dir=str(killed))
+  result = train_lib.train(restored_cfg, train_files=files, model_dir=str(killed))
   resumed = {"history": result.history, "final_step": result.final_step}
   assert resumed["final_step"] == 6
   resumed_losses = {step: m["total_loss"] for step, m in resumed["history"]}
@@ -138,7 +138,7 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, shared_records):
   shutil.copytree(tmp_path / "a", broken)
   for data in tf.io.gfile.glob(str(broken / "ckpt-6.data-*")):
     tf.io.gfile.remove(data)
-  tr = trainer.build_trainer(cfg, train_files=files, model_dir=str(broken),
+  tr = train_lib.build_trainer(cfg, train_files=files, model_dir=str(broken),
                              strategy=tf.distribute.get_strategy())
   assert tr.restore_latest() == str(broken / "ckpt-3")
   assert tr.global_step == 3
@@ -162,11 +162,11 @@ def test_resume_with_state_the_checkpoint_lacks(tmp_path, caplog, shared_records
   """A checkpoint without EMA / normalizer state (e.g. the option was off) still resumes."""
   files = shared_records(num_images=4)
   strategy = tf.distribute.get_strategy()
-  plain = trainer.build_trainer(tiny_config(), train_files=files, model_dir=str(tmp_path / "m"),
+  plain = train_lib.build_trainer(tiny_config(), train_files=files, model_dir=str(tmp_path / "m"),
                                 strategy=strategy)
   plain.optimizer.iterations.assign(3)
   plain.save_checkpoint()
-  richer = trainer.build_trainer(tiny_config(RESUME_OVERRIDES), train_files=files,
+  richer = train_lib.build_trainer(tiny_config(RESUME_OVERRIDES), train_files=files,
                                  model_dir=str(tmp_path / "m"), strategy=strategy)
   with caplog.at_level(logging.WARNING):
     assert richer.restore_latest().endswith("ckpt-3")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from retinanet.training import checkpointing, trainer
+from retinanet.training import checkpointing, train_lib
 from tests.conftest import LOGICAL_CPUS
 from tests.test_training_fixtures import tiny_config
 
@@ -29,8 +29,8 @@ def _run(tmp_path, files, overrides):
                     checkpoint_every=100)
   runs, initial = {}, None
   for name in ("default", "mirrored"):
-    strategy = trainer.create_strategy(name)
-    tr = trainer.build_trainer(cfg, train_files=files, model_dir=str(tmp_path / name),
+    strategy = train_lib.create_strategy(name)
+    tr = train_lib.build_trainer(cfg, train_files=files, model_dir=str(tmp_path / name),
                                strategy=strategy)
     paths = checkpointing.variable_paths(tr.model)
     if initial is None:

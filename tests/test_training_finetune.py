@@ -11,7 +11,7 @@ from retinanet.modeling.heads import prior_probability_bias
 from retinanet.training import checkpointing
 from retinanet.training import ema as ema_lib
 from retinanet.training import finetune
-from retinanet.training import trainer
+from retinanet.training import train_lib
 from retinanet import task
 from tests.test_training_fixtures import tiny_config
 
@@ -116,7 +116,7 @@ def test_train_finetunes_and_freezes(tmp_path, caplog, shared_records):
                      "optimizer.gradient_clip_norm=1.0"], total_steps=2,
                     steps_per_execution=2, log_every=2, checkpoint_every=100)
   with caplog.at_level(logging.INFO):
-    result = trainer.train(cfg, train_files=files, model_dir=str(tmp_path / "model"),
+    result = train_lib.train(cfg, train_files=files, model_dir=str(tmp_path / "model"),
                            finetune_from=str(tmp_path / "base"),
                            freeze_patterns=[r"^backbone/", r"^fpn/"])
   report = result.finetune

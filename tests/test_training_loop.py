@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 from retinanet import config as config_lib
-from retinanet.training import trainer
-from retinanet.training.train_loop import NonFiniteLossError
+from retinanet.training import train_lib
+from retinanet.training.trainer import NonFiniteLossError
 from retinanet import task
 from tests.test_training_fixtures import tiny_config
 from tests.test_training_units import SEED_LINE
@@ -36,7 +36,7 @@ def _poisoned(cfg, files, bad_batches):
 
 
 def _build(cfg, files, model_dir, **kwargs):
-  return trainer.build_trainer(cfg, train_files=files, model_dir=str(model_dir),
+  return train_lib.build_trainer(cfg, train_files=files, model_dir=str(model_dir),
                                strategy=tf.distribute.get_strategy(), **kwargs)
 
 
@@ -86,7 +86,7 @@ def test_logs_tensorboard_and_eval_callback_with_ema(files, tmp_path, caplog):
 
   summary_dir = tmp_path / "tb"
   with caplog.at_level(logging.INFO):
-    result = trainer.train(cfg, train_files=files, model_dir=str(tmp_path / "model"),
+    result = train_lib.train(cfg, train_files=files, model_dir=str(tmp_path / "model"),
                            eval_fn=eval_fn, summary_dir=str(summary_dir))
   messages = [r.getMessage() for r in caplog.records]
   for startup in ("Running on 1 replicas", "Trainable weights: ", "Total trainable parameters: ",
@@ -165,7 +165,7 @@ def test_an_undecodable_record_is_skipped_and_counted(files, tmp_path):
     example_codec.check_decodes(bytes(image), 1, 1)
   cfg = tiny_config(total_steps=8, steps_per_execution=4, log_every=4, checkpoint_every=100)
   cfg = config_lib.apply_overrides(cfg, ["input.shuffle_buffer=1"])
-  result = trainer.train(cfg, train_files=good + [broken], model_dir=str(tmp_path / "model"))
+  result = train_lib.train(cfg, train_files=good + [broken], model_dir=str(tmp_path / "model"))
   assert result.final_step == 8 and np.isfinite(result.final_losses["total_loss"])
   # 17 records repeated: 8 steps x 4 images = 32 reads see the broken one once or twice.
   assert result.skipped_records in (1, 2)

@@ -7,7 +7,7 @@ import tf_keras
 
 from retinanet.training import optimizer as optimizer_lib
 from retinanet.training import strategy as strategy_lib
-from retinanet.training import trainer
+from retinanet.training import train_lib
 from tests.test_training_fixtures import tiny_config
 
 
@@ -23,7 +23,7 @@ def _train(precision, files, model_dir, total_steps):
   strategy_lib.set_precision_policy(precision)
   try:
     tf_keras.utils.set_random_seed(cfg.train.seed)
-    tr = trainer.build_trainer(cfg, train_files=files, model_dir=str(model_dir),
+    tr = train_lib.build_trainer(cfg, train_files=files, model_dir=str(model_dir),
                                strategy=tf.distribute.get_strategy())
     return tr, tr.train()
   finally:
@@ -66,7 +66,7 @@ def test_xla_step_matches_the_graph_step(files, tmp_path, float32_first_loss):
   """train.jit_compile=True compiles forward + backward with XLA (slow to compile on CPU)."""
   cfg = tiny_config(["train.jit_compile=true"], total_steps=2, steps_per_execution=1,
                     log_every=1, checkpoint_every=100)
-  result = trainer.train(cfg, train_files=files, model_dir=str(tmp_path))
+  result = train_lib.train(cfg, train_files=files, model_dir=str(tmp_path))
   first = result.history[0][1]
   for key in ("class_loss", "box_loss", "total_loss", "gradient_norm"):
     assert first[key] == pytest.approx(float32_first_loss[key], rel=1e-3), key

@@ -140,9 +140,9 @@ def plan_training(input_dict: Dict[str, List[types.Artifact]],
 
 def run_training(plan: TrainingPlan) -> Tuple[Any, bool]:
   """(TrainResult, is_chief): trains (or resumes) in plan.workspace under its strategy."""
-  from retinanet.training import trainer  # pylint: disable=g-import-not-at-top
+  from retinanet.training import train_lib  # pylint: disable=g-import-not-at-top
   request = plan.request
-  strategy = trainer.create_strategy(plan.strategy_name, tpu=request.tpu or None,
+  strategy = train_lib.create_strategy(plan.strategy_name, tpu=request.tpu or None,
                                      tpu_zone=request.tpu_zone or None,
                                      gcp_project=request.gcp_project or None)
   eval_fn = None
@@ -153,7 +153,7 @@ def run_training(plan: TrainingPlan) -> Tuple[Any, bool]:
         label_map=plan.label_map,
         ground_truth_path=artifact_layout.examples_ground_truth_path(plan.examples, "val"),
         summary_dir=os.path.join(plan.summary_dir, "eval"))
-  result = trainer.train(
+  result = train_lib.train(
       plan.config,
       train_files=artifact_layout.examples_file_pattern(plan.examples, "train"),
       model_dir=plan.checkpoint_dir,
