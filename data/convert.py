@@ -303,8 +303,9 @@ class WriteShardFn(beam.DoFn):
           log.info("[%s] shard %d/%d: %d/%d images (%.0f images/s)", self._split, shard + 1,
                    self._num_shards, done, len(records), done / max(now - start, 1e-9))
     tf.io.gfile.rename(partial, path, overwrite=True)
-    fileio.write_json(_ground_truth_part_path(self._output_dir, self._split, shard, self._num_shards),
-                ground_truth)
+    fileio.write_json(
+        _ground_truth_part_path(self._output_dir, self._split, shard, self._num_shards),
+        ground_truth)
     log.info("[%s] wrote %s: %d examples", self._split, path, counters["images_written"])
     yield dict(counters)
 

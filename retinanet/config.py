@@ -372,8 +372,9 @@ def config_overrides(config: ExperimentConfig,
     out = {}
     for key, v in value.items():
       if isinstance(v, dict):          # a nested config section
-        if changed(v, reference[key]):
-          out[key] = changed(v, reference[key])
+        inner = changed(v, reference[key])
+        if inner:
+          out[key] = inner
       elif v != reference[key]:
         out[key] = v
     return out
