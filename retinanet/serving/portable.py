@@ -46,8 +46,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from retinanet import fileio
 from retinanet import config as config_lib
+from retinanet import fileio
 from retinanet import model_dir as model_dir_lib
 from retinanet import task
 from retinanet.ops import box_ops
@@ -321,8 +321,6 @@ def export_verified_formats(model_dir: str, formats: Sequence[str], output_dir: 
       entry["bytes"] = tf.io.gfile.stat(path).length
     manifest[fmt] = entry
   return manifest
-
-
 
 
 class OnnxDetector:
