@@ -65,19 +65,3 @@ def tiny_config(overrides: Sequence[str] = (), **train) -> config_lib.Experiment
   ]
   values += [f"train.{k}={json.dumps(v)}" for k, v in train.items()]
   return config_lib.apply_overrides(base, values + list(overrides))
-
-
-def run_in_subprocess(code: str, timeout: int = 600) -> str:
-  """Runs python `code` in a fresh interpreter (repo root cwd); returns its stdout.
-
-  For what needs a fresh TensorFlow runtime: logical CPU devices, a restart.
-  """
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-  env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True,
-                        text=True, timeout=timeout)
-  if proc.returncode != 0:
-    raise AssertionError(f"subprocess failed ({proc.returncode}):\n{proc.stderr[-5000:]}")
-  return proc.stdout
