@@ -4,8 +4,25 @@ The Example carries the ORIGINAL file bytes: JPEG and PNG are never decoded
 or re-encoded here (no quality loss, no CPU spent on pixels). The format comes
 from the magic bytes, height and width from the header (PIL reads only the
 header). Any other format (BMP, GIF, WebP, TIFF, ...) is skipped with reason
-"unsupported_format" rather than re-encoded, so that "image/encoded is the
-file's bytes" always holds; convert such datasets to JPEG/PNG beforehand.
+"unsupported_format", unless the caller opts in with `convert_unsupported`:
+then its pixels (EXIF orientation applied, the first frame of an animation)
+are stored as a PNG and the image counts as converted. Without the opt-in
+"image/encoded is the file's bytes" always holds.
+
+Orientation and size (one frame for pixels, boxes and sizes: the DISPLAYED one,
+the image as viewers and annotation tools show it):
+  - a JPEG's EXIF orientation (retinanet/ops/orientation.py, the same in-graph
+    reader the serving signatures use) is stored as image/orientation; the
+    bytes stay the originals, and image/height, image/width are the displayed
+    size (the header's, swapped for orientations 5-8);
+  - the COCO boxes are taken to be in the displayed frame, and the JSON's
+    height/width (when given) must be the displayed size. When they differ
+    the `size_mismatch` policy decides (`fit_annotations`): "skip" (the
+    default) skips the image ("size_mismatch"), "error" skips it too and the
+    conversion then stops listing the files, "rescale" maps the boxes into
+    the image: rotated with the pixels when the JSON's size is the stored
+    size of a 90-degree-turned image (the annotator saw the stored pixels),
+    else scaled by displayed / JSON size. No box is kept in another frame.
 
 Box rules (one outcome each, counted in `BoxReport`):
   - a box partly outside the image is clipped to it ("clipped");
@@ -25,10 +42,12 @@ import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
-from PIL import Image
+from PIL import Image, ImageOps
 
 from retinanet.coco import LabelMap
 from retinanet.dataloader import schema
+from retinanet.ops import box_ops
+from retinanet.ops import orientation as orientation_ops
 
 # Image-level skip reasons (the image is not written).
 MISSING_IMAGE = "missing_image"
@@ -37,8 +56,36 @@ CORRUPT_IMAGE = "corrupt_image"
 UNDECODABLE_IMAGE = "undecodable_image"
 UNSUPPORTED_FORMAT = "unsupported_format"
 DUPLICATE_IMAGE_ID = "duplicate_image_id"
+# The JSON's height/width is not the image's displayed size (policy "skip" or "error").
+SIZE_MISMATCH = "size_mismatch"
 IMAGE_SKIP_REASONS = (MISSING_IMAGE, CORRUPT_IMAGE, UNDECODABLE_IMAGE, UNSUPPORTED_FORMAT,
-                      DUPLICATE_IMAGE_ID)
+                      DUPLICATE_IMAGE_ID, SIZE_MISMATCH)
+
+# What the conversion does when the JSON's image size is not the displayed size.
+RESCALE = "rescale"
+SKIP = "skip"
+ERROR = "error"
+SIZE_MISMATCH_POLICIES = (SKIP, RESCALE, ERROR)
+DEFAULT_SIZE_MISMATCH = SKIP
+# How "rescale" fitted an image's boxes (BoxReport.size_fix).
+RESCALED = "rescaled"
+REORIENTED = "reoriented"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageOptions:
+  """What the conversion does with images that do not fit as they are (module docstring).
+
+  size_mismatch: "skip", "rescale" or "error" (SIZE_MISMATCH_POLICIES);
+  convert_unsupported: store formats other than JPEG/PNG as PNG instead of skipping them.
+  """
+  size_mismatch: str = DEFAULT_SIZE_MISMATCH
+  convert_unsupported: bool = False
+
+  def __post_init__(self):
+    if self.size_mismatch not in SIZE_MISMATCH_POLICIES:
+      raise ValueError(f"size_mismatch={self.size_mismatch!r} is not one of "
+                       f"{', '.join(SIZE_MISMATCH_POLICIES)}")
 
 # Annotation-level drop reasons (the annotation gives no box).
 DEGENERATE_BOX = "degenerate_box"
@@ -92,7 +139,7 @@ def read_image_header(data: bytes, where: str = "image") -> Tuple[str, int, int]
                        f"{data[:8]!r})")
   if fmt not in ("jpeg", "png"):
     raise ImageSkipped(UNSUPPORTED_FORMAT, f"{where}: {fmt.upper()} is not stored; convert it to "
-                       "JPEG or PNG")
+                       "JPEG or PNG, or let the conversion do it (--convert_unsupported_images)")
   try:
     with Image.open(io.BytesIO(data), formats=[fmt.upper()]) as im:
       width, height = im.size
@@ -104,6 +151,32 @@ def read_image_header(data: bytes, where: str = "image") -> Tuple[str, int, int]
   if end not in data[-_END_MARKER_WINDOW:]:
     raise ImageSkipped(CORRUPT_IMAGE, f"{where}: truncated {fmt} (no end marker)")
   return fmt, height, width
+
+
+# The serving graph's EXIF reader, traced once: conversion and serving read one orientation.
+_exif_orientation = tf.function(orientation_ops.exif_orientation,
+                                input_signature=[tf.TensorSpec([], tf.string)])
+
+
+def read_orientation(data: bytes, fmt: str) -> int:
+  """The EXIF orientation 1..8 of a JPEG (1 for PNG and anything unreadable)."""
+  return int(_exif_orientation(tf.constant(data))) if fmt == "jpeg" else orientation_ops.NORMAL
+
+
+def convert_to_png(data: bytes, fmt: str, where: str = "image") -> bytes:
+  """PNG bytes of another format's pixels: EXIF orientation applied, RGB, first frame.
+
+  Raises ImageSkipped("unsupported_format") when PIL cannot read the pixels.
+  """
+  try:
+    with Image.open(io.BytesIO(data)) as im:
+      rgb = ImageOps.exif_transpose(im).convert("RGB")
+  except Exception as e:  # PIL raises several types for unreadable data.
+    raise ImageSkipped(UNSUPPORTED_FORMAT, f"{where}: cannot convert {fmt.upper()} to PNG "
+                       f"({e})") from e
+  out = io.BytesIO()
+  rgb.save(out, format="PNG")
+  return out.getvalue()
 
 
 # JPEGs are checked at 1/8 scale: libjpeg still entropy-decodes every block (where
@@ -139,12 +212,22 @@ def check_decodes(data: bytes, height: int, width: int, where: str = "image",
 
 @dataclasses.dataclass
 class BoxReport:
-  """What happened to the annotations of one image."""
+  """What happened to one image and its annotations.
+
+  `build_example` also sets `annotations` (the COCO records in the displayed
+  frame, after `fit_annotations`: what the evaluation ground truth must hold),
+  `orientation`, `size_fix` ("", RESCALED or REORIENTED) and `converted_from`
+  (the original format of an image stored as PNG, else "").
+  """
   boxes_written: int = 0
   boxes_clipped: int = 0
   crowd_boxes: int = 0
   dropped: Dict[str, int] = dataclasses.field(default_factory=lambda: collections.Counter())
   labels: List[int] = dataclasses.field(default_factory=list)
+  annotations: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+  orientation: int = orientation_ops.NORMAL
+  size_fix: str = ""
+  converted_from: str = ""
 
 
 @dataclasses.dataclass
@@ -212,27 +295,82 @@ def build_objects(annotations: Sequence[Mapping[str, Any]], height: int, width: 
   return rows, report
 
 
+def _scaled(ann: Mapping[str, Any], sx: float, sy: float) -> Dict[str, Any]:
+  x, y, w, h = (float(v) for v in ann["bbox"])
+  out = {**ann, "bbox": [x * sx, y * sy, w * sx, h * sy]}
+  if ann.get("area") is not None:
+    out["area"] = float(ann["area"]) * sx * sy
+  return out
+
+
+def _reoriented(ann: Mapping[str, Any], stored_size: Tuple[int, int],
+                orientation: int) -> Dict[str, Any]:
+  yxyx = box_ops.box_convert([[float(v) for v in ann["bbox"]]], "xywh", "yxyx")
+  displayed = orientation_ops.boxes_to_displayed_yxyx(yxyx, stored_size, orientation)
+  return {**ann, "bbox": [float(v) for v in box_ops.box_convert(displayed, "yxyx", "xywh")[0]]}
+
+
+def fit_annotations(annotations: Sequence[Mapping[str, Any]], image: Mapping[str, Any],
+                    stored_size: Tuple[int, int], orientation: int, policy: str,
+                    where: str = "image") -> Tuple[List[Dict[str, Any]], str]:
+  """(annotations in the displayed frame, "" | RESCALED | REORIENTED) (module docstring).
+
+  `stored_size` is the header's (height, width). The JSON's "height"/"width"
+  (each optional) must equal the displayed size; otherwise policy "skip" and
+  "error" raise ImageSkipped("size_mismatch") and "rescale" fits the boxes.
+  """
+  displayed = orientation_ops.displayed_size(*stored_size, orientation)
+  claimed = (image.get("height", displayed[0]), image.get("width", displayed[1]))
+  if tuple(claimed) == displayed:
+    return [dict(a) for a in annotations], ""
+  message = (f"{where}: the JSON says {claimed[1]}x{claimed[0]} (width x height) but the image "
+             f"is {displayed[1]}x{displayed[0]} as displayed")
+  if orientation != orientation_ops.NORMAL:
+    message += f" (stored {stored_size[1]}x{stored_size[0]}, EXIF orientation {orientation})"
+  if policy != RESCALE:
+    raise ImageSkipped(SIZE_MISMATCH, f"{message}; size_mismatch={policy} (rescale fits the "
+                       "boxes to the image)")
+  if tuple(claimed) == tuple(stored_size):  # a turned image annotated as stored
+    return [_reoriented(a, stored_size, orientation) for a in annotations], REORIENTED
+  sx, sy = displayed[1] / claimed[1], displayed[0] / claimed[0]
+  return [_scaled(a, sx, sy) for a in annotations], RESCALED
+
+
 def build_example(image_bytes: bytes, image: Mapping[str, Any],
                   annotations: Sequence[Mapping[str, Any]], label_map: LabelMap,
-                  where: str = "", decode_check: bool = True
-                  ) -> Tuple[tf.train.Example, BoxReport]:
-  """The Example of one image and what happened to its annotations.
+                  where: str = "", decode_check: bool = True,
+                  options: ImageOptions = ImageOptions()) -> Tuple[tf.train.Example, BoxReport]:
+  """The Example of one image and what happened to it and its annotations.
 
-  `image` is the COCO image record ("id", "file_name"); `annotations` are its
-  COCO annotation records (already validated by retinanet.coco). Raises
-  ImageSkipped when the bytes are not a complete JPEG/PNG or, with
-  `decode_check`, do not decode (`check_decodes`).
+  `image` is the COCO image record ("id", "file_name", optional "height",
+  "width"); `annotations` are its COCO annotation records (already validated
+  by retinanet.coco). Raises ImageSkipped when the bytes are not a complete
+  JPEG/PNG (unless `options.convert_unsupported` makes another format a PNG),
+  with `decode_check` when they do not decode (`check_decodes`), and when the
+  JSON's size is not the displayed size and `options.size_mismatch` is not
+  "rescale".
   """
-  fmt, height, width = read_image_header(image_bytes, where or image["file_name"])
+  where = where or image["file_name"]
+  detected, converted_from = detect_format(image_bytes), ""
+  if options.convert_unsupported and detected not in (None, "jpeg", "png"):
+    image_bytes, converted_from = convert_to_png(image_bytes, detected, where), detected
+  fmt, height, width = read_image_header(image_bytes, where)
   if decode_check:
-    check_decodes(image_bytes, height, width, where or image["file_name"], fmt)
-  rows, report = build_objects(annotations, height, width, label_map)
+    check_decodes(image_bytes, height, width, where, fmt)
+  orientation = read_orientation(image_bytes, fmt)
+  fitted, size_fix = fit_annotations(annotations, image, (height, width), orientation,
+                                     options.size_mismatch, where)
+  height, width = orientation_ops.displayed_size(height, width, orientation)
+  rows, report = build_objects(fitted, height, width, label_map)
+  report.annotations, report.orientation = fitted, orientation
+  report.size_fix, report.converted_from = size_fix, converted_from
   example = tf.train.Example()
   feature = example.features.feature  # Filled in place: the image bytes are copied once.
   feature[schema.ENCODED].bytes_list.value.append(image_bytes)
   feature[schema.FORMAT].bytes_list.value.append(fmt.encode())
   feature[schema.HEIGHT].int64_list.value.append(height)
   feature[schema.WIDTH].int64_list.value.append(width)
+  feature[schema.ORIENTATION].int64_list.value.append(orientation)
   feature[schema.IMAGE_ID].int64_list.value.append(image["id"])
   feature[schema.FILENAME].bytes_list.value.append(image["file_name"].encode("utf-8"))
   for key, values in ((schema.XMIN, rows.xmin), (schema.YMIN, rows.ymin),
