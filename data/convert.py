@@ -91,6 +91,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 import tensorflow as tf
 
 from data import example_codec as codec
+from data.image_options import DEFAULT_SIZE_MISMATCH, ERROR, SIZE_MISMATCH_POLICIES, ImageOptions
 from retinanet import coco, fileio
 from retinanet import layout
 from retinanet.coco import LabelMap
@@ -283,7 +284,7 @@ class WriteShardFn(beam.DoFn):
   def __init__(self, split: str, image_dir: str, output_dir: str, num_shards: int,
                label_map: LabelMap, compression_level: int = GZIP_LEVEL,
                read_threads: int = READ_THREADS,
-               image_options: codec.ImageOptions = codec.ImageOptions()):
+               image_options: ImageOptions = ImageOptions()):
     self._split = split
     self._image_options = image_options
     self._image_dir = image_dir
@@ -465,7 +466,7 @@ def merge_ground_truth(counters: Mapping[str, int], output_dir: str, split: str,
 
 def summarize_split(counters: Mapping[str, int], split: str, label_map: LabelMap,
                     num_shards: int, annotations_path: str, image_dir: str,
-                    size_mismatch: str = codec.DEFAULT_SIZE_MISMATCH) -> Dict[str, Any]:
+                    size_mismatch: str = DEFAULT_SIZE_MISMATCH) -> Dict[str, Any]:
   """The per-split section of conversion_report.json (every reason listed)."""
   get = lambda key: int(counters.get(key, 0))  # noqa: E731
 
@@ -558,7 +559,7 @@ class CocoToTFRecords(beam.PTransform):
                output_dir: str, label_map: LabelMap, num_shards: int,
                input_counters: Mapping[str, int],
                compression_level: int = GZIP_LEVEL, read_threads: int = READ_THREADS,
-               image_options: codec.ImageOptions = codec.ImageOptions()):
+               image_options: ImageOptions = ImageOptions()):
     super().__init__()
     if num_shards < 1:
       raise ValueError(f"num_shards must be >= 1, got {num_shards}")
@@ -598,7 +599,7 @@ def convert_split_in_process(*, split: str, annotations_path: str, image_dir: st
                              output_dir: str, label_map: LabelMap, num_shards: int,
                              input_counters: Mapping[str, int],
                              compression_level: int = GZIP_LEVEL,
-                             image_options: codec.ImageOptions = codec.ImageOptions()
+                             image_options: ImageOptions = ImageOptions()
                              ) -> Dict[str, Any]:
   """CocoToTFRecords' steps as a plain loop in this process; returns the split summary."""
   writer = WriteShardFn(split, image_dir, output_dir, num_shards, label_map, compression_level,
@@ -608,7 +609,8 @@ def convert_split_in_process(*, split: str, annotations_path: str, image_dir: st
     counters += list(writer.process(shard))
   merged = merge_ground_truth(sum_counters(counters), output_dir, split, num_shards, label_map,
                               annotations_path)
-  return summarize_split(merged, split, label_map, num_shards, annotations_path, image_dir)
+  return summarize_split(merged, split, label_map, num_shards, annotations_path, image_dir,
+                         image_options.size_mismatch)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -789,7 +791,7 @@ def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
                  target_shard_bytes: int = DEFAULT_TARGET_SHARD_BYTES,
                  compression_level: int = GZIP_LEVEL,
                  in_process: bool = False,
-                 size_mismatch: str = codec.DEFAULT_SIZE_MISMATCH,
+                 size_mismatch: str = DEFAULT_SIZE_MISMATCH,
                  convert_unsupported_images: bool = False) -> ConversionResult:
   """Converts COCO splits {name: (annotations_json, image_dir)} to TFRecords.
 
@@ -812,7 +814,7 @@ def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
   """
   _check_arguments(splits, num_shards, compression_level,
                    beam_pipeline is not None and bool(beam_pipeline_args))
-  image_options = codec.ImageOptions(size_mismatch, convert_unsupported_images)
+  image_options = ImageOptions(size_mismatch, convert_unsupported_images)
   label_map_source = label_map_split if label_map is None else "given"
   split_dirs = {s: split_dir(output_dir, s) for s in splits}
   for path in split_dirs.values():
@@ -851,7 +853,7 @@ def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
   with tf.io.gfile.GFile(stats_path, "r") as f:
     stats = json.load(f)
   _log_conversion(stats, time.monotonic() - start, output_dir)
-  if size_mismatch == codec.ERROR:
+  if size_mismatch == ERROR:
     check_no_size_mismatch(stats, stats_path)
   return ConversionResult(output_dir, split_dirs, label_map, label_map_path, stats_path, stats)
 
@@ -874,8 +876,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument("--output_dir", required=True)
   parser.add_argument("--num_shards", type=int, default=None)
   parser.add_argument("--label_map_split", default="train")
-  parser.add_argument("--size_mismatch", choices=codec.SIZE_MISMATCH_POLICIES,
-                      default=codec.DEFAULT_SIZE_MISMATCH,
+  parser.add_argument("--size_mismatch", choices=SIZE_MISMATCH_POLICIES,
+                      default=DEFAULT_SIZE_MISMATCH,
                       help="an image whose JSON height/width is not its size as displayed: "
                            "skip it, rescale (fit) its boxes, or stop with an error listing the "
                            "files (default: %(default)s)")

@@ -17,9 +17,10 @@ the image as viewers and annotation tools show it):
     size (the header's, swapped for orientations 5-8);
   - the COCO boxes are taken to be in the displayed frame, and the JSON's
     height/width (when given) must be the displayed size. When they differ
-    the `size_mismatch` policy decides (`fit_annotations`): "skip" (the
-    default) skips the image ("size_mismatch"), "error" skips it too and the
-    conversion then stops listing the files, "rescale" maps the boxes into
+    the `size_mismatch` policy (data/image_options.py) decides
+    (`fit_annotations`): "skip" (the default) skips the image
+    ("size_mismatch"), "error" skips it too and the conversion then stops
+    listing the files, "rescale" maps the boxes into
     the image: rotated with the pixels when the JSON's size is the stored
     size of a 90-degree-turned image (the annotator saw the stored pixels),
     else scaled by displayed / JSON size. No box is kept in another frame.
@@ -44,6 +45,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import tensorflow as tf
 from PIL import Image, ImageOps
 
+from data.image_options import RESCALE, ImageOptions
 from retinanet.coco import LabelMap
 from retinanet.dataloader import schema
 from retinanet.ops import box_ops
@@ -61,31 +63,9 @@ SIZE_MISMATCH = "size_mismatch"
 IMAGE_SKIP_REASONS = (MISSING_IMAGE, CORRUPT_IMAGE, UNDECODABLE_IMAGE, UNSUPPORTED_FORMAT,
                       DUPLICATE_IMAGE_ID, SIZE_MISMATCH)
 
-# What the conversion does when the JSON's image size is not the displayed size.
-RESCALE = "rescale"
-SKIP = "skip"
-ERROR = "error"
-SIZE_MISMATCH_POLICIES = (SKIP, RESCALE, ERROR)
-DEFAULT_SIZE_MISMATCH = SKIP
-# How "rescale" fitted an image's boxes (BoxReport.size_fix).
+# How size_mismatch="rescale" fitted an image's boxes (BoxReport.size_fix).
 RESCALED = "rescaled"
 REORIENTED = "reoriented"
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageOptions:
-  """What the conversion does with images that do not fit as they are (module docstring).
-
-  size_mismatch: "skip", "rescale" or "error" (SIZE_MISMATCH_POLICIES);
-  convert_unsupported: store formats other than JPEG/PNG as PNG instead of skipping them.
-  """
-  size_mismatch: str = DEFAULT_SIZE_MISMATCH
-  convert_unsupported: bool = False
-
-  def __post_init__(self):
-    if self.size_mismatch not in SIZE_MISMATCH_POLICIES:
-      raise ValueError(f"size_mismatch={self.size_mismatch!r} is not one of "
-                       f"{', '.join(SIZE_MISMATCH_POLICIES)}")
 
 # Annotation-level drop reasons (the annotation gives no box).
 DEGENERATE_BOX = "degenerate_box"
@@ -312,13 +292,15 @@ def _reoriented(ann: Mapping[str, Any], stored_size: Tuple[int, int],
 
 def fit_annotations(annotations: Sequence[Mapping[str, Any]], image: Mapping[str, Any],
                     stored_size: Tuple[int, int], orientation: int, policy: str,
-                    where: str = "image") -> Tuple[List[Dict[str, Any]], str]:
+                    where: str = "") -> Tuple[List[Dict[str, Any]], str]:
   """(annotations in the displayed frame, "" | RESCALED | REORIENTED) (module docstring).
 
   `stored_size` is the header's (height, width). The JSON's "height"/"width"
   (each optional) must equal the displayed size; otherwise policy "skip" and
-  "error" raise ImageSkipped("size_mismatch") and "rescale" fits the boxes.
+  "error" raise ImageSkipped("size_mismatch") naming `where` (default: the file
+  name) and "rescale" fits the boxes.
   """
+  where = where or image.get("file_name", "image")
   displayed = orientation_ops.displayed_size(*stored_size, orientation)
   claimed = (image.get("height", displayed[0]), image.get("width", displayed[1]))
   if tuple(claimed) == displayed:

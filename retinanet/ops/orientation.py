@@ -67,6 +67,7 @@ def _flags(orientation: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
 
 def orient_image(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
   """Stored pixels [H, W, C] -> displayed pixels ([W, H, C] for orientations 5-8)."""
+  image = tf.convert_to_tensor(image)
   transpose, flip_lr, flip_ud = _flags(orientation)
   image = tf.cond(transpose, lambda: tf.transpose(image, [1, 0, 2]), lambda: image)
   image = tf.cond(flip_lr, lambda: tf.reverse(image, [1]), lambda: image)
