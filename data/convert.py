@@ -49,7 +49,9 @@ Bad input, one outcome each (counted in conversion_report.json):
                                         Either way "image_size_mismatch" counts them and
                                         size_mismatch.files names the first few.
   JPEG with an EXIF orientation != 1 -> written, original bytes, image/orientation and the
-                                        displayed size stored, "oriented_images"
+                                        displayed size stored, "oriented_images" (which
+                                        also counts converted images whose EXIF
+                                        orientation was applied to their PNG)
   image id repeated in the JSON      -> later duplicates skipped, "duplicate_image_id"
   annotation of an unknown image id  -> annotation dropped, "missing_image_id"
   annotations of a skipped image     -> dropped, "image_skipped"

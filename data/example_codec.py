@@ -150,20 +150,45 @@ def read_orientation(data: bytes, fmt: str) -> int:
   return int(_exif_orientation_graph()(tf.constant(data)))
 
 
-def convert_to_png(data: bytes, fmt: str, where: str = "image") -> bytes:
-  """PNG bytes of another format's pixels: EXIF orientation applied, RGB, first frame.
+def convert_to_png(data: bytes, fmt: str, where: str = "image") -> Tuple[bytes, int]:
+  """(PNG bytes of another format's pixels, the EXIF orientation applied to them): RGB, the
+  first frame, turned as displayed (PIL's exif_transpose; 1 when there is nothing to apply).
 
   Raises ImageSkipped("unsupported_format") when PIL cannot read the pixels.
   """
   try:
     with Image.open(io.BytesIO(data)) as im:
+      orientation = im.getexif().get(0x0112, orientation_ops.NORMAL)
       rgb = ImageOps.exif_transpose(im).convert("RGB")
   except Exception as e:  # PIL raises several types for unreadable data.
     raise ImageSkipped(UNSUPPORTED_FORMAT, f"{where}: cannot convert {fmt.upper()} to PNG "
                        f"({e})") from e
   out = io.BytesIO()
   rgb.save(out, format="PNG")
-  return out.getvalue()
+  applied = orientation if orientation in orientation_ops.ORIENTATIONS else orientation_ops.NORMAL
+  return out.getvalue(), applied
+
+
+def read_image(data: bytes, where: str = "image", decode_check: bool = True,
+               convert_unsupported: bool = False) -> Tuple[bytes, str, Tuple[int, int], int, str]:
+  """(bytes to store, "jpeg" | "png", the file's stored (height, width), its EXIF orientation,
+  the original format of a converted image or "").
+
+  A converted image is stored turned (its PNG is the displayed image), so its
+  orientation is for fitting the annotations only. Raises ImageSkipped as
+  `read_image_header`, `check_decodes` (with `decode_check`) and `convert_to_png`.
+  """
+  detected = detect_format(data)
+  if convert_unsupported and detected not in (None, "jpeg", "png"):
+    png, turned = convert_to_png(data, detected, where)
+    _, height, width = read_image_header(png, where)
+    if decode_check:
+      check_decodes(png, height, width, where, "png")
+    return png, "png", orientation_ops.displayed_size(height, width, turned), turned, detected
+  fmt, height, width = read_image_header(data, where)
+  if decode_check:
+    check_decodes(data, height, width, where, fmt)
+  return data, fmt, (height, width), read_orientation(data, fmt), ""
 
 
 # JPEGs are checked at 1/8 scale: libjpeg still entropy-decodes every block (where
@@ -203,8 +228,10 @@ class BoxReport:
 
   `build_example` also sets `annotations` (the COCO records in the displayed
   frame, after `fit_annotations`: what the evaluation ground truth must hold),
-  `orientation`, `size_fix` ("", RESCALED or REORIENTED) and `converted_from`
-  (the original format of an image stored as PNG, else "").
+  `orientation` (the file's EXIF orientation: stored as image/orientation, or
+  applied to the pixels of a converted image), `size_fix` ("", RESCALED or
+  REORIENTED) and `converted_from` (the original format of an image stored as
+  PNG, else "").
   """
   boxes_written: int = 0
   boxes_clipped: int = 0
@@ -340,16 +367,11 @@ def build_example(image_bytes: bytes, image: Mapping[str, Any],
   "rescale".
   """
   where = where or image["file_name"]
-  detected, converted_from = detect_format(image_bytes), ""
-  if options.convert_unsupported and detected not in (None, "jpeg", "png"):
-    image_bytes, converted_from = convert_to_png(image_bytes, detected, where), detected
-  fmt, height, width = read_image_header(image_bytes, where)
-  if decode_check:
-    check_decodes(image_bytes, height, width, where, fmt)
-  orientation = read_orientation(image_bytes, fmt)
-  fitted, size_fix = fit_annotations(annotations, image, (height, width), orientation,
+  image_bytes, fmt, stored_size, orientation, converted_from = read_image(
+      image_bytes, where, decode_check, options.convert_unsupported)
+  fitted, size_fix = fit_annotations(annotations, image, stored_size, orientation,
                                      options.size_mismatch, where)
-  height, width = orientation_ops.displayed_size(height, width, orientation)
+  height, width = orientation_ops.displayed_size(*stored_size, orientation)
   rows, report = build_objects(fitted, height, width, label_map)
   report.annotations, report.orientation = fitted, orientation
   report.size_fix, report.converted_from = size_fix, converted_from
@@ -359,7 +381,9 @@ def build_example(image_bytes: bytes, image: Mapping[str, Any],
   feature[schema.FORMAT].bytes_list.value.append(fmt.encode())
   feature[schema.HEIGHT].int64_list.value.append(height)
   feature[schema.WIDTH].int64_list.value.append(width)
-  feature[schema.ORIENTATION].int64_list.value.append(orientation)
+  # A converted image's PNG holds the displayed pixels already.
+  feature[schema.ORIENTATION].int64_list.value.append(
+      orientation_ops.NORMAL if converted_from else orientation)
   feature[schema.IMAGE_ID].int64_list.value.append(image["id"])
   feature[schema.FILENAME].bytes_list.value.append(image["file_name"].encode("utf-8"))
   for key, values in ((schema.XMIN, rows.xmin), (schema.YMIN, rows.ymin),

@@ -137,12 +137,25 @@ def test_converted_tiff_is_turned_by_its_exif_orientation():
   exif[exif_images.ORIENTATION_TAG] = 6
   buffer = io.BytesIO()
   Image.fromarray(stored).save(buffer, format="TIFF", exif=exif.tobytes())
-  example, _ = codec.build_example(buffer.getvalue(), {"id": 1, "file_name": "t.tif"}, [],
-                                   LABEL_MAP, options=ImageOptions(convert_unsupported=True))
+  example, report = codec.build_example(buffer.getvalue(), {"id": 1, "file_name": "t.tif"}, [],
+                                        LABEL_MAP, options=ImageOptions(convert_unsupported=True))
   parsed = schema.parse_example(example.SerializeToString())
   decoded = tf.io.decode_png(parsed[schema.ENCODED]).numpy()
   np.testing.assert_array_equal(decoded, exif_images.displayed_by_pil(stored, 6))
+  # Stored already turned (image/orientation 1); the file's orientation is reported.
   assert (parsed[schema.HEIGHT], parsed[schema.WIDTH], parsed[schema.ORIENTATION]) == (20, 10, 1)
+  assert (report.orientation, report.converted_from) == (6, "tiff")
+  # Labelled with the TIFF's stored size and boxed on its stored pixels: with "rescale" the
+  # box turns with the pixels onto the block of the PNG.
+  example, report = codec.build_example(
+      buffer.getvalue(), {"id": 1, "file_name": "t.tif", "height": 10, "width": 20},
+      [_ann([2, 1, 7, 3])], LABEL_MAP,
+      options=ImageOptions(size_mismatch="rescale", convert_unsupported=True))
+  parsed = schema.parse_example(example.SerializeToString())
+  assert report.size_fix == codec.REORIENTED
+  box = [parsed[k][0] * s for k, s in ((schema.YMIN, 20), (schema.XMIN, 10), (schema.YMAX, 20),
+                                       (schema.XMAX, 10))]
+  np.testing.assert_allclose(box, exif_images.bright_box_yxyx(decoded), atol=1e-5)
 
 
 def test_exif_orientation_stored_with_the_displayed_size_and_the_original_bytes():
