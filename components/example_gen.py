@@ -18,6 +18,7 @@ from tfx.types import standard_artifacts
 
 from components.artifacts import ConversionReport, LabelMap
 from data import convert
+from data import image_options
 from retinanet import layout
 
 SPLITS = ("train", "val")
@@ -30,7 +31,8 @@ def record_conversion_properties(examples, label_map, conversion_report, stats: 
     examples.set_int_custom_property(layout.ExamplesKeys.examples(split), int(split_stats["images_written"]))
     examples.set_int_custom_property(layout.ExamplesKeys.shards(split), int(split_stats["num_shards"]))
     for key in ("images_in", "images_written", "annotations_in", "boxes_written",
-                "boxes_clipped", "crowd_boxes", "negative_images"):
+                "boxes_clipped", "crowd_boxes", "negative_images", "oriented_images",
+                "image_size_mismatch"):
       conversion_report.set_int_custom_property(layout.ExamplesKeys.count(split, key), int(split_stats[key]))
     for reason, count in sorted(split_stats["images_skipped"].items()):
       conversion_report.set_int_custom_property(layout.ExamplesKeys.count(split, f"images_skipped_{reason}"), int(count))
@@ -50,6 +52,8 @@ def CocoExampleGen(  # pylint: disable=invalid-name
     val_annotations: Parameter[str],
     val_images: Parameter[str],
     num_shards: Parameter[int] = 0,
+    size_mismatch: Parameter[str] = image_options.DEFAULT_SIZE_MISMATCH,
+    convert_unsupported_images: Parameter[bool] = False,
     code_version: Parameter[str] = "",
     beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
@@ -57,13 +61,19 @@ def CocoExampleGen(  # pylint: disable=invalid-name
 
   Writes `Split-train/` and `Split-val/` GZIP TFRecord shards into the Examples
   artifact, `label_map.json` and `conversion_report.json` into the other two.
-  `num_shards=0` picks the shard count from the data size. `code_version` only
+  `num_shards=0` picks the shard count from the data size. `size_mismatch`
+  ("skip", "rescale" or "error") handles images whose JSON height/width is not
+  their size as displayed; `convert_unsupported_images` stores WebP, TIFF, BMP
+  and GIF as PNG instead of skipping them (data/convert.py). `code_version` only
   keys the cache (see pipeline/code_version.py).
   """
   del code_version
   splits = {"train": (train_annotations, train_images), "val": (val_annotations, val_images)}
   result = convert.convert_coco(splits=splits, output_dir=examples.uri,
-                                num_shards=num_shards or None, beam_pipeline=beam_pipeline)
+                                num_shards=num_shards or None, beam_pipeline=beam_pipeline,
+                                size_mismatch=size_mismatch,
+                                # Vertex passes a bool parameter as 0/1.
+                                convert_unsupported_images=bool(convert_unsupported_images))
   tf.io.gfile.copy(result.label_map_path, os.path.join(label_map.uri, layout.LABEL_MAP_FILE),
                    overwrite=True)
   tf.io.gfile.copy(result.stats_path,

@@ -8,8 +8,9 @@ scale): for each split, tensorflow-transform analyzers over the records give
     fixed-bin histograms;
   - each box's best-anchor IoU against the config's anchor layout (exact,
     retinanet/ops/anchor_fit.py): histogram, quantiles, coverage fractions;
-  - boxes per image and per class, image heights and widths, crowd boxes and
-    negative images;
+  - boxes per image and per class, image heights and widths (as displayed, the
+    frame of the boxes), crowd boxes, negative images and images whose EXIF
+    orientation turns them (image/orientation != 1: "oriented_images");
 and a uniform sample of training boxes, on which an anchor layout is suggested
 when coverage is below the floor. `build_report` adds train/val drift
 anomalies (in the spirit of TFX's ExampleValidator: reported, not raised).
@@ -53,13 +54,14 @@ BOX_MEASURES = {"width": SIZE_BOUNDARIES, "height": SIZE_BOUNDARIES,
                 "best_anchor_iou": IOU_BOUNDARIES}
 AREA = "area"  # quantiles only (pixels squared)
 
+# The keys read, with the schema's own feature spec (one definition for writer and readers),
+# except image/orientation: tf.Transform's schema has no FixedLen default, so it is read as
+# a list of at most one value (none in records written before it existed: orientation 1).
 FEATURE_SPEC = {
-    schema.HEIGHT: tf.io.FixedLenFeature([], tf.int64),
-    schema.WIDTH: tf.io.FixedLenFeature([], tf.int64),
-    **{key: tf.io.VarLenFeature(tf.float32)
-       for key in (schema.YMIN, schema.XMIN, schema.YMAX, schema.XMAX)},
-    schema.LABEL: tf.io.VarLenFeature(tf.int64),
-    schema.IS_CROWD: tf.io.VarLenFeature(tf.int64),
+    **{key: schema.FEATURE_SPEC[key] for key in (
+        schema.HEIGHT, schema.WIDTH, schema.YMIN, schema.XMIN, schema.YMAX, schema.XMAX,
+        schema.LABEL, schema.IS_CROWD)},
+    schema.ORIENTATION: tf.io.VarLenFeature(tf.int64),
 }
 
 
@@ -139,6 +141,8 @@ def make_preprocessing_fn(spec: AnalysisSpec):
         "num_boxes": tft.size(m["width"]),
         "num_crowd": tft.sum(m["is_crowd"]),
         "negative_images": tft.sum(tf.cast(tf.equal(m["boxes_per_image"], 0.0), tf.int64)),
+        "oriented_images": tft.sum(tf.cast(tf.not_equal(
+            tf.concat([inputs[schema.ORIENTATION].values, [1]], 0), 1), tf.int64)),
         "positive_boxes": tft.sum(
             tf.cast(m["best_anchor_iou"] >= spec.positive_iou, tf.int64)),
         "background_boxes": tft.sum(
@@ -275,6 +279,7 @@ def split_summary(analyzers: Mapping[str, np.ndarray]) -> Dict[str, Any]:
       "num_boxes": num_boxes,
       "num_crowd": int(analyzers["num_crowd"][0]),
       "negative_images": int(analyzers["negative_images"][0]),
+      "oriented_images": int(analyzers["oriented_images"][0]),
       "boxes_per_class": [int(v) for v in analyzers["boxes_per_class"]],
       "coverage": {"positive": positive, "ignored_only": max(1.0 - positive - background, 0.0),
                    "background": background, "no_positive": 1.0 - positive,

@@ -36,7 +36,22 @@ two splits name differently is an error.
 Bad input, one outcome each (counted in conversion_report.json):
   image file missing                 -> image skipped, "missing_image"
   unreadable header / truncated file -> image skipped, "corrupt_image"
-  not JPEG or PNG (BMP, GIF, ...)    -> image skipped, "unsupported_format"
+  not JPEG or PNG (BMP, GIF, WebP, TIFF)
+                                     -> image skipped, "unsupported_format"; with
+                                        convert_unsupported_images: stored as PNG,
+                                        counted in "images_converted" per format
+  JSON height/width differs from the image as displayed (EXIF orientation applied)
+                                     -> size_mismatch="skip" (default): image skipped,
+                                        "size_mismatch"; "rescale": boxes fitted to the
+                                        image (data/example_codec.py), counted in
+                                        size_mismatch.rescaled/reoriented; "error": skipped
+                                        and, after the job, SizeMismatchError listing them.
+                                        Either way "image_size_mismatch" counts them and
+                                        size_mismatch.files names the first few.
+  JPEG with an EXIF orientation != 1 -> written, original bytes, image/orientation and the
+                                        displayed size stored, "oriented_images" (which
+                                        also counts converted images whose EXIF
+                                        orientation was applied to their PNG)
   image id repeated in the JSON      -> later duplicates skipped, "duplicate_image_id"
   annotation of an unknown image id  -> annotation dropped, "missing_image_id"
   annotations of a skipped image     -> dropped, "image_skipped"
@@ -53,6 +68,8 @@ that the runner retries it instead of silently dropping images.
 Statistics per split reconcile exactly:
   images_in      == images_written + sum(images_skipped.values())
   annotations_in == boxes_written  + sum(annotations_dropped.values())
+  image_size_mismatch == images_skipped.size_mismatch + size_mismatch.rescaled
+                         + size_mismatch.reoriented
 """
 # No `from __future__ import annotations`: Beam reads the type hints of the
 # functions given to Map/ParDo and would log each string hint it cannot use.
@@ -76,10 +93,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 import tensorflow as tf
 
 from data import example_codec as codec
+from data.image_options import DEFAULT_SIZE_MISMATCH, ERROR, SIZE_MISMATCH_POLICIES, ImageOptions
 from retinanet import coco, fileio
 from retinanet import layout
 from retinanet.coco import LabelMap
 from retinanet.dataloader import schema
+from retinanet.ops import orientation as orientation_ops
 
 GROUND_TRUTH_DIR = "ground_truth"
 SHARD_PREFIX = "data_tfrecord"
@@ -124,8 +143,16 @@ _SPLIT_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 _SKIP = "images_skipped/"
 _DROP = "annotations_dropped/"
 _CLASS = "boxes_per_class/"
+_CONVERTED = "images_converted/"
+_MISMATCH_FILE = "size_mismatch_file/"  # one key per file name, at most LISTED_FILES per shard
+# File names of size mismatches listed in the report and the log (per split).
+LISTED_FILES = 10
 
 log = logging.getLogger(__name__)
+
+
+class SizeMismatchError(ValueError):
+  """size_mismatch="error" and some images' JSON size is not their size as displayed."""
 
 
 def split_dir(output_dir: str, split: str) -> str:
@@ -258,8 +285,10 @@ class WriteShardFn(beam.DoFn):
 
   def __init__(self, split: str, image_dir: str, output_dir: str, num_shards: int,
                label_map: LabelMap, compression_level: int = GZIP_LEVEL,
-               read_threads: int = READ_THREADS):
+               read_threads: int = READ_THREADS,
+               image_options: ImageOptions = ImageOptions()):
     self._split = split
+    self._image_options = image_options
     self._image_dir = image_dir
     self._output_dir = output_dir
     self._output_split_dir = split_dir(output_dir, split)
@@ -288,7 +317,7 @@ class WriteShardFn(beam.DoFn):
         concurrent.futures.ThreadPoolExecutor(self._read_threads) as pool:
       encoded = _ordered_map(pool, self._encode, records, 2 * self._read_threads)
       for done, (serialized, outcome, truth) in enumerate(encoded, 1):
-        counters.update(outcome)
+        counters.update(_cap_listed_files(outcome, counters))
         if serialized is not None:
           writer.write(serialized)
           ground_truth["images"].append(truth[0])
@@ -322,38 +351,68 @@ class WriteShardFn(beam.DoFn):
     try:
       image_bytes = read_image_bytes(image_path)
       example, report = codec.build_example(image_bytes, image, annotations, self._label_map,
-                                            where=image_path)
+                                            where=image_path, options=self._image_options)
     except (FileNotFoundError, tf.errors.NotFoundError, codec.ImageSkipped) as e:
       reason = getattr(e, "reason", codec.MISSING_IMAGE)
       message = str(e) if reason != codec.MISSING_IMAGE else f"{image_path} does not exist"
       outcome[_SKIP + reason] += 1
       outcome[_DROP + codec.IMAGE_SKIPPED] += len(annotations)
+      if reason == codec.SIZE_MISMATCH:
+        outcome["image_size_mismatch"] += 1
+        outcome[_MISMATCH_FILE + image["file_name"]] += 1
       log.warning("[%s] skip image %s: %s, %s", self._split, image["id"], reason, message)
       return None, outcome, None
+    outcome.update(_image_outcome(report, image, self._split, image_path))
     height = example.features.feature[schema.HEIGHT].int64_list.value[0]
     width = example.features.feature[schema.WIDTH].int64_list.value[0]
-    if (image.get("height", height), image.get("width", width)) != (height, width):
-      outcome["image_size_mismatch"] += 1
-      log.warning("[%s] image %s: the JSON says %sx%s but the file header says %dx%d; using "
-                  "the header", self._split, image_path, image.get("width"),
-                  image.get("height"), width, height)
+    annotations = report.annotations  # in the displayed frame, as the stored boxes
     outcome["images_written"] += 1
-    outcome["negative_images"] += int(report.boxes_written == 0)
-    outcome["boxes_written"] += report.boxes_written
-    outcome["boxes_clipped"] += report.boxes_clipped
-    outcome["crowd_boxes"] += report.crowd_boxes
-    for reason, n in report.dropped.items():
-      outcome[_DROP + reason] += n
-      log.warning("[%s] image %s: dropped %d annotation(s): %s", self._split, image["id"], n,
-                  reason)
-    for label in report.labels:
-      outcome[_CLASS + str(label)] += 1
     truth = [t for t in (ground_truth_annotation(a, image["id"], self._label_map)
                          for a in annotations) if t is not None]
     outcome["ground_truth_annotations"] += len(truth)
     image_record = {"id": image["id"], "file_name": image["file_name"], "height": height,
                     "width": width}
     return example.SerializeToString(deterministic=True), outcome, (image_record, truth)
+
+
+def _image_outcome(report: codec.BoxReport, image: Mapping[str, Any], split: str,
+                   image_path: str) -> Dict[str, int]:
+  """Counter increments of a written image: its boxes, orientation, conversion and size fix.
+
+  Logs the annotations dropped and the boxes fitted (size_mismatch="rescale").
+  """
+  outcome: Dict[str, int] = collections.Counter()
+  outcome["negative_images"] += int(report.boxes_written == 0)
+  outcome["boxes_written"] += report.boxes_written
+  outcome["boxes_clipped"] += report.boxes_clipped
+  outcome["crowd_boxes"] += report.crowd_boxes
+  outcome["oriented_images"] += int(report.orientation != orientation_ops.NORMAL)
+  for reason, n in report.dropped.items():
+    outcome[_DROP + reason] += n
+    log.warning("[%s] image %s: dropped %d annotation(s): %s", split, image["id"], n, reason)
+  for label in report.labels:
+    outcome[_CLASS + str(label)] += 1
+  if report.converted_from:
+    outcome[_CONVERTED + report.converted_from] += 1
+  if report.size_fix:
+    outcome["image_size_mismatch"] += 1
+    outcome["size_mismatch_" + report.size_fix] += 1
+    outcome[_MISMATCH_FILE + image["file_name"]] += 1
+    log.warning("[%s] image %s: the JSON says %sx%s (width x height), not the size as displayed "
+                "(EXIF orientation %d); %s its %d annotation(s) (size_mismatch=rescale)", split,
+                image_path, image.get("width", "?"), image.get("height", "?"),
+                report.orientation, report.size_fix, len(report.annotations))
+  return outcome
+
+
+def _cap_listed_files(outcome: Dict[str, int], counters: Mapping[str, int]) -> Dict[str, int]:
+  """`outcome` without the file-name keys beyond LISTED_FILES in the shard's `counters`."""
+  listed = sum(1 for key in counters if key.startswith(_MISMATCH_FILE))
+  for key in [k for k in outcome if k.startswith(_MISMATCH_FILE)]:
+    if listed >= LISTED_FILES:
+      del outcome[key]
+    listed += 1
+  return outcome
 
 
 def merge_ground_truth(counters: Mapping[str, int], output_dir: str, split: str,
@@ -409,9 +468,14 @@ def merge_ground_truth(counters: Mapping[str, int], output_dir: str, split: str,
 
 
 def summarize_split(counters: Mapping[str, int], split: str, label_map: LabelMap,
-                    num_shards: int, annotations_path: str, image_dir: str) -> Dict[str, Any]:
+                    num_shards: int, annotations_path: str, image_dir: str,
+                    size_mismatch: str = DEFAULT_SIZE_MISMATCH) -> Dict[str, Any]:
   """The per-split section of conversion_report.json (every reason listed)."""
   get = lambda key: int(counters.get(key, 0))  # noqa: E731
+
+  def named(prefix: str) -> List[str]:
+    return sorted(k[len(prefix):] for k in counters if k.startswith(prefix))
+
   summary = {
       "split": split,
       "annotations_file": annotations_path,
@@ -421,6 +485,15 @@ def summarize_split(counters: Mapping[str, int], split: str, label_map: LabelMap
       "images_skipped": {r: get(_SKIP + r) for r in codec.IMAGE_SKIP_REASONS},
       "negative_images": get("negative_images"),
       "image_size_mismatch": get("image_size_mismatch"),
+      "size_mismatch": {
+          "policy": size_mismatch,
+          "skipped": get(_SKIP + codec.SIZE_MISMATCH),
+          "rescaled": get("size_mismatch_" + codec.RESCALED),
+          "reoriented": get("size_mismatch_" + codec.REORIENTED),
+          "files": named(_MISMATCH_FILE)[:LISTED_FILES],
+      },
+      "oriented_images": get("oriented_images"),
+      "images_converted": {fmt: get(_CONVERTED + fmt) for fmt in named(_CONVERTED)},
       "annotations_in": get("annotations_in"),
       "boxes_written": get("boxes_written"),
       "annotations_dropped": {r: get(_DROP + r) for r in codec.ANNOTATION_DROP_REASONS},
@@ -449,6 +522,11 @@ def check_reconciles(summary: Mapping[str, Any]) -> None:
     problems.append(f"images_in={summary['images_in']} but written + skipped = {images}")
   if boxes != summary["annotations_in"]:
     problems.append(f"annotations_in={summary['annotations_in']} but written + dropped = {boxes}")
+  mismatch = summary.get("size_mismatch")
+  if mismatch and summary["image_size_mismatch"] != (
+      mismatch["skipped"] + mismatch["rescaled"] + mismatch["reoriented"]):
+    problems.append(f"image_size_mismatch={summary['image_size_mismatch']} but skipped + "
+                    f"rescaled + reoriented = {mismatch}")
   if sum(summary["boxes_per_class"].values()) != summary["boxes_written"]:
     problems.append("boxes_per_class does not sum to boxes_written")
   if summary["shards_written"] != summary["num_shards"]:
@@ -483,7 +561,8 @@ class CocoToTFRecords(beam.PTransform):
   def __init__(self, *, split: str, annotations_path: str, image_dir: str,
                output_dir: str, label_map: LabelMap, num_shards: int,
                input_counters: Mapping[str, int],
-               compression_level: int = GZIP_LEVEL, read_threads: int = READ_THREADS):
+               compression_level: int = GZIP_LEVEL, read_threads: int = READ_THREADS,
+               image_options: ImageOptions = ImageOptions()):
     super().__init__()
     if num_shards < 1:
       raise ValueError(f"num_shards must be >= 1, got {num_shards}")
@@ -496,6 +575,7 @@ class CocoToTFRecords(beam.PTransform):
     self._input_counters = dict(input_counters)
     self._compression_level = compression_level
     self._read_threads = read_threads
+    self._image_options = image_options
 
   def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
     shard_counters = (pbegin
@@ -504,7 +584,7 @@ class CocoToTFRecords(beam.PTransform):
                       | "WriteShards" >> beam.ParDo(WriteShardFn(
                           self._split, self._image_dir, self._output_dir,
                           self._num_shards, self._label_map, self._compression_level,
-                          self._read_threads)))
+                          self._read_threads, self._image_options)))
     input_counters = (pbegin
                       | "InputCounters" >> beam.Create([self._input_counters]))
     return ((input_counters, shard_counters)
@@ -514,21 +594,26 @@ class CocoToTFRecords(beam.PTransform):
                                              self._num_shards, self._label_map,
                                              self._annotations_path)
             | "Summarize" >> beam.Map(summarize_split, self._split, self._label_map,
-                                      self._num_shards, self._annotations_path, self._image_dir))
+                                      self._num_shards, self._annotations_path, self._image_dir,
+                                      self._image_options.size_mismatch))
 
 
 def convert_split_in_process(*, split: str, annotations_path: str, image_dir: str,
                              output_dir: str, label_map: LabelMap, num_shards: int,
                              input_counters: Mapping[str, int],
-                             compression_level: int = GZIP_LEVEL) -> Dict[str, Any]:
+                             compression_level: int = GZIP_LEVEL,
+                             image_options: ImageOptions = ImageOptions()
+                             ) -> Dict[str, Any]:
   """CocoToTFRecords' steps as a plain loop in this process; returns the split summary."""
-  writer = WriteShardFn(split, image_dir, output_dir, num_shards, label_map, compression_level)
+  writer = WriteShardFn(split, image_dir, output_dir, num_shards, label_map, compression_level,
+                        image_options=image_options)
   counters = [dict(input_counters)]
   for shard in range(num_shards):
     counters += list(writer.process(shard))
   merged = merge_ground_truth(sum_counters(counters), output_dir, split, num_shards, label_map,
                               annotations_path)
-  return summarize_split(merged, split, label_map, num_shards, annotations_path, image_dir)
+  return summarize_split(merged, split, label_map, num_shards, annotations_path, image_dir,
+                         image_options.size_mismatch)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -669,14 +754,35 @@ def _check_arguments(splits: Mapping[str, Tuple[str, str]], num_shards: Optional
 
 
 def _log_conversion(stats: Mapping[str, Any], seconds: float, output_dir: str) -> None:
-  """One line per split: what was read, written, skipped and dropped (counts reconcile)."""
+  """One line per split: what was read, written, skipped and dropped (counts reconcile), and
+  the images whose JSON size was not their displayed size."""
   for split, s in stats["splits"].items():
-    log.info("[%s] %d/%d images written (skipped %s), %d boxes (dropped %s, clipped %d), "
-             "%d shard(s)", split, s["images_written"], s["images_in"],
+    log.info("[%s] %d/%d images written (skipped %s; %d EXIF-oriented, converted %s), %d boxes "
+             "(dropped %s, clipped %d), %d shard(s)", split, s["images_written"], s["images_in"],
              {k: v for k, v in s["images_skipped"].items() if v} or "none",
+             s["oriented_images"], s["images_converted"] or "none",
              s["boxes_written"], {k: v for k, v in s["annotations_dropped"].items() if v} or
              "none", s["boxes_clipped"], s["num_shards"])
+    mismatch = s["size_mismatch"]
+    if s["image_size_mismatch"]:
+      log.warning("[%s] %d image(s) whose JSON height/width is not their size as displayed "
+                  "(size_mismatch=%s: %d skipped, %d rescaled, %d reoriented), e.g. %s", split,
+                  s["image_size_mismatch"], mismatch["policy"], mismatch["skipped"],
+                  mismatch["rescaled"], mismatch["reoriented"], ", ".join(mismatch["files"]))
   log.info("conversion finished in %.1f s: %s", seconds, output_dir)
+
+
+def check_no_size_mismatch(stats: Mapping[str, Any], stats_path: str) -> None:
+  """Raises SizeMismatchError naming the files of every split with size mismatches."""
+  problems = [f"{split}: {s['image_size_mismatch']} image(s), e.g. "
+              f"{', '.join(s['size_mismatch']['files'])}"
+              for split, s in sorted(stats["splits"].items()) if s["image_size_mismatch"]]
+  if problems:
+    raise SizeMismatchError(
+        "size_mismatch=error: the JSON's height/width differs from the image as displayed "
+        f"(EXIF orientation applied) for {'; '.join(problems)} (all counted in {stats_path}). "
+        "Fix the JSON, or convert with size_mismatch=skip (leave them out) or rescale (fit "
+        "their boxes to the images).")
 
 
 def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
@@ -687,7 +793,9 @@ def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
                  label_map_split: str = "train",
                  target_shard_bytes: int = DEFAULT_TARGET_SHARD_BYTES,
                  compression_level: int = GZIP_LEVEL,
-                 in_process: bool = False) -> ConversionResult:
+                 in_process: bool = False,
+                 size_mismatch: str = DEFAULT_SIZE_MISMATCH,
+                 convert_unsupported_images: bool = False) -> ConversionResult:
   """Converts COCO splits {name: (annotations_json, image_dir)} to TFRecords.
 
   Builds the label map from `label_map_split` unless `label_map` is given,
@@ -700,9 +808,16 @@ def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
   the gzip shards (0-9; see GZIP_LEVEL). `in_process` runs the same steps as
   a plain loop in this process instead of a Beam job (the same output; for
   tests and as the single-process reference of benchmarks).
+  `size_mismatch` ("skip", "rescale" or "error") is what happens to an image
+  whose JSON height/width is not its size as displayed, and
+  `convert_unsupported_images` stores WebP, TIFF, BMP and GIF as PNG instead of
+  skipping them (module docstring). With "error", the conversion runs to the
+  end (the report counts every case) and then raises SizeMismatchError naming
+  the files.
   """
   _check_arguments(splits, num_shards, compression_level,
                    beam_pipeline is not None and bool(beam_pipeline_args))
+  image_options = ImageOptions(size_mismatch, convert_unsupported_images)
   label_map_source = label_map_split if label_map is None else "given"
   split_dirs = {s: split_dir(output_dir, s) for s in splits}
   for path in split_dirs.values():
@@ -716,24 +831,20 @@ def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
   coco.save_label_map(label_map, label_map_path)
 
   start = time.monotonic()
+  jobs = {split: dict(split=split, annotations_path=splits[split][0], image_dir=splits[split][1],
+                      output_dir=output_dir, label_map=label_map, num_shards=shards[split],
+                      input_counters=input_counters[split], compression_level=compression_level,
+                      image_options=image_options) for split in sorted(splits)}
   try:
     if in_process:
-      write_stats_json([convert_split_in_process(
-          split=split, annotations_path=splits[split][0], image_dir=splits[split][1],
-          output_dir=output_dir, label_map=label_map, num_shards=shards[split],
-          input_counters=input_counters[split], compression_level=compression_level)
-                        for split in sorted(splits)], stats_path, layout.LABEL_MAP_FILE,
-                       label_map_source)
+      write_stats_json([convert_split_in_process(**job) for job in jobs.values()], stats_path,
+                       layout.LABEL_MAP_FILE, label_map_source)
     else:
       pipeline = beam_pipeline or beam.Pipeline(options=PipelineOptions(
           pipeline_args_with_defaults(beam_pipeline_args,
                                       annotation_bytes([a for a, _ in splits.values()]))))
-      summaries = [
-          pipeline | f"Convert[{split}]" >> CocoToTFRecords(
-              split=split, annotations_path=splits[split][0], image_dir=splits[split][1],
-              output_dir=output_dir, label_map=label_map, num_shards=shards[split],
-              input_counters=input_counters[split], compression_level=compression_level)
-          for split in sorted(splits)]
+      summaries = [pipeline | f"Convert[{split}]" >> CocoToTFRecords(**job)
+                   for split, job in jobs.items()]
       _ = (summaries
            | "AllSplits" >> beam.Flatten()
            | "ToList" >> beam.combiners.ToList()
@@ -745,6 +856,8 @@ def convert_coco(splits: Mapping[str, Tuple[str, str]], output_dir: str,
   with tf.io.gfile.GFile(stats_path, "r") as f:
     stats = json.load(f)
   _log_conversion(stats, time.monotonic() - start, output_dir)
+  if size_mismatch == ERROR:
+    check_no_size_mismatch(stats, stats_path)
   return ConversionResult(output_dir, split_dirs, label_map, label_map_path, stats_path, stats)
 
 
@@ -758,17 +871,27 @@ def _parse_split(text: str) -> Tuple[str, Tuple[str, str]]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """CLI: python -m data.convert --split train,ANN,IMGS --split val,ANN,IMGS
-  --output_dir OUT [--num_shards N] [Beam args, e.g. --runner=DataflowRunner ...]."""
+  --output_dir OUT [--num_shards N] [--size_mismatch skip|rescale|error]
+  [--convert_unsupported_images] [Beam args, e.g. --runner=DataflowRunner ...]."""
   parser = argparse.ArgumentParser(description="COCO -> sharded gzip TFRecords (Beam).")
   parser.add_argument("--split", action="append", type=_parse_split, required=True,
                       help="NAME,ANNOTATIONS_JSON,IMAGE_DIR (repeat per split)")
   parser.add_argument("--output_dir", required=True)
   parser.add_argument("--num_shards", type=int, default=None)
   parser.add_argument("--label_map_split", default="train")
+  parser.add_argument("--size_mismatch", choices=SIZE_MISMATCH_POLICIES,
+                      default=DEFAULT_SIZE_MISMATCH,
+                      help="an image whose JSON height/width is not its size as displayed: "
+                           "skip it, rescale (fit) its boxes, or stop with an error listing the "
+                           "files (default: %(default)s)")
+  parser.add_argument("--convert_unsupported_images", action="store_true",
+                      help="store WebP, TIFF, BMP and GIF images as PNG instead of skipping them")
   args, beam_args = parser.parse_known_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
   result = convert_coco(dict(args.split), args.output_dir, num_shards=args.num_shards,
-                        beam_pipeline_args=beam_args, label_map_split=args.label_map_split)
+                        beam_pipeline_args=beam_args, label_map_split=args.label_map_split,
+                        size_mismatch=args.size_mismatch,
+                        convert_unsupported_images=args.convert_unsupported_images)
   print(result.stats_path)
   return 0
 

@@ -8,6 +8,7 @@ import sys
 from typing import Optional, Sequence
 
 from components.trainer.request import KEEP_UNFINISHED_TRAININGS
+from data import image_options
 from pipeline import stages
 from retinanet.evaluation.blessing import DEFAULT_THRESHOLDS
 
@@ -79,6 +80,15 @@ def _data_flags(g) -> None:
   g.add_argument("--val_images", help="custom: image folder of the val split.")
   g.add_argument("--num_shards", type=int, default=0,
                  help="TFRecord shards per split; 0 = chosen from the data size.")
+  g.add_argument("--size_mismatch", choices=image_options.SIZE_MISMATCH_POLICIES,
+                 default=image_options.DEFAULT_SIZE_MISMATCH,
+                 help="An image whose JSON height/width is not its size as displayed (EXIF "
+                      "orientation applied): skip it (counted and named in the conversion "
+                      "report), rescale (fit its boxes to the image), or error (stop, listing "
+                      "the files). Default: %(default)s.")
+  g.add_argument("--convert_unsupported_images", action="store_true",
+                 help="Store WebP, TIFF, BMP and GIF images as PNG (EXIF orientation applied) "
+                      "instead of skipping them as unsupported_format.")
 
 
 def _training_flags(g) -> None:

@@ -6,6 +6,8 @@ import logging
 import os
 from typing import Optional
 
+from data import image_options
+
 logger = logging.getLogger(__name__)
 
 SAMPLE = "sample"
@@ -16,12 +18,16 @@ DATASETS = (SAMPLE, COCO2017, CUSTOM)
 
 @dataclasses.dataclass(frozen=True)
 class DatasetPaths:
-  """Where a COCO-format dataset lives (local paths or gs://)."""
+  """Where a COCO-format dataset lives (local paths or gs://), and how it is converted."""
   train_annotations: str
   train_images: str
   val_annotations: str
   val_images: str
   num_shards: int = 0          # TFRecord shards per split; 0 = chosen from the data size
+  # JSON height/width != the image as displayed: "skip", "rescale" or "error".
+  size_mismatch: str = image_options.DEFAULT_SIZE_MISMATCH
+  convert_unsupported_images: bool = False  # WebP, TIFF, BMP, GIF -> PNG instead of skipped
+  # (both: data/image_options.py)
 
 
 def _exists(path: str) -> bool:

@@ -90,7 +90,8 @@ def resolve_dataset(args: argparse.Namespace, data_root: str):
   else:
     paths = datasets.custom_dataset(args.train_annotations, args.train_images,
                                     args.val_annotations, args.val_images, check_exists=local)
-  return dataclasses.replace(paths, num_shards=args.num_shards)
+  return dataclasses.replace(paths, num_shards=args.num_shards, size_mismatch=args.size_mismatch,
+                             convert_unsupported_images=args.convert_unsupported_images)
 
 
 def match_num_classes(config, train_annotations: str, explicit: bool):

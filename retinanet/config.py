@@ -253,6 +253,10 @@ class PostprocessConfig:
   max_detections: int = 100
   # combined mode: max boxes per class before the final top-k.
   max_detections_per_class: int = 100
+  # Encoded-image signatures (serve_encoded*) turn a JPEG by its EXIF orientation
+  # before detection, so boxes and image_size are in the displayed frame (the
+  # frame of the training boxes); false keeps the stored (sensor) pixel order.
+  apply_exif_orientation: bool = True
 
 
 @dataclasses.dataclass

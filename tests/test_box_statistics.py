@@ -21,10 +21,18 @@ SPEC = bs.AnalysisSpec(LAYOUT, positive_iou=0.5, negative_iou=0.4, num_classes=4
 CLASS_NAMES = ["a", "b", "c", "only_in_val"]
 
 
-def _example(height, width, boxes, labels, crowd) -> bytes:
+def _orientation(index):
+  """The EXIF orientation of the index-th record: 1..8 in turn, and None (a record written
+  before image/orientation existed, read as 1) every ninth."""
+  return None if index % 9 == 0 else index % 9
+
+
+def _example(height, width, boxes, labels, crowd, orientation=None) -> bytes:
   """A record with the keys the statistics stage reads (boxes normalized yxyx)."""
   ex = tf.train.Example()
   f = ex.features.feature
+  if orientation is not None:
+    f[schema.ORIENTATION].int64_list.value.append(orientation)
   f[schema.HEIGHT].int64_list.value.append(height)
   f[schema.WIDTH].int64_list.value.append(width)
   for i, key in enumerate((schema.YMIN, schema.XMIN, schema.YMAX, schema.XMAX)):
@@ -59,8 +67,8 @@ def _write(images, directory):
   os.makedirs(directory)
   path = os.path.join(directory, "data_tfrecord-00000-of-00001.gz")
   with tf.io.TFRecordWriter(path, options="GZIP") as writer:
-    for image in images:
-      writer.write(_example(*image))
+    for index, image in enumerate(images):
+      writer.write(_example(*image, orientation=_orientation(index)))
   return os.path.join(directory, "*")
 
 
@@ -107,6 +115,8 @@ def test_counts_and_histograms_equal_numpy(analyzed):
     assert (s["num_images"], s["num_boxes"], s["num_crowd"]) == (
         len(images), len(m["width"]), crowd)
     assert s["negative_images"] == sum(1 for n in per_image if n == 0)
+    assert s["oriented_images"] == sum(_orientation(i) not in (None, 1)
+                                       for i in range(len(images))) > 0
     assert s["boxes_per_class"] == np.bincount(m["label"], minlength=4).tolist()
     for name, boundaries in bs.BOX_MEASURES.items():
       expected = np.bincount(np.searchsorted(boundaries, m[name], side="right"),

@@ -145,7 +145,8 @@ def test_each_bad_input_has_its_documented_outcome(clean, bad_result):
   # 7 new records (900-906) + 1 duplicate; the clean annotations + 9 + 6 new ones.
   assert s["images_in"] == c["images"] + 8
   assert s["images_skipped"] == {"missing_image": 1, "corrupt_image": 2, "undecodable_image": 1,
-                                 "unsupported_format": 1, "duplicate_image_id": 1}
+                                 "unsupported_format": 1, "duplicate_image_id": 1,
+                                 "size_mismatch": 0}
   assert s["images_written"] == c["images"] + 2  # 904 (negative) and 905
   assert s["annotations_in"] == c["annotations"] + 9 + 6
   assert s["annotations_dropped"] == {"degenerate_box": 2, "unknown_category": 1,

@@ -8,8 +8,10 @@ import tensorflow as tf
 from PIL import Image
 
 from data import example_codec as codec
+from data.image_options import ImageOptions
 from retinanet.coco import LabelMap
 from retinanet.dataloader import schema
+from tests import exif_images
 
 LABEL_MAP = LabelMap.from_categories([{"id": 12, "name": "triangle"}, {"id": 3, "name": "circle"}])
 
@@ -103,11 +105,104 @@ def test_truncated_files_are_corrupt(fmt):
     tf.io.decode_image(data[:len(data) * 2 // 3]).numpy()
 
 
-@pytest.mark.parametrize("fmt", ["GIF", "BMP"])
+@pytest.mark.parametrize("fmt", ["GIF", "BMP", "WEBP", "TIFF"])
 def test_other_formats_are_skipped_not_reencoded(fmt):
-  with pytest.raises(codec.ImageSkipped) as e:
+  with pytest.raises(codec.ImageSkipped, match="--convert_unsupported_images") as e:
     codec.build_example(_image_bytes(fmt), {"id": 1, "file_name": "a"}, [], LABEL_MAP)
   assert e.value.reason == codec.UNSUPPORTED_FORMAT
+
+
+@pytest.mark.parametrize("fmt", ["WEBP", "TIFF", "BMP", "GIF"])
+def test_other_formats_are_converted_to_png_on_request(fmt):
+  pixels = np.random.default_rng(1).integers(0, 255, (10, 20, 3), dtype=np.uint8)
+  buffer = io.BytesIO()
+  Image.fromarray(pixels).save(buffer, format=fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+  example, report = codec.build_example(
+      buffer.getvalue(), {"id": 1, "file_name": "a", "height": 10, "width": 20},
+      [_ann([2, 1, 4, 5])], LABEL_MAP, options=ImageOptions(convert_unsupported=True))
+  parsed = schema.parse_example(example.SerializeToString())
+  assert (parsed[schema.FORMAT], report.converted_from) == ("png", fmt.lower())
+  assert (parsed[schema.HEIGHT], parsed[schema.WIDTH], parsed[schema.ORIENTATION]) == (10, 20, 1)
+  decoded = tf.io.decode_png(parsed[schema.ENCODED]).numpy()
+  with Image.open(buffer) as original:
+    np.testing.assert_array_equal(decoded, np.asarray(original.convert("RGB")))
+  if fmt in ("WEBP", "TIFF", "BMP"):  # lossless: the pixels written
+    np.testing.assert_array_equal(decoded, pixels)
+  assert report.boxes_written == 1
+
+
+def test_converted_tiff_is_turned_by_its_exif_orientation():
+  stored = exif_images.marked_image(10, 20, (1, 2, 4, 9))
+  exif = Image.Exif()
+  exif[exif_images.ORIENTATION_TAG] = 6
+  buffer = io.BytesIO()
+  Image.fromarray(stored).save(buffer, format="TIFF", exif=exif.tobytes())
+  example, report = codec.build_example(buffer.getvalue(), {"id": 1, "file_name": "t.tif"}, [],
+                                        LABEL_MAP, options=ImageOptions(convert_unsupported=True))
+  parsed = schema.parse_example(example.SerializeToString())
+  decoded = tf.io.decode_png(parsed[schema.ENCODED]).numpy()
+  np.testing.assert_array_equal(decoded, exif_images.displayed_by_pil(stored, 6))
+  # Stored already turned (image/orientation 1); the file's orientation is reported.
+  assert (parsed[schema.HEIGHT], parsed[schema.WIDTH], parsed[schema.ORIENTATION]) == (20, 10, 1)
+  assert (report.orientation, report.converted_from) == (6, "tiff")
+  # Labelled with the TIFF's stored size and boxed on its stored pixels: with "rescale" the
+  # box turns with the pixels onto the block of the PNG.
+  example, report = codec.build_example(
+      buffer.getvalue(), {"id": 1, "file_name": "t.tif", "height": 10, "width": 20},
+      [_ann([2, 1, 7, 3])], LABEL_MAP,
+      options=ImageOptions(size_mismatch="rescale", convert_unsupported=True))
+  parsed = schema.parse_example(example.SerializeToString())
+  assert report.size_fix == codec.REORIENTED
+  box = [parsed[k][0] * s for k, s in ((schema.YMIN, 20), (schema.XMIN, 10), (schema.YMAX, 20),
+                                       (schema.XMAX, 10))]
+  np.testing.assert_allclose(box, exif_images.bright_box_yxyx(decoded), atol=1e-5)
+
+
+def test_exif_orientation_stored_with_the_displayed_size_and_the_original_bytes():
+  # Stored 10 high x 20 wide, orientation 6: displayed 20 high x 10 wide, as the JSON says.
+  data = exif_images.jpeg(exif_images.marked_image(10, 20, (0, 0, 2, 2)), 6)
+  image = {"id": 5, "file_name": "turned.jpg", "height": 20, "width": 10}
+  example, report = codec.build_example(data, image, [_ann([1, 2, 4, 5])], LABEL_MAP)
+  parsed = schema.parse_example(example.SerializeToString())
+  assert parsed[schema.ENCODED] == data
+  assert (parsed[schema.HEIGHT], parsed[schema.WIDTH], parsed[schema.ORIENTATION]) == (20, 10, 6)
+  # The box, in displayed pixels, is normalized by the displayed size.
+  np.testing.assert_allclose([parsed[k][0] for k in (schema.XMIN, schema.YMIN, schema.XMAX,
+                                                     schema.YMAX)], [0.1, 0.1, 0.5, 0.35],
+                             rtol=1e-6)
+  assert (report.orientation, report.size_fix) == (6, "")
+  with pytest.raises(codec.ImageSkipped, match=r"turned.jpg: the JSON says 20x10 \(width x height\) but the image is "
+                     r"10x20 as displayed \(stored 20x10, EXIF orientation 6\)") as e:
+    codec.build_example(data, {**image, "height": 10, "width": 20}, [], LABEL_MAP)
+  assert e.value.reason == codec.SIZE_MISMATCH
+
+
+def test_fit_annotations_by_hand():
+  anns = [_ann([100, 50, 200, 100], area=15000.0), _ann([0, 0, 10, 10])]
+  labelled = {"id": 1, "file_name": "wrongsize.jpg", "height": 480, "width": 640}
+  # Stored and displayed 240 high x 320 wide, labelled 480 x 640: boxes halved.
+  fitted, fix = codec.fit_annotations(anns, labelled, (240, 320), 1, "rescale")
+  assert fix == codec.RESCALED
+  assert fitted[0]["bbox"] == [50, 25, 100, 50] and fitted[0]["area"] == 3750.0
+  assert fitted[1]["bbox"] == [0, 0, 5, 5] and "area" not in fitted[1]
+  assert anns[0]["bbox"] == [100, 50, 200, 100]  # the input is not modified
+  for policy in ("skip", "error"):
+    with pytest.raises(codec.ImageSkipped, match="wrongsize.jpg: the JSON says 640x480") as e:
+      codec.fit_annotations(anns, labelled, (240, 320), 1, policy)
+    assert e.value.reason == codec.SIZE_MISMATCH
+  # Stored 300 high x 400 wide with orientation 6, labelled with the stored size: the
+  # annotator saw the stored pixels; the box turns 90 degrees clockwise with them
+  # (stored (y, x) -> displayed (x, 300 - y)).
+  stored_frame = {"id": 2, "file_name": "s.jpg", "height": 300, "width": 400}
+  fitted, fix = codec.fit_annotations([_ann([10, 20, 30, 40])], stored_frame, (300, 400), 6,
+                                      "rescale")
+  assert fix == codec.REORIENTED
+  np.testing.assert_allclose(fitted[0]["bbox"], [240, 10, 40, 30])
+  # No size in the JSON, or the displayed size: nothing to fit.
+  for image in ({"id": 3, "file_name": "n"}, {**stored_frame, "height": 400, "width": 300}):
+    assert codec.fit_annotations(anns, image, (300, 400), 6, "error") == (anns, "")
+  with pytest.raises(ValueError, match="size_mismatch='fit' is not one of skip, rescale, error"):
+    ImageOptions(size_mismatch="fit")
 
 
 def test_clip_box_hand_computed():

@@ -169,3 +169,22 @@ def test_decodes_an_example_written_by_the_data_stage():
   np.testing.assert_array_equal(out[decoder.CLASSES], [1, 0])
   np.testing.assert_array_equal(out[decoder.IS_CROWD], [False, True])
   np.testing.assert_allclose(out[decoder.AREAS], [150.0, 2000.0])
+
+
+def test_orientation_turns_the_pixels_and_the_size_check_is_after_the_turn():
+  from tests import exif_images
+  image = random_image(5, 8)
+  old = make_example(image, image_id=77)  # written before image/orientation existed
+  assert schema.ORIENTATION not in old.features.feature
+  np.testing.assert_array_equal(_decode(old)[decoder.IMAGE], image)  # orientation 1
+  turned = make_example(image, image_id=77)
+  turned.features.feature[schema.ORIENTATION].int64_list.value.append(6)
+  with pytest.raises(tf.errors.InvalidArgumentError, match=schema.ORIENTATION) as error:
+    _decode(turned)  # the stored size is the displayed size: 8 high, 5 wide
+  assert "77" in str(error.value)
+  turned.features.feature[schema.HEIGHT].int64_list.value[0] = 8
+  turned.features.feature[schema.WIDTH].int64_list.value[0] = 5
+  out = _decode(turned)
+  np.testing.assert_array_equal(out[decoder.IMAGE], exif_images.displayed_by_pil(image, 6))
+  np.testing.assert_array_equal(out[decoder.ORIGINAL_SIZE], [8, 5])
+  assert schema.parse_example(old.SerializeToString())[schema.ORIENTATION] == 1

@@ -105,3 +105,18 @@ def test_vertex_spec_compiles_offline_with_every_component(tmp_path):
                     "postprocess_overrides", "train_annotations", "global_soft",
                     "DataflowRunner"):
     assert parameter in text, f"{parameter} not in the compiled spec"
+
+
+def test_conversion_options_reach_the_data_stage_from_the_command_line():
+  from pipeline import cli, run  # pylint: disable=g-import-not-at-top
+  flags = ["--runner=vertex", "--dataset=custom", "--train_annotations=gs://b/t.json",
+           "--train_images=gs://b/t", "--val_annotations=gs://b/v.json", "--val_images=gs://b/v"]
+  default = run.resolve_dataset(cli.build_parser().parse_args(flags), "gs://b")
+  assert (default.size_mismatch, default.convert_unsupported_images) == ("skip", False)
+  dataset = run.resolve_dataset(cli.build_parser().parse_args(
+      flags + ["--size_mismatch=rescale", "--convert_unsupported_images"]), "gs://b")
+  data = {c.id: c for c in _pipeline(dataset=dataset).components}[stages.DATA.node_id]
+  assert data.exec_properties["size_mismatch"] == "rescale"
+  assert data.exec_properties["convert_unsupported_images"] is True
+  with pytest.raises(SystemExit):
+    cli.build_parser().parse_args(flags + ["--size_mismatch=resize"])

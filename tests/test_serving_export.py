@@ -23,9 +23,11 @@ from retinanet import factory
 from retinanet import layout
 from retinanet.dataloader import preprocess_ops
 from retinanet.evaluation import evaluate_model
+from retinanet.ops import orientation
 from retinanet.serving import export
 from retinanet.serving import versioning
 from retinanet.training import checkpointing
+from tests import exif_images
 
 LABEL_MAP = coco.LabelMap((3, 8, 21), ("cat", "dog", "kite"))
 INPUT_SIZE = (64, 96)
@@ -241,6 +243,49 @@ def test_serve_encoded_handles_mixed_sizes_and_passes_image_ids(exported):
   np.testing.assert_allclose(same["boxes"][0], outputs["boxes"][0], atol=1e-3)
 
 
+def test_serve_encoded_detects_on_the_displayed_image_for_every_exif_orientation(exported):
+  """A JPEG tagged with each EXIF orientation: detections and image_size are those of the
+  image a viewer shows (PIL's exif_transpose of the stored pixels)."""
+  config, model, loaded, _, _ = exported
+  stored = random_image(40, 60, seed=21)
+  encoded = [exif_images.jpeg(stored, value) for value in orientation.ORIENTATIONS]
+  pixels = tf.io.decode_jpeg(encoded[0]).numpy()  # the tag does not change the stored pixels
+  displayed = [exif_images.displayed_by_pil(pixels, value) for value in orientation.ORIENTATIONS]
+  outputs = run(loaded, "serve_encoded_with_id", encoded_images=tf.constant(encoded),
+                image_id=tf.range(8, dtype=tf.int64))
+  np.testing.assert_array_equal(outputs["image_size"], [d.shape[:2] for d in displayed])
+  assert outputs["image_size"].tolist()[:5:4] == [[40, 60], [60, 40]]
+  for i, ref in enumerate(reference_detections(model, config, displayed)):
+    assert_matches(outputs, i, ref)
+
+
+def test_sensor_order_export_and_turning_its_outputs(exported, tmp_path):
+  """postprocess.apply_exif_orientation=false keeps the stored order in the graph; clients
+  (the inference CLI, the Evaluator) turn its outputs with export.outputs_in_displayed_frame."""
+  config, model, _, export_dir, _ = exported
+  sensor = config_lib.apply_overrides(config, ["postprocess.apply_exif_orientation=false"])
+  module = export.build_detection_module(
+      model, model_config=sensor.model, input_config=sensor.input,
+      postprocess_config=sensor.postprocess, label_map=LABEL_MAP)
+  data = exif_images.jpeg(random_image(40, 60, seed=22), 6)
+  raw = {k: v.numpy() for k, v in module.serve_encoded(tf.constant([data])).items()}
+  np.testing.assert_array_equal(raw["image_size"], [[40, 60]])  # stored, not turned
+  # By hand: 90 degrees clockwise of a 6x10 image, (y, x) -> (x, 6 - y); padding stays 0.
+  outputs = {"boxes": np.float32([[[1, 2, 4, 7], [0, 0, 0, 0]]]), "image_size": np.int32([[6, 10]]),
+             "valid_detections": np.int32([1]), "scores": np.float32([[0.9, 0.0]])}
+  turned = export.outputs_in_displayed_frame(outputs, [data])
+  np.testing.assert_array_equal(turned["boxes"], [[[2, 2, 7, 5], [0, 0, 0, 0]]])
+  np.testing.assert_array_equal(turned["image_size"], [[10, 6]])
+  assert turned["scores"] is outputs["scores"]
+  # Which exports turn: the setting in config.json; absent (older exports) means they did not.
+  assert export.applies_exif_orientation(export_dir)
+  old = tmp_path / "old"
+  old.mkdir()
+  assert not export.applies_exif_orientation(str(old))
+  (old / layout.CONFIG_FILE).write_text(json.dumps({"postprocess": {"nms_mode": "combined"}}))
+  assert not export.applies_exif_orientation(str(old))
+
+
 def test_category_ids_map_class_ids_and_padding_is_marked(exported):
   _, _, loaded, _, _ = exported
   images = np.stack([random_image(80, 120, seed=s) for s in (7, 8)])
@@ -312,9 +357,13 @@ def test_pushed_model_in_a_fresh_process_via_the_cli(exported, tmp_path):
             "small.jpg": random_image(48, 40, seed=12)}
   for name, image in images.items():
     Image.fromarray(image).save(image_dir / name, quality=95)
-  # The JPEG as TensorFlow decodes it is the reference input.
-  decoded = {n: tf.io.decode_image((image_dir / n).read_bytes(), channels=3).numpy()
-             for n in images}
+  # A phone photo: stored 40 high x 70 wide, displayed turned 90 degrees clockwise.
+  (image_dir / "turned.jpg").write_bytes(exif_images.jpeg(random_image(40, 70, seed=13), 6))
+  # The JPEGs as TensorFlow decodes them, turned as displayed, are the reference inputs.
+  decoded = {n: exif_images.displayed_by_pil(
+      tf.io.decode_image((image_dir / n).read_bytes(), channels=3).numpy(),
+      6 if n == "turned.jpg" else 1) for n in [*images, "turned.jpg"]}
+  assert decoded["turned.jpg"].shape == (70, 40, 3)
   out_dir = tmp_path / "out"
   env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
   result = subprocess.run(
@@ -326,11 +375,11 @@ def test_pushed_model_in_a_fresh_process_via_the_cli(exported, tmp_path):
   assert "images/s" in result.stderr
   report = json.loads((out_dir / "detections.json").read_text())
   assert report["model_dir"] == os.path.join(base, "3")
-  names = sorted(images)
+  names = sorted(decoded)
   assert [r["file"] for r in report["images"]] == names
   references = reference_detections(model, config, [decoded[n] for n in names])
   for record, ref, name in zip(report["images"], references, names):
-    height, width = images[name].shape[:2]
+    height, width = decoded[name].shape[:2]
     assert (record["height"], record["width"]) == (height, width)
     with Image.open(out_dir / (os.path.splitext(name)[0] + ".png")) as png:
       assert png.size == (width, height)

@@ -5,9 +5,10 @@ height, corners (xmin, ymin, xmax, ymax) stored as four parallel float lists.
 
 | key                             | type        | meaning                                       |
 |---------------------------------|-------------|-----------------------------------------------|
-| image/encoded                   | bytes       | the original file bytes (JPEG or PNG), never re-encoded |
+| image/encoded                   | bytes       | the original file bytes (JPEG or PNG), never re-encoded (*) |
 | image/format                    | bytes       | b"jpeg" or b"png"                             |
-| image/height, image/width       | int64       | pixels, read from the file header             |
+| image/height, image/width       | int64       | pixels of the displayed image (**)            |
+| image/orientation               | int64       | EXIF orientation 1..8 (JPEG; 1 for PNG; optional, 1 when absent) |
 | image/id                        | int64       | the COCO image id                             |
 | image/filename                  | bytes       | file name relative to the image directory     |
 | image/object/bbox/xmin .. ymax  | float list  | normalized box corners, one per object        |
@@ -15,6 +16,15 @@ height, corners (xmin, ymin, xmax, ymax) stored as four parallel float lists.
 | image/object/class/category_id  | int64 list  | the original COCO category id                 |
 | image/object/area               | float list  | the annotation's area in pixels (COCO "area") |
 | image/object/is_crowd           | int64 list  | 1 for crowd regions (ignored by the matcher)  |
+
+(*) Other formats (WebP, TIFF, BMP, GIF) are skipped, or, when the conversion is
+asked to (`convert_unsupported_images`), stored as a PNG made from their pixels.
+(**) The header's size, swapped for EXIF orientations 5-8 (retinanet/ops/orientation.py).
+
+Boxes, height and width are in the displayed frame: `image/encoded` holds the
+stored pixels, which the decoder turns by `image/orientation` before use (the
+serving graph reads the same orientation from the JPEG itself). Records written
+before image/orientation existed parse with orientation 1.
 
 Guarantees of the data stage (data/convert.py): boxes are clipped to the image,
 so 0 <= xmin < xmax <= 1 and 0 <= ymin < ymax <= 1; the eight per-object lists
@@ -38,6 +48,7 @@ HEIGHT = "image/height"
 WIDTH = "image/width"
 IMAGE_ID = "image/id"
 FILENAME = "image/filename"
+ORIENTATION = "image/orientation"
 XMIN = "image/object/bbox/xmin"
 YMIN = "image/object/bbox/ymin"
 XMAX = "image/object/bbox/xmax"
@@ -59,6 +70,7 @@ FEATURE_SPEC: Dict[str, Any] = {
     **{k: tf.io.FixedLenFeature([], tf.int64) for k in _SCALAR_INTS},
     **{k: tf.io.VarLenFeature(tf.float32) for k in _FLOAT_LISTS},
     **{k: tf.io.VarLenFeature(tf.int64) for k in _INT_LISTS},
+    ORIENTATION: tf.io.FixedLenFeature([], tf.int64, default_value=1),
 }
 
 
@@ -67,7 +79,8 @@ def parse_example(serialized: bytes) -> Dict[str, Any]:
 
   image/encoded is bytes; image/format and image/filename are str; scalar
   ints are int; the per-object lists are float32 / int64 numpy arrays. A
-  missing or mistyped key raises ValueError naming it.
+  missing or mistyped key raises ValueError naming it; image/orientation is
+  optional (1 when absent, as FEATURE_SPEC's default).
   """
   example = tf.train.Example.FromString(serialized)
   feature = example.features.feature
@@ -86,6 +99,10 @@ def parse_example(serialized: bytes) -> Dict[str, Any]:
     if len(values) != 1:
       raise ValueError(f"Example feature {key!r} has {len(values)} values, expected 1")
     out[key] = values[0]
+  orientation = get(ORIENTATION, "int64_list") if ORIENTATION in feature else [1]
+  if len(orientation) != 1:
+    raise ValueError(f"Example feature {ORIENTATION!r} has {len(orientation)} values, expected 1")
+  out[ORIENTATION] = orientation[0]
   out[FORMAT] = out[FORMAT].decode()
   out[FILENAME] = out[FILENAME].decode("utf-8")
   for key in _FLOAT_LISTS:

@@ -27,6 +27,7 @@ from retinanet import model_dir as model_dir_lib
 from retinanet.dataloader import input_reader
 from retinanet.dataloader import schema
 from retinanet.evaluation import coco_metrics
+from retinanet.ops import orientation
 from retinanet.ops import postprocess
 from retinanet.task import RetinaNetTask
 
@@ -146,7 +147,7 @@ def _score(evaluator: coco_metrics.COCOEvaluator, num_images: int,
 
 _RECORD_KEYS = (schema.ENCODED, schema.IMAGE_ID, schema.HEIGHT, schema.WIDTH, schema.YMIN,
                 schema.XMIN, schema.YMAX, schema.XMAX, schema.CATEGORY_ID, schema.IS_CROWD,
-                schema.AREA)
+                schema.AREA, schema.ORIENTATION)
 
 
 def _encoded_records(file_pattern: str, batch_size: int, max_images: int) -> tf.data.Dataset:
@@ -174,13 +175,18 @@ def evaluate_saved_model(export_dir: str, file_pattern: str, *,
   signature: the production pre- and post-processing, on the records' original bytes.
 
   Ground truth: `ground_truth_path` (the data stage's annotations JSON), or the
-  boxes stored in the records (every object; nothing is truncated here).
+  boxes stored in the records (every object; nothing is truncated here); both
+  are in the displayed frame, so the detections of an export that keeps the
+  stored pixel order (postprocess.apply_exif_orientation=false) are turned
+  into it first.
   """
   from retinanet.serving import export  # pylint: disable=g-import-not-at-top
   serve = tf.saved_model.load(export_dir).signatures[export.SERVE_ENCODED_WITH_ID]
+  displayed = export.applies_exif_orientation(export_dir)
 
   def predict(encoded: tf.Tensor, image_ids: tf.Tensor) -> Dict[str, np.ndarray]:
-    return {k: v.numpy() for k, v in serve(encoded_images=encoded, image_id=image_ids).items()}
+    out = {k: v.numpy() for k, v in serve(encoded_images=encoded, image_id=image_ids).items()}
+    return out if displayed else export.outputs_in_displayed_frame(out, encoded.numpy())
 
   return evaluate_predictions(predict, export_dir, file_pattern,
                               ground_truth_path=ground_truth_path, batch_size=batch_size,
@@ -193,7 +199,8 @@ def evaluate_image_detector(detect: Callable[[np.ndarray], Mapping[str, np.ndarr
                             max_images: int = 0) -> EvalResult:
   """COCO metrics of any detector with the serving contract, called one image at a time:
   detect(uint8 [1, H, W, 3]) -> the SavedModel's output dict (an ONNX or TFLite model,
-  retinanet/serving/portable.py). `model_dir` gives the label map and COCO backend."""
+  retinanet/serving/portable.py). `model_dir` gives the label map and COCO backend. Images
+  are decoded as displayed (EXIF orientation applied), the frame of the ground truth."""
 
   from retinanet.serving import preprocess  # pylint: disable=g-import-not-at-top
 
@@ -317,16 +324,19 @@ def write_eval_summaries(writer: tf.summary.SummaryWriter, step: int, result: Ev
 
 
 def load_record_images(file_pattern: str, image_ids: Sequence[int]) -> Dict[int, np.ndarray]:
-  """{image id: decoded RGB uint8 image} of the records in `file_pattern` with those ids."""
+  """{image id: decoded RGB uint8 image, as displayed} of the records in `file_pattern` with
+  those ids."""
   wanted = {int(i) for i in image_ids}
   images: Dict[int, np.ndarray] = {}
   if not wanted:
     return images
   for batch in _encoded_records(file_pattern, 32, 0):
-    for image_id, encoded in zip(batch[schema.IMAGE_ID].numpy(), batch[schema.ENCODED].numpy()):
+    for image_id, encoded, turn in zip(batch[schema.IMAGE_ID].numpy(),
+                                       batch[schema.ENCODED].numpy(),
+                                       batch[schema.ORIENTATION].numpy()):
       if int(image_id) in wanted:
-        images[int(image_id)] = tf.io.decode_image(encoded, channels=3,
-                                                   expand_animations=False).numpy()
+        images[int(image_id)] = orientation.orient_image(
+            tf.io.decode_image(encoded, channels=3, expand_animations=False), turn).numpy()
     if len(images) == len(wanted):
       break
   return images

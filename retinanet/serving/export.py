@@ -2,8 +2,10 @@
 
 `export_saved_model` wraps a trained RetinaNet in a `DetectionModule` whose
 graph does everything a client would otherwise re-implement: decode (encoded
-signatures), the evaluation preprocessing (resize keeping the aspect ratio so
-the image fits the model input, normalize, pad bottom/right), the model, box
+signatures; a JPEG is turned by its EXIF orientation, read in-graph, unless the
+export sets postprocess.apply_exif_orientation=false), the evaluation
+preprocessing (resize keeping the aspect ratio so the image fits the model
+input, normalize, pad bottom/right), the model, box
 decoding + NMS with the postprocess settings chosen at export time, boxes
 mapped back to original image pixels, and class indices mapped to the
 dataset's category ids.
@@ -15,7 +17,7 @@ Signatures (all batched; B may be any size):
 | `serving_default`       | `images`: uint8 [B, H, W, 3] (the same function as `serve_images`) |
 | `serve_images`          | `images`: uint8 [B, H, W, 3] RGB; any H, W, shared by the batch |
 | `serve_images_with_id`  | `images` as above and `image_id`: int64 [B]                   |
-| `serve_encoded`         | `encoded_images`: string [B] JPEG/PNG/BMP/GIF bytes; each is decoded and resized on its own, so sizes may differ |
+| `serve_encoded`         | `encoded_images`: string [B] JPEG/PNG/BMP/GIF bytes; each is decoded (and turned by its EXIF orientation) and resized on its own, so sizes may differ |
 | `serve_encoded_with_id` | `encoded_images` as above and `image_id`: int64 [B]           |
 
 SavedModel signatures cannot have optional inputs, so `image_id` is required
@@ -25,13 +27,20 @@ Outputs of every signature (K = postprocess max_detections):
 
 | key                | dtype, shape      | meaning                                                  |
 |--------------------|-------------------|----------------------------------------------------------|
-| `boxes`            | float32 [B, K, 4] | `[ymin, xmin, ymax, xmax]` in ORIGINAL image pixels, clipped to the image |
+| `boxes`            | float32 [B, K, 4] | `[ymin, xmin, ymax, xmax]` in ORIGINAL image pixels, clipped to the image (*) |
 | `scores`           | float32 [B, K]    | class probability (decayed by soft-NMS), descending      |
 | `class_ids`        | int32 [B, K]      | contiguous class index 0 .. num_classes-1                |
 | `category_ids`     | int64 [B, K]      | the dataset's original category id (label map)           |
 | `valid_detections` | int32 [B]         | entries [0, valid) of each image are detections          |
 | `image_id`         | int64 [B]         | passed through (or 0 .. B-1)                             |
-| `image_size`       | int32 [B, 2]      | original (height, width) of each image                   |
+| `image_size`       | int32 [B, 2]      | original (height, width) of each image (*)               |
+
+(*) Of the image as displayed: for the encoded signatures, the JPEG turned by its
+EXIF orientation (a phone photo stored 4032x3024 with orientation 6 gives
+image_size [4032, 3024] and boxes on the upright picture). An export with
+`postprocess.apply_exif_orientation=false` keeps the stored (sensor) order
+there. The uint8 signatures take pixels as given: orient them before the call
+(ONNX and TFLite models take such pixels too).
 
 Every valid box has a positive area: boxes that clip to nothing (in the padding of the
 resized input) are dropped before the top K. Entries at or beyond `valid_detections` are
@@ -80,6 +89,7 @@ from retinanet import model_dir as model_dir_lib
 from retinanet import task
 from retinanet.config import InputConfig, ModelConfig, NMS_MODES, PostprocessConfig
 from retinanet.dataloader import preprocess_ops
+from retinanet.ops import orientation as orientation_ops
 from retinanet.ops import postprocess as postprocess_ops
 from retinanet.serving import preprocess
 from retinanet.training import checkpointing
@@ -118,7 +128,8 @@ class DetectionModule(tf.Module):
                mean_rgb: Sequence[float], stddev_rgb: Sequence[float],
                box_variances: Sequence[float], category_ids: Sequence[int], nms_mode: str,
                pre_nms_top_k: int, score_threshold: float, iou_threshold: float,
-               soft_nms_sigma: float, max_detections: int, max_detections_per_class: int):
+               soft_nms_sigma: float, max_detections: int, max_detections_per_class: int,
+               apply_exif_orientation: bool = True):
     super().__init__(name="retinanet_detection")
     if nms_mode not in NMS_MODES:
       raise ValueError(f"DetectionModule: nms_mode={nms_mode!r} is not one of {NMS_MODES}")
@@ -136,6 +147,7 @@ class DetectionModule(tf.Module):
     self._anchors = np.asarray(anchors, np.float32)
     self._mean_rgb = tuple(float(v) for v in mean_rgb)
     self._stddev_rgb = tuple(float(v) for v in stddev_rgb)
+    self._apply_exif_orientation = bool(apply_exif_orientation)
     self._category_ids = np.asarray([int(c) for c in category_ids], np.int64)
     self._num_classes = len(category_ids)
     self._postprocess_args = dict(
@@ -210,7 +222,7 @@ class DetectionModule(tf.Module):
 
   def _encoded(self, encoded: tf.Tensor) -> preprocess.ServingBatch:
     return preprocess.preprocess_encoded(encoded, self._input_size, self._mean_rgb,
-                                         self._stddev_rgb)
+                                         self._stddev_rgb, self._apply_exif_orientation)
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=IMAGES_KEY)])
   def serve_images(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
@@ -267,7 +279,8 @@ def build_detection_module(model: tf_keras.Model, *, model_config: ModelConfig,
       box_variances=model_config.box_variances, category_ids=label_map.category_ids,
       nms_mode=p.nms_mode, pre_nms_top_k=p.pre_nms_top_k, score_threshold=p.score_threshold,
       iou_threshold=p.iou_threshold, soft_nms_sigma=p.soft_nms_sigma,
-      max_detections=p.max_detections, max_detections_per_class=p.max_detections_per_class)
+      max_detections=p.max_detections, max_detections_per_class=p.max_detections_per_class,
+      apply_exif_orientation=p.apply_exif_orientation)
 
 
 def _plain(value: Any) -> Any:
@@ -378,6 +391,39 @@ def write_warmup_requests(export_dir: str, input_size: Sequence[int]) -> str:
     for log in warmup_requests(input_size):
       writer.write(log.SerializeToString())
   return path
+
+
+def applies_exif_orientation(export_dir: str) -> bool:
+  """Whether the export's encoded signatures return the displayed frame (its config.json's
+  postprocess.apply_exif_orientation; absent in exports made before the setting existed,
+  whose graphs kept the stored pixel order)."""
+  path = os.path.join(export_dir, layout.CONFIG_FILE)
+  if not tf.io.gfile.exists(path):
+    return False
+  with tf.io.gfile.GFile(path) as f:
+    return bool(json.load(f).get("postprocess", {}).get("apply_exif_orientation", False))
+
+
+def outputs_in_displayed_frame(outputs: Mapping[str, np.ndarray],
+                               encoded: Sequence[bytes]) -> Dict[str, np.ndarray]:
+  """Encoded-signature outputs of an export that keeps the stored pixel order -> the
+  same detections on the displayed images: each image's boxes turned by its JPEG's EXIF
+  orientation (the graph's own reader), image_size swapped for orientations 5-8.
+  Padding entries stay 0."""
+  out = dict(outputs)
+  boxes, sizes = [], []
+  for i, data in enumerate(encoded):
+    orientation = orientation_ops.exif_orientation(tf.constant(data))
+    turned = orientation_ops.boxes_to_displayed_yxyx(outputs["boxes"][i],
+                                                     outputs["image_size"][i], orientation)
+    valid = np.arange(len(turned)) < int(outputs["valid_detections"][i])
+    boxes.append(np.where(valid[:, None], turned.numpy(), 0.0).astype(np.float32))
+    sizes.append(orientation_ops.displayed_size(*(int(v) for v in outputs["image_size"][i]),
+                                                int(orientation)))
+  if boxes:
+    out["boxes"] = np.stack(boxes)
+    out["image_size"] = np.asarray(sizes, outputs["image_size"].dtype)
+  return out
 
 
 def load_label_map(export_dir: str) -> coco.LabelMap:

@@ -8,12 +8,20 @@
 *.png, *.bmp, *.gif directly inside `--image_dir`) go through the
 `serve_encoded` signature in batches, so their sizes may differ.
 
+Results are in the displayed frame: a JPEG is turned by its EXIF orientation
+(as any viewer shows it) before detection, and height, width, boxes and the
+drawn PNG are those of the turned image. An export that keeps the stored pixel
+order (postprocess.apply_exif_orientation=false, or one made before the
+setting) has its boxes turned here instead, with the graph's own EXIF reader.
+
 Writes to `--output_dir`:
   detections.json  {"model_dir", "score_threshold", "images": [{"file", "height",
                    "width", "detections": [{"box_yxyx", "box_xywh", "score",
                    "class_id", "category_id", "class_name"}]}]}; boxes in
-                   original image pixels, box_xywh is COCO [x, y, width, height].
-  <stem>.png       the image with boxes, class names and scores drawn (same size).
+                   original image pixels of the image as displayed, box_xywh is
+                   COCO [x, y, width, height].
+  <stem>.png       the displayed image with boxes, class names and scores drawn
+                   (same size).
 
 `--score_threshold` filters on top of the export-time postprocess threshold.
 """
@@ -34,6 +42,7 @@ from PIL import Image
 from retinanet import coco
 from retinanet import layout
 from retinanet.serving import export
+from retinanet.serving import preprocess
 from retinanet.serving import versioning
 from retinanet.serving import visualize
 
@@ -99,11 +108,10 @@ def image_detections(outputs: Dict[str, np.ndarray], index: int,
   return result
 
 
-def draw_image(path: str, detections: Sequence[Dict[str, Any]]) -> Image.Image:
-  """The image at `path` with `detections` (image_detections output) drawn."""
-  with tf.io.gfile.GFile(path, "rb") as f:
-    image = Image.open(f)
-    image.load()
+def draw_image(encoded: bytes, detections: Sequence[Dict[str, Any]]) -> Image.Image:
+  """The encoded image, decoded as the serving graph does (EXIF orientation applied), with
+  `detections` (image_detections output) drawn."""
+  image = preprocess.decode_image(tf.constant(encoded)).numpy()
   return visualize.draw_detections(
       image, np.asarray([d["box_yxyx"] for d in detections], np.float32).reshape(-1, 4),
       [d["class_id"] for d in detections], [d["class_name"] for d in detections],
@@ -118,6 +126,7 @@ def run_inference(model_dir: str, image_dir: str, output_dir: str, batch_size: i
   saved_model_dir = resolve_saved_model_dir(model_dir)
   label_map = export.load_label_map(saved_model_dir)
   serve = tf.saved_model.load(saved_model_dir).signatures[export.SERVE_ENCODED]
+  displayed = export.applies_exif_orientation(saved_model_dir)
   names = list_images(image_dir)
   png_names = output_png_names(names)
   tf.io.gfile.makedirs(output_dir)
@@ -133,13 +142,15 @@ def run_inference(model_dir: str, image_dir: str, output_dir: str, batch_size: i
       outputs = {k: v.numpy() for k, v in serve(encoded_images=tf.constant(encoded)).items()}
     except tf.errors.InvalidArgumentError as e:
       raise ValueError(f"{image_dir}: cannot decode one of {batch_names}: {e.message}") from e
+    if not displayed:
+      outputs = export.outputs_in_displayed_frame(outputs, encoded)
     for i, name in enumerate(batch_names):
       detections = image_detections(outputs, i, label_map, score_threshold)
       height, width = (int(v) for v in outputs["image_size"][i])
       records.append({"file": name, "height": height, "width": width,
                       "detections": detections})
       if draw:
-        drawn = draw_image(os.path.join(image_dir, name), detections)
+        drawn = draw_image(encoded[i], detections)
         with tf.io.gfile.GFile(os.path.join(output_dir, png_names[first + i]), "wb") as f:
           drawn.save(f, format="PNG")
     done = first + len(batch_names)

@@ -9,7 +9,9 @@ a pushed version: checkpoint/, config.json, label_map.json). ONNX and TFLite
 models are traced from the same `export.DetectionModule` as the SavedModel,
 through its `serve_images` body, so they have its contract:
 
-  input   `images`: uint8 [B, H, W, 3] RGB, one size per batch (any B, H, W)
+  input   `images`: uint8 [B, H, W, 3] RGB, one size per batch (any B, H, W);
+          decoded pixels, so no EXIF: turn a photo as displayed first
+          (`preprocess.decode_image` does), boxes are in the frame given
   outputs `boxes` float32 [B, K, 4] yxyx in original pixels, `scores` [B, K],
           `class_ids` int32 [B, K], `category_ids` int64 [B, K],
           `valid_detections` int32 [B], `image_id` int64 [B], `image_size` int32 [B, 2]

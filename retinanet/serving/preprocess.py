@@ -5,6 +5,11 @@ built from the same `preprocess_ops`): resize keeping the aspect ratio so the
 image fits the model input, normalize by mean/stddev RGB, zero-pad
 bottom/right. Boxes found on the model input map back to the original image
 with `preprocess_ops.boxes_to_original_image`.
+
+Encoded images are turned as displayed first (`decode_image`): the JPEG's EXIF
+orientation is read in-graph (retinanet/ops/orientation.py, the reader the data
+stage uses), so boxes and image_size are in the frame the annotations and the
+user see. uint8 images are taken as they are: the caller orients them.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from typing import NamedTuple, Sequence, Tuple
 import tensorflow as tf
 
 from retinanet.dataloader import preprocess_ops
+from retinanet.ops import orientation
 
 
 class ServingBatch(NamedTuple):
@@ -68,17 +74,26 @@ def preprocess_batch(images: tf.Tensor, output_size: Tuple[int, int],
                       image_size=tf.tile(image_size[None], [batch, 1]))
 
 
-def decode_image(encoded: tf.Tensor) -> tf.Tensor:
-  """Scalar string (JPEG/PNG/BMP/first GIF frame) -> uint8 [H, W, 3]; grey images become RGB."""
+def decode_image(encoded: tf.Tensor, apply_exif_orientation: bool = True) -> tf.Tensor:
+  """Scalar string (JPEG/PNG/BMP/first GIF frame) -> uint8 [H, W, 3]; grey images become RGB.
+
+  With `apply_exif_orientation` a JPEG comes out as displayed (its EXIF
+  orientation applied, [W, H, 3] for orientations 5-8); without, in stored order.
+  """
   image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+  if apply_exif_orientation:
+    image = orientation.orient_image(image, orientation.exif_orientation(encoded))
   image.set_shape([None, None, 3])
   return image
 
 
 def preprocess_encoded(encoded: tf.Tensor, output_size: Tuple[int, int],
-                       mean_rgb: Sequence[float], stddev_rgb: Sequence[float]) -> ServingBatch:
-  """string [B] encoded images of any sizes -> ServingBatch (each image on its own)."""
+                       mean_rgb: Sequence[float], stddev_rgb: Sequence[float],
+                       apply_exif_orientation: bool = True) -> ServingBatch:
+  """string [B] encoded images of any sizes -> ServingBatch (each image on its own; as
+  displayed with `apply_exif_orientation`, see `decode_image`)."""
   pixels, scale, image_size = tf.map_fn(
-      lambda data: preprocess_image(decode_image(data), output_size, mean_rgb, stddev_rgb),
+      lambda data: preprocess_image(decode_image(data, apply_exif_orientation), output_size,
+                                    mean_rgb, stddev_rgb),
       encoded, fn_output_signature=_output_signature(output_size))
   return ServingBatch(images=pixels, scale=scale, image_size=image_size)
