@@ -25,6 +25,7 @@ from retinanet.dataloader import preprocess_ops
 from retinanet.evaluation import evaluate_model
 from retinanet.ops import orientation
 from retinanet.serving import export
+from retinanet.serving import inference
 from retinanet.serving import versioning
 from retinanet.training import checkpointing
 from tests import exif_images
@@ -391,6 +392,44 @@ def test_pushed_model_in_a_fresh_process_via_the_cli(exported, tmp_path):
       assert d["category_id"] == LABEL_MAP.category_ids[d["class_id"]]
       ymin, xmin, ymax, xmax = d["box_yxyx"]
       assert d["box_xywh"] == pytest.approx([xmin, ymin, xmax - xmin, ymax - ymin])
+
+
+def test_inference_skips_a_corrupt_image_walks_subfolders_and_keeps_every_good_one(
+    exported, tmp_path, capsys):
+  """A real folder: a truncated JPEG among good images, one of them in a subfolder. Every good
+  image is in detections.json (as if each ran alone), the bad one is named and counted."""
+  config, model, _, export_dir, _ = exported
+  image_dir = tmp_path / "images"
+  (image_dir / "sub").mkdir(parents=True)
+  good = {"a.png": random_image(60, 80, seed=20), "sub/b.jpg": random_image(50, 70, seed=21),
+          "c.png": random_image(40, 40, seed=22)}
+  for name, image in good.items():
+    Image.fromarray(image).save(image_dir / name, quality=95)
+  full = (image_dir / "sub" / "b.jpg").read_bytes()
+  (image_dir / "broken.jpg").write_bytes(full[:len(full) // 3])     # a truncated download
+  out_dir = tmp_path / "out"
+  code = inference.main(["--model_dir", export_dir, "--image_dir", str(image_dir),
+                         "--output_dir", str(out_dir), "--batch_size", "4",
+                         "--score_threshold", "0", "--recursive"])
+  assert code == 0
+  printed = capsys.readouterr()
+  assert "3 images" in printed.out and "1 skipped (undecodable): broken.jpg" in printed.out
+  assert f"Skipped {image_dir / 'broken.jpg'}" in printed.err
+  report = json.loads((out_dir / "detections.json").read_text())
+  assert [r["file"] for r in report["images"]] == sorted(good)
+  assert [s["file"] for s in report["skipped"]] == ["broken.jpg"]
+  decoded = {n: tf.io.decode_image((image_dir / n).read_bytes(), channels=3).numpy()
+             for n in sorted(good)}
+  references = reference_detections(model, config, [decoded[n] for n in sorted(good)])
+  for record, ref in zip(report["images"], references):
+    dets = record["detections"]
+    assert_same_detections([d["box_yxyx"] for d in dets], [d["score"] for d in dets],
+                           [d["class_id"] for d in dets], ref)
+  assert (out_dir / "sub" / "b.png").exists() and not (out_dir / "broken.png").exists()
+  # Without --recursive the subfolder is not read.
+  flat = inference.run_inference(export_dir, str(image_dir), str(tmp_path / "flat"),
+                                 score_threshold=0.0, draw=False)
+  assert [r["file"] for r in flat["images"]] == ["a.png", "c.png"]
 
 
 def test_warmup_file_parses_as_tf_serving_prediction_logs_that_the_model_answers(exported):

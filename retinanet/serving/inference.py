@@ -1,12 +1,16 @@
 """Run an exported RetinaNet over a folder of images.
 
   python -m retinanet.serving.inference --model_dir DIR --image_dir DIR \\
-      --output_dir DIR [--batch_size 8] [--score_threshold 0.3] [--no_draw]
+      --output_dir DIR [--batch_size 8] [--score_threshold 0.3] [--no_draw] [--recursive]
 
 `--model_dir` is an export dir (holds saved_model.pb) or a pushed base dir
 `<base>/<version>/...`, whose highest version is used. Images (*.jpg, *.jpeg,
-*.png, *.bmp, *.gif directly inside `--image_dir`) go through the
-`serve_encoded` signature in batches, so their sizes may differ.
+*.png, *.bmp, *.gif inside `--image_dir`; with `--recursive` also in its
+subfolders, named by their relative path) go through the `serve_encoded`
+signature in batches, so their sizes may differ. An image the graph cannot
+decode (a truncated or corrupt file) is skipped, named and counted; the others
+go on. detections.json is rewritten after every batch, so a crash loses
+nothing already done.
 
 Results are in the displayed frame: a JPEG is turned by its EXIF orientation
 (as any viewer shows it) before detection, and height, width, boxes and the
@@ -17,11 +21,12 @@ setting) has its boxes turned here instead, with the graph's own EXIF reader.
 Writes to `--output_dir`:
   detections.json  {"model_dir", "score_threshold", "images": [{"file", "height",
                    "width", "detections": [{"box_yxyx", "box_xywh", "score",
-                   "class_id", "category_id", "class_name"}]}]}; boxes in
+                   "class_id", "category_id", "class_name"}]}],
+                   "skipped": [{"file", "reason"}]}; boxes in
                    original image pixels of the image as displayed, box_xywh is
                    COCO [x, y, width, height].
   <stem>.png       the displayed image with boxes, class names and scores drawn
-                   (same size).
+                   (same size; in the same subfolder as its image).
 
 `--score_threshold` filters on top of the export-time postprocess threshold.
 """
@@ -65,12 +70,18 @@ def resolve_saved_model_dir(model_dir: str) -> str:
   return latest
 
 
-def list_images(image_dir: str) -> List[str]:
-  """Sorted file names (not paths) of the images directly inside `image_dir`."""
+def list_images(image_dir: str, recursive: bool = False) -> List[str]:
+  """Sorted paths, relative to `image_dir`, of the images inside it (and, recursive, inside
+  its subfolders)."""
   if not tf.io.gfile.isdir(image_dir):
     raise FileNotFoundError(f"--image_dir={image_dir}: no such directory")
-  names = sorted(n for n in tf.io.gfile.listdir(image_dir)
-                 if n.lower().endswith(IMAGE_EXTENSIONS))
+  if recursive:
+    found = [os.path.relpath(os.path.join(directory, n), image_dir)
+             for directory, _, files in tf.io.gfile.walk(image_dir) for n in files]
+  else:
+    found = [n for n in tf.io.gfile.listdir(image_dir)
+             if not tf.io.gfile.isdir(os.path.join(image_dir, n))]
+  names = sorted(n for n in found if n.lower().endswith(IMAGE_EXTENSIONS))
   if not names:
     raise FileNotFoundError(
         f"--image_dir={image_dir}: no images with extensions {', '.join(IMAGE_EXTENSIONS)}")
@@ -118,8 +129,37 @@ def draw_image(encoded: bytes, detections: Sequence[Dict[str, Any]]) -> Image.Im
       [d["score"] for d in detections])
 
 
+def _serve_batch(serve, encoded: List[bytes], names: Sequence[str]):
+  """Serving outputs of the decodable images of a batch: (outputs, kept indices, skipped
+  [{"file", "reason"}]). A batch the graph rejects is retried one image at a time."""
+  if len(encoded) > 1:
+    try:
+      return ({k: v.numpy() for k, v in serve(encoded_images=tf.constant(encoded)).items()},
+              list(range(len(encoded))), [])
+    except tf.errors.InvalidArgumentError:
+      pass
+  outputs, kept, skipped = [], [], []
+  for i, (data, name) in enumerate(zip(encoded, names)):
+    try:
+      outputs.append({k: v.numpy() for k, v in serve(encoded_images=tf.constant([data])).items()})
+      kept.append(i)
+    except tf.errors.InvalidArgumentError as e:
+      skipped.append({"file": name, "reason": e.message.strip().splitlines()[0]})
+  merged = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]} if outputs else {}
+  return merged, kept, skipped
+
+
+def _write_result(result: Dict[str, Any], output_dir: str) -> None:
+  """detections.json, replaced whole (written beside it, then renamed)."""
+  path = os.path.join(output_dir, layout.DETECTIONS_FILE)
+  with tf.io.gfile.GFile(path + ".partial", "w") as f:
+    json.dump(result, f, indent=1)
+  tf.io.gfile.rename(path + ".partial", path, overwrite=True)
+
+
 def run_inference(model_dir: str, image_dir: str, output_dir: str, batch_size: int = 8,
-                  score_threshold: float = 0.3, draw: bool = True) -> Dict[str, Any]:
+                  score_threshold: float = 0.3, draw: bool = True,
+                  recursive: bool = False) -> Dict[str, Any]:
   """Detects objects in every image of `image_dir`; writes and returns detections.json content."""
   if batch_size < 1:
     raise ValueError(f"--batch_size={batch_size} must be >= 1")
@@ -127,10 +167,11 @@ def run_inference(model_dir: str, image_dir: str, output_dir: str, batch_size: i
   label_map = export.load_label_map(saved_model_dir)
   serve = tf.saved_model.load(saved_model_dir).signatures[export.SERVE_ENCODED]
   displayed = export.applies_exif_orientation(saved_model_dir)
-  names = list_images(image_dir)
-  png_names = output_png_names(names)
+  names = list_images(image_dir, recursive)
+  png_names = dict(zip(names, output_png_names(names)))
   tf.io.gfile.makedirs(output_dir)
-  records = []
+  result = {"model_dir": saved_model_dir, "score_threshold": score_threshold, "images": [],
+            "skipped": []}
   start = time.perf_counter()
   for first in range(0, len(names), batch_size):
     batch_names = names[first:first + batch_size]
@@ -138,28 +179,32 @@ def run_inference(model_dir: str, image_dir: str, output_dir: str, batch_size: i
     for name in batch_names:
       with tf.io.gfile.GFile(os.path.join(image_dir, name), "rb") as f:
         encoded.append(f.read())
-    try:
-      outputs = {k: v.numpy() for k, v in serve(encoded_images=tf.constant(encoded)).items()}
-    except tf.errors.InvalidArgumentError as e:
-      raise ValueError(f"{image_dir}: cannot decode one of {batch_names}: {e.message}") from e
-    if not displayed:
+    outputs, kept, skipped = _serve_batch(serve, encoded, batch_names)
+    for entry in skipped:
+      print(f"Skipped {os.path.join(image_dir, entry['file'])}: {entry['reason']}",
+            file=sys.stderr, flush=True)
+    result["skipped"] += skipped
+    encoded = [encoded[i] for i in kept]
+    if kept and not displayed:
       outputs = export.outputs_in_displayed_frame(outputs, encoded)
-    for i, name in enumerate(batch_names):
+    for i, name in enumerate(batch_names[i] for i in kept):
       detections = image_detections(outputs, i, label_map, score_threshold)
       height, width = (int(v) for v in outputs["image_size"][i])
-      records.append({"file": name, "height": height, "width": width,
-                      "detections": detections})
+      result["images"].append({"file": name, "height": height, "width": width,
+                               "detections": detections})
       if draw:
-        drawn = draw_image(encoded[i], detections)
-        with tf.io.gfile.GFile(os.path.join(output_dir, png_names[first + i]), "wb") as f:
-          drawn.save(f, format="PNG")
+        _save_png(draw_image(encoded[i], detections), os.path.join(output_dir, png_names[name]))
+    _write_result(result, output_dir)
     done = first + len(batch_names)
     rate = done / max(time.perf_counter() - start, 1e-9)
     print(f"[{done}/{len(names)}] {rate:.1f} images/s", file=sys.stderr, flush=True)
-  result = {"model_dir": saved_model_dir, "score_threshold": score_threshold, "images": records}
-  with tf.io.gfile.GFile(os.path.join(output_dir, layout.DETECTIONS_FILE), "w") as f:
-    json.dump(result, f, indent=1)
   return result
+
+
+def _save_png(image: Image.Image, path: str) -> None:
+  tf.io.gfile.makedirs(os.path.dirname(path))
+  with tf.io.gfile.GFile(path, "wb") as f:
+    image.save(f, format="PNG")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -172,13 +217,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument("--score_threshold", type=float, default=0.3,
                       help="keep detections with at least this score")
   parser.add_argument("--no_draw", action="store_true", help="write only detections.json")
+  parser.add_argument("--recursive", action="store_true",
+                      help="also the images in subfolders of --image_dir")
   args = parser.parse_args(argv)
   result = run_inference(args.model_dir, args.image_dir, args.output_dir,
                          batch_size=args.batch_size, score_threshold=args.score_threshold,
-                         draw=not args.no_draw)
+                         draw=not args.no_draw, recursive=args.recursive)
   total = sum(len(r["detections"]) for r in result["images"])
-  print(f"{len(result['images'])} images, {total} detections -> {args.output_dir}")
-  return 0
+  skipped = result["skipped"]
+  print(f"{len(result['images'])} images, {total} detections -> {args.output_dir}" +
+        (f"; {len(skipped)} skipped (undecodable): " +
+         ", ".join(s["file"] for s in skipped) if skipped else ""))
+  return 0 if result["images"] or not skipped else 1
 
 
 if __name__ == "__main__":
