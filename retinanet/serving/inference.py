@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import io
 import json
 import os
 import sys
@@ -45,6 +46,7 @@ import tensorflow as tf
 from PIL import Image
 
 from retinanet import coco
+from retinanet import fileio
 from retinanet import layout
 from retinanet.serving import export
 from retinanet.serving import preprocess
@@ -152,8 +154,7 @@ def _serve_batch(serve, encoded: List[bytes], names: Sequence[str]):
 def _write_result(result: Dict[str, Any], output_dir: str) -> None:
   """detections.json, replaced whole (written beside it, then renamed)."""
   path = os.path.join(output_dir, layout.DETECTIONS_FILE)
-  with tf.io.gfile.GFile(path + ".partial", "w") as f:
-    json.dump(result, f, indent=1)
+  fileio.write_text(path + ".partial", json.dumps(result, indent=1))
   tf.io.gfile.rename(path + ".partial", path, overwrite=True)
 
 
@@ -175,10 +176,7 @@ def run_inference(model_dir: str, image_dir: str, output_dir: str, batch_size: i
   start = time.perf_counter()
   for first in range(0, len(names), batch_size):
     batch_names = names[first:first + batch_size]
-    encoded = []
-    for name in batch_names:
-      with tf.io.gfile.GFile(os.path.join(image_dir, name), "rb") as f:
-        encoded.append(f.read())
+    encoded = [fileio.read_bytes(os.path.join(image_dir, name)) for name in batch_names]
     outputs, kept, skipped = _serve_batch(serve, encoded, batch_names)
     for entry in skipped:
       print(f"Skipped {os.path.join(image_dir, entry['file'])}: {entry['reason']}",
@@ -202,9 +200,9 @@ def run_inference(model_dir: str, image_dir: str, output_dir: str, batch_size: i
 
 
 def _save_png(image: Image.Image, path: str) -> None:
-  tf.io.gfile.makedirs(os.path.dirname(path))
-  with tf.io.gfile.GFile(path, "wb") as f:
-    image.save(f, format="PNG")
+  buffer = io.BytesIO()
+  image.save(buffer, format="PNG")
+  fileio.write_bytes(path, buffer.getvalue())
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
