@@ -25,6 +25,8 @@ OPTIMIZERS = ("sgd", "adamw")
 NAN_POLICIES = ("raise", "restore")
 P6_SOURCES = ("c5", "p5")
 BOX_LOSSES = ("huber", "giou")
+# model.matcher.low_quality_rule (their meaning: retinanet/ops/matcher.py).
+LOW_QUALITY_RULES = ("all_ties", "first_argmax")
 # Model Garden's retinanet_resnetfpn_coco: unscaled deltas (box_coder_weights=None),
 # Huber delta 0.1, box loss weight 50. The box-loss convention check below
 # compares any (variances, delta, weight) with these in unscaled-delta units.
@@ -123,6 +125,10 @@ class MatcherConfig:
   # Also match each ground-truth box to its best anchor(s) even below
   # positive_iou (Faster R-CNN style); off in the RetinaNet paper.
   allow_low_quality_matches: bool = False
+  # Which best anchors those are (retinanet/ops/matcher.py): "all_ties" = every anchor
+  # tied at a box's best IoU, matched to its own best box (Detectron2); "first_argmax" =
+  # one anchor per box, matched to that box (Model Garden's force_match_for_each_col).
+  low_quality_rule: str = "all_ties"
   # An anchor that would be background but lies inside a crowd region, i.e.
   # whose intersection with a crowd box covers at least this fraction of the
   # anchor's own area, is ignored (Detectron's CROWD_FILTER_THRESH = 0.7).
@@ -177,6 +183,10 @@ class LossConfig:
   # 0 = normalize by this batch's positive anchors; in (0, 1) = by a moving
   # average of that count (Detectron2's loss_normalizer_momentum = 0.9).
   normalizer_momentum: float = 0.0
+  # Added to the positive-anchor count before it divides the losses. 0 divides by
+  # max(positives, 1) (Detectron2, torchvision); Model Garden divides by positives + 1
+  # (its RetinaNetTask.build_losses): 1.0 reproduces its losses exactly.
+  positives_offset: float = 0.0
   l2_weight_decay: float = 1e-4
 
 
@@ -477,6 +487,7 @@ def _validate_heads_anchors_matcher(m: ModelConfig) -> None:
          "model.matcher needs 0 < negative_iou <= positive_iou <= 1")
   _check(all(v > 0 for v in m.box_variances), "model.box_variances must be positive")
   _check(0.0 < m.matcher.crowd_ioa <= 1.0, "model.matcher.crowd_ioa must be in (0, 1]")
+  _check_choice(m.matcher.low_quality_rule, LOW_QUALITY_RULES, "model.matcher.low_quality_rule")
   _check_choice(m.padding, PADDINGS, "model.padding")
   for section, norms in (("model.fpn", m.fpn), ("model.head", m.head)):
     _check(not (norms.use_batch_norm and norms.use_group_norm),
@@ -499,6 +510,7 @@ def _validate_loss_and_input(config: ExperimentConfig) -> None:
   _check_choice(l.box_loss, BOX_LOSSES, "loss.box_loss")
   check_box_loss_convention(m.box_variances, l.box_loss, l.huber_delta, l.box_loss_weight)
   _check(0.0 <= l.normalizer_momentum < 1.0, "loss.normalizer_momentum must be in [0, 1)")
+  _check(l.positives_offset >= 0.0, "loss.positives_offset must be >= 0")
   i = config.input
   _check(0.0 < i.scale_min <= i.scale_max, "input needs 0 < scale_min <= scale_max")
   _check(i.max_instances >= 1, "input.max_instances must be >= 1")

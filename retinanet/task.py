@@ -122,7 +122,8 @@ class RetinaNetTask:
         positive_iou=model.matcher.positive_iou, negative_iou=model.matcher.negative_iou,
         box_variances=model.box_variances,
         allow_low_quality_matches=model.matcher.allow_low_quality_matches,
-        crowd_ioa=model.matcher.crowd_ioa, scale_min=inputs.scale_min,
+        crowd_ioa=model.matcher.crowd_ioa, low_quality_rule=model.matcher.low_quality_rule,
+        scale_min=inputs.scale_min,
         scale_max=inputs.scale_max, horizontal_flip=inputs.horizontal_flip,
         max_instances=inputs.max_instances, mean_rgb=inputs.mean_rgb,
         stddev_rgb=inputs.stddev_rgb)
@@ -157,7 +158,8 @@ class RetinaNetTask:
         checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
         eval_every=t.eval_every, l2_weight_decay=l.l2_weight_decay,
         gradient_clip_norm=o.gradient_clip_norm, ema_decay=o.ema_decay,
-        normalizer_momentum=l.normalizer_momentum, nan_policy=t.nan_policy,
+        normalizer_momentum=l.normalizer_momentum,
+        positives_offset=l.positives_offset, nan_policy=t.nan_policy,
         max_nan_restores=t.max_nan_restores, jit_compile=t.jit_compile)
 
   def initialize(self, model: RetinaNetModel, *, init_checkpoint: Optional[str] = None,

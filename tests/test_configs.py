@@ -32,12 +32,13 @@ def shipped_json_files():
 
 def test_the_expected_set_is_shipped():
   names = configs.list_configs()
-  assert len(shipped_json_files()) == len(names) == 5 * 3 * 3 + 2 + 4
+  assert len(shipped_json_files()) == len(names) == 5 * 3 * 3 + 2 + 5
   assert "sample/tiny" in names and "sample/mobile" in names
   assert "coco/retinanet-mobilenetv3large-384-3x-b256-v3-32" in names
   assert "coco/retinanet-mobilenetv3large-384-3x-b64-8gpu" in names
   assert "coco/retinanet-r50-1024-v2recipe-b16-8gpu" in names
   assert "finetune/retinanet-r50-640-modelgarden-b16" in names
+  assert "parity/retinanet-r50w0125-256-modelgarden" in names
   for depth in (18, 34, 50, 101, 152):
     for schedule in ("1x", "3x", "30x"):
       for batch, tag in ((64, "v3-8"), (256, "v3-32"), (64, "8gpu")):

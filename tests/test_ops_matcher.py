@@ -8,7 +8,7 @@ from retinanet.ops.matcher import IGNORED, NEGATIVE, POSITIVE
 
 
 def _match(iou, valid=None, crowd=None, low_quality=False, pos=0.5, neg=0.4, ioa=None,
-           crowd_ioa=0.7):
+           crowd_ioa=0.7, rule="all_ties"):
   """ioa (intersection / anchor area) defaults to the IoU matrix: only crowd columns read it."""
   iou = np.asarray(iou, np.float32).reshape(len(iou), -1)
   ioa = iou if ioa is None else np.asarray(ioa, np.float32).reshape(iou.shape)
@@ -16,7 +16,7 @@ def _match(iou, valid=None, crowd=None, low_quality=False, pos=0.5, neg=0.4, ioa
   valid = np.ones(m, bool) if valid is None else np.asarray(valid)
   crowd = np.zeros(m, bool) if crowd is None else np.asarray(crowd)
   r = matcher.match(tf.constant(iou), tf.constant(ioa), valid, crowd, pos, neg, low_quality,
-                    crowd_ioa)
+                    crowd_ioa, rule)
   return r.matched_gt_index.numpy(), r.match_state.numpy()
 
 
@@ -96,6 +96,62 @@ def test_low_quality_skips_boxes_without_overlap_padding_and_crowd():
   # Box 0 overlaps nothing, box 1 is padding, box 2 is crowd: no low-quality positives.
   _, state = _match(iou, valid=[True, False, True], crowd=[False, False, True], low_quality=True)
   np.testing.assert_array_equal(state, [NEGATIVE, NEGATIVE])
+
+
+def test_first_argmax_rule_takes_one_anchor_per_box():
+  iou = [[0.3, 0.0],
+         [0.3, 0.1],   # ties with row 0 for box 0: only the first (row 0) becomes positive
+         [0.1, 0.35],  # box 1's best anchor
+         [0.2, 0.2],
+         [0.0, 0.0]]
+  index, state = _match(iou, low_quality=True, rule="first_argmax")
+  np.testing.assert_array_equal(state, [POSITIVE, NEGATIVE, POSITIVE, NEGATIVE, NEGATIVE])
+  np.testing.assert_array_equal(index, [0, 0, 1, 0, 0])
+
+
+def test_first_argmax_matches_the_forcing_box_not_the_anchors_best():
+  # Row 0 is the best anchor of both boxes; its own best box is 1 (0.45, below 0.5).
+  iou = [[0.3, 0.45],
+         [0.1, 0.2]]
+  index, state = _match(iou, low_quality=True, rule="first_argmax")
+  np.testing.assert_array_equal(state, [POSITIVE, NEGATIVE])
+  assert index[0] == 0  # the lowest forcing box (Model Garden), not the anchor's best
+  index, state = _match(iou, low_quality=True, rule="all_ties")
+  np.testing.assert_array_equal(state, [POSITIVE, NEGATIVE])
+  assert index[0] == 1  # Detectron2: the anchor's own best box
+
+
+def _modelgarden_force_match(iou, pos, neg):
+  """numpy transcription of Model Garden's BoxMatcher(thresholds=[neg, pos],
+  indicators=[NEGATIVE, IGNORED, POSITIVE], force_match_for_each_col=True), restricted
+  to boxes with some overlap (ours keeps zero-overlap boxes out)."""
+  best, index = iou.max(axis=1), iou.argmax(axis=1)
+  state = np.where(best >= pos, POSITIVE, np.where(best < neg, NEGATIVE, IGNORED))
+  forced = {}
+  for j in range(iou.shape[1]):
+    if iou[:, j].max() > 0:
+      forced.setdefault(int(iou[:, j].argmax()), j)  # the first box that forces row i
+  for i, j in forced.items():
+    state[i], index[i] = POSITIVE, j
+  index = np.where(state == POSITIVE, index, matcher.NO_MATCH_INDEX)
+  return index, state
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_first_argmax_equals_modelgarden_force_match_on_tied_matrices(seed):
+  rng = np.random.default_rng(seed)
+  # IoUs on a coarse grid: many ties within and across columns, some zero columns.
+  iou = rng.integers(0, 8, size=(60, 7)) / 10.0
+  iou[:, rng.integers(0, 7)] = 0.0
+  expected_index, expected_state = _modelgarden_force_match(iou, 0.5, 0.4)
+  index, state = _match(iou, low_quality=True, rule="first_argmax")
+  np.testing.assert_array_equal(state, expected_state)
+  np.testing.assert_array_equal(index, expected_index)
+
+
+def test_unknown_low_quality_rule_raises():
+  with pytest.raises(ValueError, match="low_quality_rule"):
+    _match([[0.5]], low_quality=True, rule="best")
 
 
 def test_bad_thresholds_raise():

@@ -362,6 +362,58 @@ def mobile_sample_config() -> config_lib.ExperimentConfig:
   return c
 
 
+PARITY_STEPS = 300
+PARITY_BATCH = 8
+
+
+def modelgarden_parity_config() -> config_lib.ExperimentConfig:
+  """The training-parity run against Model Garden (benchmarks/bench_training_parity.py and
+  tests/test_training_parity.py): Model Garden's `retinanet_resnetfpn_coco` architecture
+  and loss at a size 2 CPU cores train in minutes (ResNet-50 at width 0.125, 64-channel
+  FPN and heads of 2 convs, 256x256 sample images), every setting matched to what the
+  benchmark gives Model Garden: focal gamma 1.5, matching 0.5 / 0.5 with low-quality
+  matches of one anchor per box, loss divided by positives + 1, L2 1e-4 on kernels, SGD momentum 0.9 with a
+  linear warm-up and one 10x drop, no augmentation, the records' order, fp32."""
+  from retinanet.modeling import modelgarden_import  # pylint: disable=g-import-not-at-top
+  c = config_lib.ExperimentConfig(name="parity/retinanet-r50w0125-256-modelgarden")
+  c.model = modelgarden_import.modelgarden_model_config(
+      c.model, width_multiplier=0.125, fpn_channels=64, head_channels=64, head_convs=2,
+      input_size=(256, 256))
+  m = c.model
+  m.num_classes = 5
+  m.backbone.freeze_stem_and_first_stage = False  # Model Garden trains every layer
+  m.backbone.init_checkpoint = ""
+  m.matcher.positive_iou, m.matcher.negative_iou = 0.5, 0.5
+  m.matcher.allow_low_quality_matches = True  # BoxMatcher(force_match_for_each_col=True):
+  m.matcher.low_quality_rule = "first_argmax"  # one anchor per box
+  set_modelgarden_box_loss(c)
+  c.loss.focal_gamma = 1.5
+  c.loss.positives_offset = 1.0
+  c.loss.l2_weight_decay = 1e-4
+  c.input.horizontal_flip = False
+  c.input.scale_min = c.input.scale_max = 1.0
+  c.input.shuffle_buffer = 1
+  c.input.cycle_length = 1
+  c.input.deterministic = True
+  o = c.optimizer
+  o.base_learning_rate = 0.04
+  o.warmup_steps = 50
+  o.warmup_learning_rate = 0.004
+  # Ours drops at step >= boundary, tf's PiecewiseConstantDecay (Model Garden's
+  # stepwise) at step > boundary: 241 here is Model Garden's boundary 240.
+  o.boundaries = (241,)
+  o.decay_rates = (0.1,)
+  t = c.train
+  t.global_batch_size = PARITY_BATCH
+  t.total_steps = PARITY_STEPS
+  t.steps_per_execution = 1
+  t.log_every = 1  # every step's losses, to compare step by step
+  t.checkpoint_every = PARITY_STEPS
+  t.keep_checkpoints = 1
+  config_lib.validate(c)
+  return c
+
+
 def all_configs() -> Dict[str, config_lib.ExperimentConfig]:
   """{name: config} of every shipped config; the file is CONFIG_DIR/{name}.json."""
   configs = {}
@@ -374,7 +426,7 @@ def all_configs() -> Dict[str, config_lib.ExperimentConfig]:
     config = coco_mobile_config(hardware)
     configs[config.name] = config
   for config in (coco_v2_recipe_config(), modelgarden_finetune_config(), tiny_sample_config(),
-                 mobile_sample_config()):
+                 mobile_sample_config(), modelgarden_parity_config()):
     configs[config.name] = config
   return configs
 

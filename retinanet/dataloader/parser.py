@@ -76,7 +76,7 @@ class TrainParser:
   def __init__(self, *, output_size: Sequence[int], anchors: tf.Tensor, positive_iou: float,
                negative_iou: float, box_variances: Sequence[float],
                allow_low_quality_matches: bool = False, crowd_ioa: float = 0.7,
-               scale_min: float = 0.1,
+               low_quality_rule: str = "all_ties", scale_min: float = 0.1,
                scale_max: float = 2.0, horizontal_flip: bool = True, max_instances: int = 100,
                mean_rgb: Sequence[float] = (123.675, 116.28, 103.53),
                stddev_rgb: Sequence[float] = (58.395, 57.12, 57.375),
@@ -92,6 +92,7 @@ class TrainParser:
     self._box_variances = tuple(box_variances)
     self._allow_low_quality_matches = allow_low_quality_matches
     self._crowd_ioa = crowd_ioa
+    self._low_quality_rule = low_quality_rule
     self._scale_min = scale_min
     self._scale_max = scale_max
     self._horizontal_flip = horizontal_flip
@@ -134,7 +135,8 @@ class TrainParser:
     image, boxes, classes, is_crowd = self.augment(decoded, seed)
     targets = target_encoder.encode_targets(
         self._anchors, boxes, classes, is_crowd, self._positive_iou, self._negative_iou,
-        self._box_variances, self._allow_low_quality_matches, self._crowd_ioa)
+        self._box_variances, self._allow_low_quality_matches, self._crowd_ioa,
+        self._low_quality_rule)
     labels = dict(targets)
     labels["num_positives"] = tf.reduce_sum(
         tf.cast(tf.equal(targets["match_state"], matcher.POSITIVE), tf.float32))

@@ -19,7 +19,8 @@ def encode_targets(anchors: tf.Tensor, gt_boxes: tf.Tensor, gt_classes: tf.Tenso
                    gt_is_crowd: tf.Tensor, positive_iou: float, negative_iou: float,
                    variances: Sequence[float] = box_coder.DEFAULT_VARIANCES,
                    allow_low_quality_matches: bool = False,
-                   crowd_ioa: float = 0.7) -> Dict[str, tf.Tensor]:
+                   crowd_ioa: float = 0.7,
+                   low_quality_rule: str = "all_ties") -> Dict[str, tf.Tensor]:
   """Targets for N anchors from M ground-truth boxes (M may be 0).
 
   Args:
@@ -27,7 +28,8 @@ def encode_targets(anchors: tf.Tensor, gt_boxes: tf.Tensor, gt_classes: tf.Tenso
     gt_boxes: float [M, 4] yxyx pixels of the model input.
     gt_classes: int [M] contiguous class indices 0..C-1; rows < 0 (PADDING_CLASS) are padding.
     gt_is_crowd: bool [M] crowd flags (matcher docstring for how they are used).
-    positive_iou, negative_iou, allow_low_quality_matches, crowd_ioa: see matcher.match.
+    positive_iou, negative_iou, allow_low_quality_matches, crowd_ioa, low_quality_rule:
+      see matcher.match.
     variances: box coder variances.
 
   Returns:
@@ -49,7 +51,7 @@ def encode_targets(anchors: tf.Tensor, gt_boxes: tf.Tensor, gt_classes: tf.Tenso
   iou = box_ops.pairwise_iou_yxyx(anchors, gt_boxes)
   anchor_ioa = box_ops.pairwise_ioa_yxyx(anchors, gt_boxes)
   result = matcher.match(iou, anchor_ioa, gt_valid, gt_is_crowd, positive_iou, negative_iou,
-                         allow_low_quality_matches, crowd_ioa)
+                         allow_low_quality_matches, crowd_ioa, low_quality_rule)
   positive = tf.equal(result.match_state, matcher.POSITIVE)
 
   # One dummy row so the gathers stay in range when M == 0.

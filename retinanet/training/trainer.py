@@ -7,9 +7,9 @@ the config.
 
 Loss scaling across replicas: each replica's class and box losses are
 divided by the positive-anchor count of the GLOBAL batch (an all-reduce sum
-of the replicas' counts, optionally smoothed by a `LossNormalizer`), and the
-L2 term by the number of replicas. Gradients are then all-reduced with SUM,
-so any replica count gives the gradient of
+of the replicas' counts plus `positives_offset`, optionally smoothed by a
+`LossNormalizer`), and the L2 term by the number of replicas. Gradients are
+then all-reduced with SUM, so any replica count gives the gradient of
   sum_over_global_batch(losses) / global_positives + L2,
 the same as one replica on the same global batch (Detectron2 / Model Garden).
 Clipping is applied to the all-reduced gradient, and the reported gradient
@@ -93,6 +93,7 @@ class TrainLoopOptions:
   gradient_clip_norm: float = 0.0
   ema_decay: float = 0.0
   normalizer_momentum: float = 0.0
+  positives_offset: float = 0.0
   nan_policy: str = "raise"
   max_nan_restores: int = 3
   jit_compile: bool = False
@@ -274,10 +275,11 @@ class Trainer:
     ctx = tf.distribute.get_replica_context()
     local_positives = tf.cast(self._positives_fn(labels), tf.float32)
     global_positives = ctx.all_reduce(tf.distribute.ReduceOp.SUM, local_positives)
+    count = global_positives + self.options.positives_offset
     if self.loss_normalizer is not None:
-      normalizer = self.loss_normalizer(global_positives)
+      normalizer = self.loss_normalizer(count)
     else:
-      normalizer = tf.maximum(global_positives, 1.0)
+      normalizer = tf.maximum(count, 1.0)
     losses, l2, grads = self._step_fn(images, labels, normalizer)
     grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
     if optimizer_lib.is_loss_scaled(self.optimizer):
