@@ -10,6 +10,7 @@ import os
 from typing import List
 
 from retinanet import config as config_lib
+from retinanet import fileio
 
 CONFIG_DIR = os.path.dirname(os.path.abspath(__file__))
 _SUFFIX = ".json"
@@ -43,7 +44,6 @@ def config_path(name: str) -> str:
 def load_named_config(name_or_path: str) -> config_lib.ExperimentConfig:
   """Loads a config file when `name_or_path` is an existing path (local or gs://),
   else the shipped config of that name; validated with strict keys."""
-  import tensorflow as tf  # config_lib already imports it; kept local for clarity
-  if tf.io.gfile.exists(name_or_path) and not tf.io.gfile.isdir(name_or_path):
+  if fileio.is_file(name_or_path):
     return config_lib.load_config(name_or_path)
   return config_lib.load_config(config_path(name_or_path))
