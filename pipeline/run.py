@@ -38,13 +38,15 @@ def seed_overrides(seed: int) -> List[str]:
 
 
 def load_experiment_config(args: argparse.Namespace):
-  """The named config, then --seed, then --set overrides (which win)."""
+  """The named config, then --seed, then --set overrides (which win), validated. Needs no
+  TensorFlow: a mistake in --config or --set is reported in about a second."""
   from retinanet import config as config_lib  # pylint: disable=g-import-not-at-top
   from retinanet import configs  # pylint: disable=g-import-not-at-top
   config = configs.load_named_config(args.config)
   overrides = seed_overrides(args.seed) + list(args.overrides)
   if overrides:
     config = config_lib.apply_overrides(config, overrides)
+  config_lib.validate(config)
   return config
 
 
@@ -235,13 +237,13 @@ def training_from_flags(args: argparse.Namespace, base_model_uri: Optional[str],
                                resources=resources), training_job
 
 
-def build_pipeline(args: argparse.Namespace, paths: Paths):
-  """(the TFX pipeline the flags describe, the VertexJobSpec or None)."""
+def build_pipeline(args: argparse.Namespace, paths: Paths, config):
+  """(the TFX pipeline the flags describe, the VertexJobSpec or None); `config` is
+  load_experiment_config's."""
   from pipeline import beam_options  # pylint: disable=g-import-not-at-top
   from pipeline import local_runner  # pylint: disable=g-import-not-at-top
   from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
   from pipeline.code_version import component_code_versions  # pylint: disable=g-import-not-at-top
-  config = load_experiment_config(args)
   serving = serving_from_flags(args, config, paths)
   dataset = resolve_dataset(args, paths.data_root)
   if paths.local:
@@ -322,8 +324,9 @@ def run(args: argparse.Namespace) -> int:
     print("\n".join(configs.list_configs()))
     return 0
   start = time.time()
+  config = load_experiment_config(args)  # before TensorFlow loads: config errors come fast
   paths = resolve_paths(args)
-  pipeline, training_job = build_pipeline(args, paths)
+  pipeline, training_job = build_pipeline(args, paths, config)
   if not paths.local:
     return compile_for_vertex(args, pipeline, training_job, paths)
   return run_locally(args, pipeline, paths, start)

@@ -1,5 +1,8 @@
 """run_pipeline.py's command line: help, configs, argument errors, Vertex/Dataflow compile."""
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -24,6 +27,26 @@ def test_list_configs(capsys):
   names = capsys.readouterr().out.split()
   assert "sample/tiny" in names
   assert "coco/retinanet-r50-640-1x-b64-8gpu" in names
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("argv, code, message", [
+    (["--list_configs"], 0, "sample/tiny"),
+    (["--set", "model.nope=1"], 2, "unknown config key model.nope"),
+    (["--config", "sample/tiyn"], 2, "did you mean sample/tiny"),
+    (["--set", "optimizer.warmup_steps=100000"], 2, "must be <= train.total_steps"),
+])
+def test_answers_and_config_mistakes_come_before_tensorflow_loads(argv, code, message):
+  """The CLI as run_pipeline.py runs it, in a fresh interpreter: the answer or the error,
+  and TensorFlow never imported (so these take about a second, not the ~15 s of its import)."""
+  probe = ("import sys; from pipeline import cli; code = cli.main(sys.argv[1:]); "
+           "print('EXIT', code, 'tensorflow' in sys.modules)")
+  proc = subprocess.run([sys.executable, "-c", probe, *argv], cwd=ROOT, capture_output=True,
+                        text=True, timeout=120)
+  assert f"EXIT {code} False" in proc.stdout, proc.stdout + proc.stderr
+  assert message in proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("argv, message", [
