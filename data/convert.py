@@ -94,7 +94,7 @@ import tensorflow as tf
 
 from data import example_codec as codec
 from data.image_options import DEFAULT_SIZE_MISMATCH, ERROR, SIZE_MISMATCH_POLICIES, ImageOptions
-from retinanet import coco, fileio
+from retinanet import coco, console, fileio
 from retinanet import layout
 from retinanet.coco import LabelMap
 from retinanet.dataloader import schema
@@ -876,6 +876,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                            "files (default: %(default)s)")
   parser.add_argument("--convert_unsupported_images", action="store_true",
                       help="store WebP, TIFF, BMP and GIF images as PNG instead of skipping them")
+  console.add_verbose_flag(parser)
   args, beam_args = parser.parse_known_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
   result = convert_coco(dict(args.split), args.output_dir, num_shards=args.num_shards,

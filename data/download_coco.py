@@ -29,6 +29,8 @@ import urllib.request
 import zipfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from retinanet import console
+
 
 BASE_URL = "http://images.cocodataset.org"
 ANNOTATIONS_URL = f"{BASE_URL}/annotations/annotations_trainval2017.zip"
@@ -75,6 +77,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace
                       help="shards per split (default: from the data size)")
   parser.add_argument("--keep_zips", action="store_true", help="keep the zips after unzipping")
   parser.add_argument("--dry_run", action="store_true", help="print the plan, do nothing")
+  console.add_verbose_flag(parser)
   args, beam_args = parser.parse_known_args(argv)
   splits = [s.strip() for s in args.splits.split(",") if s.strip()]
   unknown = [s for s in splits if s not in SPLITS]

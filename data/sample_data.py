@@ -27,6 +27,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
+from retinanet import console
+
 # (category id, name, base RGB colour); ids are deliberately sparse.
 CLASSES: Tuple[Tuple[int, str, Tuple[int, int, int]], ...] = (
     (3, "circle", (215, 55, 45)),
@@ -299,6 +301,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser.add_argument("--categories", default="",
                       help="Other category ids and shapes, e.g. 101:circle,205:square "
                            "(default: the 5 built-in classes with ids 3,7,12,25,40).")
+  console.add_verbose_flag(parser)
   return parser.parse_args(argv)
 
 

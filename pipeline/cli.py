@@ -53,7 +53,7 @@ def _runner_flags(g) -> None:
                       "serving dir (default: %(default)s).")
   g.add_argument("--verbose", action="store_true",
                  help="Show everything the libraries print (TensorFlow's native logs, absl, Beam, "
-                      "warnings) instead of the filtered console (pipeline/console.py).")
+                      "warnings) instead of the filtered console (retinanet/console.py).")
   g.add_argument("--pipeline_name", default="retinanet",
                  help="Pipeline name; MLMD contexts and caching are per name "
                       "(default: %(default)s). Use another name for a fine-tuning pipeline.")
@@ -231,7 +231,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if not args.verbose:
     for noisy in ("absl", "apache_beam", "tensorflow", "ml_metadata"):
       logging.getLogger(noisy).setLevel(logging.WARNING)
-    from pipeline import console  # pylint: disable=g-import-not-at-top
+    from retinanet import console  # pylint: disable=g-import-not-at-top
     console.quiet_python_noise()
   from pipeline import run  # pylint: disable=g-import-not-at-top
   try:

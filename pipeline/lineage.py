@@ -15,7 +15,7 @@ import sys
 from typing import List, Optional, Sequence
 
 from pipeline import metadata_queries
-from retinanet import layout
+from retinanet import console, layout
 
 # Custom properties worth showing per artifact type (None: all of them).
 _SHOWN = {
@@ -86,6 +86,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument("--metadata", required=True, help="MLMD sqlite file of the run.")
   parser.add_argument("--pushed_model_id", type=int,
                       help="MLMD id of the PushedModel artifact (default: the latest pushed).")
+  console.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   try:
     store = metadata_queries.open_store(args.metadata)

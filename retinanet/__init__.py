@@ -9,5 +9,14 @@ place the project sets it. The other packages import it first, so every entry po
 TensorFlow loads; the container image sets it too, for TFX's own entry points.
 """
 import os
+import sys
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+# `python -m retinanet.X` (or data.X, pipeline.X, whose packages import this one): a
+# command-line tool is starting. Python imports the packages while it locates the module,
+# when sys.argv[0] is still "-m"; the console is quieted here, before TensorFlow loads
+# (retinanet/console.py; --verbose shows everything).
+if sys.argv[:1] == ["-m"]:
+  from retinanet import console  # pylint: disable=g-import-not-at-top
+  console.start_cli(sys.argv[1:])

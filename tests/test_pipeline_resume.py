@@ -52,7 +52,7 @@ def _env():
   return env
 
 
-# Library noise the console must not show (pipeline/console.py), checked on a whole run.
+# Library noise the console must not show (retinanet/console.py), checked on a whole run.
 CONSOLE_NOISE = ("Unable to register cuDNN factory", "Unable to register cuBLAS factory",
                  "TF-TRT Warning", "non-supported Python version", "FutureWarning",
                  "ArtifactQuery.property_predicate is not supported", "base run context")

@@ -24,6 +24,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Set
 
 import tensorflow as tf
 
+from retinanet import console
+
 logger = logging.getLogger(__name__)
 RESULTS_FILE = "eval_results.jsonl"
 _STEP = re.compile(r"-(\d+)$")
@@ -116,6 +118,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument("--timeout", type=float, default=3600.0,
                       help="Stop after this many seconds without a new checkpoint.")
   parser.add_argument("--poll_seconds", type=float, default=10.0)
+  console.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname).1s] %(message)s")
 

@@ -22,6 +22,7 @@ import argparse
 from typing import Optional, Sequence
 
 from retinanet import config as config_lib
+from retinanet import console
 
 
 def convert(config: config_lib.ExperimentConfig, weights: str, output_prefix: str) -> str:
@@ -50,6 +51,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       help="config overrides, as for run_pipeline.py")
   parser.add_argument("--weights", required=True, help="Keras-applications no-top .h5 file")
   parser.add_argument("--output", required=True, help="checkpoint prefix to write")
+  console.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   from retinanet.configs import load_named_config  # pylint: disable=g-import-not-at-top
   config = config_lib.apply_overrides(load_named_config(args.config), args.set)

@@ -46,6 +46,7 @@ import tensorflow as tf
 from PIL import Image
 
 from retinanet import coco
+from retinanet import console
 from retinanet import fileio
 from retinanet import layout
 from retinanet.serving import export
@@ -217,10 +218,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument("--no_draw", action="store_true", help="write only detections.json")
   parser.add_argument("--recursive", action="store_true",
                       help="also the images in subfolders of --image_dir")
+  console.add_verbose_flag(parser)
   args = parser.parse_args(argv)
-  result = run_inference(args.model_dir, args.image_dir, args.output_dir,
-                         batch_size=args.batch_size, score_threshold=args.score_threshold,
-                         draw=not args.no_draw, recursive=args.recursive)
+  try:
+    result = run_inference(args.model_dir, args.image_dir, args.output_dir,
+                           batch_size=args.batch_size, score_threshold=args.score_threshold,
+                           draw=not args.no_draw, recursive=args.recursive)
+  except (FileNotFoundError, ValueError) as e:  # the user's paths or flags: no traceback
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   total = sum(len(r["detections"]) for r in result["images"])
   skipped = result["skipped"]
   print(f"{len(result['images'])} images, {total} detections -> {args.output_dir}" +

@@ -49,6 +49,7 @@ import numpy as np
 import tensorflow as tf
 
 from retinanet import config as config_lib
+from retinanet import console
 from retinanet import fileio
 from retinanet import model_dir as model_dir_lib
 from retinanet import task
@@ -411,6 +412,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument("--trt_workspace_mib", type=int, default=1024)
   parser.add_argument("--trt_build_batch_sizes", default="1,8",
                       help="comma-separated batch sizes whose TensorRT engines are built ahead")
+  console.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   try:
     overrides = json.loads(args.postprocess)

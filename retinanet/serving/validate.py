@@ -21,7 +21,7 @@ import subprocess
 import sys
 from typing import Any, Dict, List, Tuple
 
-from retinanet import layout
+from retinanet import console, layout
 
 # Canned requests: (height, width) of synthetic images, two sizes in one batch.
 CANNED_SIZES = ((120, 160), (97, 64))
@@ -194,6 +194,7 @@ def validation_report(export_dir: str) -> Dict[str, Any]:
 
 
 def main(argv: List[str]) -> int:
+  argv = [a for a in argv if a != console.VERBOSE_FLAG]
   if len(argv) != 1:
     print("usage: python -m retinanet.serving.validate EXPORT_DIR", file=sys.stderr)
     return 2

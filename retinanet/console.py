@@ -1,11 +1,14 @@
-"""A quiet console for `run_pipeline.py`: known library noise is dropped at its source.
+"""A quiet console for every command-line tool: known library noise is dropped at its source.
 
-Three sources, each filtered by exact, known patterns, so that real errors and
-warnings still show (`--verbose` turns every filter off):
+`run_pipeline.py` and every `python -m retinanet|data|pipeline...` tool start
+with it (`start_cli`, called from retinanet/__init__.py before TensorFlow
+loads); `--verbose` turns every filter off. Three sources, each filtered by
+exact, known patterns, so that real errors and warnings still show:
   - native stderr: TensorFlow's CUDA-plugin registration errors and its CPU/GPU
     notices, printed by C++ before Python logging exists. `filter_native_stderr`
     routes file descriptor 2 through a thread that drops matching lines (child
-    processes such as Beam workers inherit the filter);
+    processes such as Beam's worker processes inherit the filtered descriptor, so
+    their own start-up lines, WORKER_NOISE, are dropped there too);
   - Python warnings: google-api-core's FutureWarning about Python 3.10, repeated
     by every Google client it loads, and aiplatform's about google-cloud-storage 2
     (which TFX 1.16 pins);
@@ -29,6 +32,14 @@ NATIVE_NOISE = (
     r"This TensorFlow binary is optimized to use available CPU instructions",
     r"To enable the following instructions: .* in other operations, rebuild TensorFlow",
     r"oneDNN custom operations are on\. You may see slightly different numerical results",
+)
+# What a Beam worker process (multi-process DirectRunner) prints at start-up, before
+# any code of ours runs in it: google-api-core's FutureWarning (two lines: the message
+# and the source line Python shows under it) and the SDK harness's notice.
+WORKER_NOISE = (
+    r"FutureWarning: You are using a non-supported Python version",
+    r"^\s+warnings\.warn\(message, FutureWarning\)$",
+    r"No semi_persistent_directory found: Functions defined in __main__",
 )
 PYTHON_WARNING_NOISE = (
     # (message regex, category)
@@ -62,7 +73,7 @@ def quiet_python_noise() -> None:
     absl.addFilter(DropMessages(ABSL_NOISE))
 
 
-def filter_native_stderr(patterns: Sequence[str] = NATIVE_NOISE) -> None:
+def filter_native_stderr(patterns: Sequence[str] = NATIVE_NOISE + WORKER_NOISE) -> None:
   """Routes file descriptor 2 through a thread that drops lines matching `patterns`.
 
   Call once, before TensorFlow is imported. Every other line is copied to the
@@ -98,3 +109,37 @@ def filter_native_stderr(patterns: Sequence[str] = NATIVE_NOISE) -> None:
     thread.join(timeout=2.0)  # children that still hold it may keep it open
 
   atexit.register(restore)
+
+
+VERBOSE_FLAG = "--verbose"
+
+
+def add_verbose_flag(parser) -> None:
+  """The --verbose flag every tool takes (start_cli reads it from argv before parsing)."""
+  parser.add_argument(VERBOSE_FLAG, action="store_true",
+                      help="Show every library message (TensorFlow's C++ logs, Python "
+                           "warnings) instead of the filtered console (retinanet/console.py).")
+
+
+def start_cli(argv: Sequence[str]) -> bool:
+  """Sets up a command-line tool's console before TensorFlow loads; returns verbose.
+
+  Without VERBOSE_FLAG in `argv`: TensorFlow's C++ log level 2 (unless set), the
+  native stderr filter and the Python-level filters. With it: level 0 and no filter.
+  Runs once per process.
+  """
+  global _STARTED
+  verbose = VERBOSE_FLAG in argv
+  if _STARTED:
+    return verbose
+  _STARTED = True
+  if verbose:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
+    return True
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  filter_native_stderr()
+  quiet_python_noise()
+  return False
+
+
+_STARTED = False
