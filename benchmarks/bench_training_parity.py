@@ -359,7 +359,7 @@ def plot(results_path: str, venv: str) -> None:
                   PLOT_PATH], env=venv_lib.subprocess_env(), check=True)
 
 
-def run_noise_control(data: Data, venv: str, out_root: str) -> None:
+def run_noise_control(venv: str, out_root: str) -> None:
   """Model Garden's seed-0 run again with 1 TensorFlow thread instead of 2: the same
   program, weights and batches, only the order of its parallel float sums differs."""
   settings_path = os.path.join(out_root, "seed0", "modelgarden", "settings.json")
@@ -379,9 +379,8 @@ def noise_control_lines(runs: List[Dict[str, Any]], out_root: str) -> List[str]:
     steps = json.load(f)["steps"]
   with open(os.path.join(out_root, "noise_control", "detections.json")) as f:
     detections = json.load(f)
-  ground_truth = coco_metrics.load_coco_ground_truth(
-      json.load(open(os.path.join(out_root, "seed0", "modelgarden", "settings.json")))[
-          "val_annotations"])
+  with open(os.path.join(out_root, "seed0", "modelgarden", "settings.json")) as f:
+    ground_truth = coco_metrics.load_coco_ground_truth(json.load(f)["val_annotations"])
   control = {"seed": 0, "losses": {"ours": [], "modelgarden": steps}}
   worst = {step: max(relative(loss_at(control, "modelgarden", step, t),
                               loss_at(seed0[0], "modelgarden", step, t))
@@ -505,7 +504,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       with open(results_path, "w") as f:
         json.dump({"runs": runs}, f)
     if args.noise_control:
-      run_noise_control(data, args.venv, args.out)
+      run_noise_control(args.venv, args.out)
   header = common.run_header(common.command_line("bench_training_parity.py", argv),
                              time.perf_counter() - start, load_start, common.load_average())
   with open(results_path) as f:
