@@ -54,6 +54,7 @@ def CocoExampleGen(  # pylint: disable=invalid-name
     num_shards: Parameter[int] = 0,
     size_mismatch: Parameter[str] = image_options.DEFAULT_SIZE_MISMATCH,
     convert_unsupported_images: Parameter[bool] = False,
+    span: Parameter[int] = 0,
     code_version: Parameter[str] = "",
     beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
@@ -64,7 +65,9 @@ def CocoExampleGen(  # pylint: disable=invalid-name
   `num_shards=0` picks the shard count from the data size. `size_mismatch`
   ("skip", "rescale" or "error") handles images whose JSON height/width is not
   their size as displayed; `convert_unsupported_images` stores WebP, TIFF, BMP
-  and GIF as PNG instead of skipping them (data/convert.py). `code_version` only
+  and GIF as PNG instead of skipping them (data/convert.py). `span` is the data
+  span the files are (pipeline/datasets.py), recorded as the Examples artifact's
+  `span` property as TFX's ExampleGen does (0: not a span). `code_version` only
   keys the cache (see pipeline/code_version.py).
   """
   del code_version
@@ -80,5 +83,6 @@ def CocoExampleGen(  # pylint: disable=invalid-name
                    os.path.join(conversion_report.uri, layout.CONVERSION_REPORT_FILE),
                    overwrite=True)
   examples.split_names = json.dumps(list(SPLITS))
+  examples.span = int(span)
   record_conversion_properties(examples, label_map, conversion_report, result.stats,
                                result.label_map.num_classes)

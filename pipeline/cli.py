@@ -69,9 +69,17 @@ def _runner_flags(g) -> None:
 
 def _data_flags(g) -> None:
   """The "data" flags."""
-  g.add_argument("--dataset", choices=("sample", "coco2017", "custom"), default="sample",
+  g.add_argument("--dataset", choices=("sample", "coco2017", "custom", "spans"),
+                 default="sample",
                  help="sample: the built-in generated shapes dataset (default); coco2017: the "
-                      "prepared COCO dir (--coco_dir); custom: your COCO-format files.")
+                      "prepared COCO dir (--coco_dir); custom: your COCO-format files; spans: "
+                      "the latest data drop of --span_pattern.")
+  g.add_argument("--span_pattern",
+                 help="spans: a directory pattern with {SPAN} (digits), e.g. "
+                      "drops/span-{SPAN}, each with annotations/instances_{train,val}.json "
+                      "and images/{train,val}/ (the sample dataset's layout).")
+  g.add_argument("--span", type=int, default=None,
+                 help="spans: take this span instead of the latest.")
   g.add_argument("--coco_dir", help="COCO 2017 root, e.g. ~/coco (with annotations/, "
                                     "train2017/, val2017/).")
   g.add_argument("--train_annotations", help="custom: COCO instances JSON of the train split.")

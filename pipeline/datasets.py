@@ -1,4 +1,5 @@
-"""Resolves the dataset a run uses: the built-in sample, COCO 2017, or the user's own."""
+"""Resolves the dataset a run uses: the built-in sample, COCO 2017, the user's own, or a span
+of data drops (`{SPAN}` in a directory pattern, data/spans.py)."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,7 +14,14 @@ logger = logging.getLogger(__name__)
 SAMPLE = "sample"
 COCO2017 = "coco2017"
 CUSTOM = "custom"
-DATASETS = (SAMPLE, COCO2017, CUSTOM)
+SPANS = "spans"
+DATASETS = (SAMPLE, COCO2017, CUSTOM, SPANS)
+# The sample dataset's layout (data/sample_data.py), also that of each span directory:
+# (annotations JSON, image folder) per split, relative to the dataset's root.
+SPLIT_LAYOUT = {"train": (os.path.join("annotations", "instances_train.json"),
+                          os.path.join("images", "train")),
+                "val": (os.path.join("annotations", "instances_val.json"),
+                        os.path.join("images", "val"))}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +36,7 @@ class DatasetPaths:
   size_mismatch: str = image_options.DEFAULT_SIZE_MISMATCH
   convert_unsupported_images: bool = False  # WebP, TIFF, BMP, GIF -> PNG instead of skipped
   # (both: data/image_options.py)
+  span: int = 0  # the data span (recorded on the Examples artifact, as TFX's); 0 = no spans
 
 
 def _exists(path: str) -> bool:
@@ -38,14 +47,16 @@ def _exists(path: str) -> bool:
   return tf.io.gfile.exists(path)
 
 
+def _layout_paths(root: str, span: int = 0) -> DatasetPaths:
+  (train_json, train_images), (val_json, val_images) = SPLIT_LAYOUT["train"], SPLIT_LAYOUT["val"]
+  return DatasetPaths(os.path.join(root, train_json), os.path.join(root, train_images),
+                      os.path.join(root, val_json), os.path.join(root, val_images), span=span)
+
+
 def sample_dataset(data_dir: str, seed: int = 0) -> DatasetPaths:
   """The built-in sample dataset, generated deterministically on first use."""
   from data import sample_data  # pylint: disable=g-import-not-at-top
-  paths = DatasetPaths(
-      train_annotations=os.path.join(data_dir, "annotations", "instances_train.json"),
-      train_images=os.path.join(data_dir, "images", "train"),
-      val_annotations=os.path.join(data_dir, "annotations", "instances_val.json"),
-      val_images=os.path.join(data_dir, "images", "val"))
+  paths = _layout_paths(data_dir)
   if not _exists(paths.val_annotations):
     logger.info("Generating the sample dataset into %s", data_dir)
     sample_data.generate_sample_dataset(data_dir, seed=seed)
@@ -83,3 +94,22 @@ def custom_dataset(train_annotations: Optional[str], train_images: Optional[str]
     if check_exists and not _exists(value):
       raise FileNotFoundError(f"{flag}={value} does not exist")
   return DatasetPaths(train_annotations, train_images, val_annotations, val_images)
+
+
+def span_dataset(span_pattern: str, span: Optional[int] = None) -> DatasetPaths:
+  """The latest (or the given) span of `span_pattern`, a directory pattern with {SPAN}
+  (e.g. drops/span-{SPAN}) whose directories have the sample dataset's layout."""
+  from data import spans as spans_lib  # pylint: disable=g-import-not-at-top
+  train_json, train_images = SPLIT_LAYOUT["train"]
+  found = spans_lib.find_spans(os.path.join(span_pattern, train_json),
+                               os.path.join(span_pattern, train_images))
+  [chosen] = spans_lib.select_spans(found, span=span)
+  root = os.path.dirname(os.path.dirname(chosen.annotations))
+  paths = _layout_paths(root, span=chosen.number)
+  for value in (paths.val_annotations, paths.val_images):
+    if not _exists(value):
+      raise FileNotFoundError(f"span {chosen.number}: {value} does not exist")
+  logger.info("Data span %d (%s of spans %s) from %s", chosen.number,
+              "given" if span is not None else "the latest",
+              ", ".join(str(s.number) for s in found), root)
+  return paths

@@ -76,7 +76,7 @@ def _data_stages(dataset: DatasetPaths, config_json: str,
       train_annotations=dataset.train_annotations, train_images=dataset.train_images,
       val_annotations=dataset.val_annotations, val_images=dataset.val_images,
       num_shards=dataset.num_shards, size_mismatch=dataset.size_mismatch,
-      convert_unsupported_images=dataset.convert_unsupported_images,
+      convert_unsupported_images=dataset.convert_unsupported_images, span=dataset.span,
       code_version=versions.get(stages.DATA.node_id, "")
   ).with_id(stages.DATA.node_id)
   statistics = BoxStatisticsGen(

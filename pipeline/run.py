@@ -85,6 +85,10 @@ def resolve_dataset(args: argparse.Namespace, data_root: str):
       raise ValueError("--runner=vertex needs data on gs://: use --dataset=custom with gs:// "
                        "paths or --dataset=coco2017 --coco_dir=gs://...")
     paths = datasets.sample_dataset(os.path.join(data_root, "sample_data"))
+  elif args.dataset == datasets.SPANS:
+    if not local or not args.span_pattern:
+      raise ValueError("--dataset=spans needs --span_pattern and, for now, --runner=local")
+    paths = datasets.span_dataset(os.path.expanduser(args.span_pattern), args.span)
   elif args.dataset == datasets.COCO2017:
     if not args.coco_dir:
       raise ValueError("--dataset=coco2017 needs --coco_dir")

@@ -65,3 +65,37 @@ def test_bad_patterns_and_missing_data_name_the_pattern(tmp_path):
   _drop(tmp_path, "span-01")
   with pytest.raises(SpanError, match="span 1 matches both"):
     spans_lib.find_spans(annotations, images)
+
+
+def _span_examples(metadata_path):
+  """(span, artifact id) of every Examples artifact recorded in MLMD, oldest first."""
+  from pipeline import metadata_queries  # pylint: disable=g-import-not-at-top
+  store = metadata_queries.open_store(metadata_path)
+  return [(int(a.properties["span"].int_value), a.id)
+          for a in sorted(store.get_artifacts_by_type("Examples"), key=lambda a: a.id)]
+
+
+def test_the_data_stage_takes_the_latest_span_records_it_and_caches_a_rerun(tmp_path, capsys):
+  """The CLI as a user runs it: --dataset=spans converts the newest drop, the Examples
+  artifact carries its span number, and a rerun without a new drop is served from cache."""
+  from data import sample_data  # pylint: disable=g-import-not-at-top
+  from pipeline import cli  # pylint: disable=g-import-not-at-top
+  drops = tmp_path / "drops"
+  for number in (1, 2):
+    sample_data.generate_sample_dataset(str(drops / f"span-{number}"), num_train=6, num_val=3,
+                                        image_size=(64, 64), seed=number)
+  argv = ["--runner=local", f"--output_dir={tmp_path / 'run'}", "--dataset=spans",
+          f"--span_pattern={drops}/span-{{SPAN}}", "--to_stage=data"]
+  metadata = str(tmp_path / "run" / "metadata.sqlite")
+  assert cli.main(argv) == 0
+  assert [span for span, _ in _span_examples(metadata)] == [2]
+  sample_data.generate_sample_dataset(str(drops / "span-3"), num_train=6, num_val=3,
+                                      image_size=(64, 64), seed=3)
+  assert cli.main(argv) == 0
+  assert [span for span, _ in _span_examples(metadata)] == [2, 3]
+  capsys.readouterr()
+  assert cli.main(argv) == 0  # no new drop: the data stage comes from the cache
+  assert "CocoExampleGen       cached" in capsys.readouterr().out
+  assert [span for span, _ in _span_examples(metadata)] == [2, 3]
+  assert cli.main(argv + ["--span=1"]) == 0  # an older span on request
+  assert [span for span, _ in _span_examples(metadata)] == [2, 3, 1]
