@@ -1,4 +1,4 @@
-"""Training parity with TF Model Garden: the same records, initial checkpoint and settings, side by side.
+"""Training parity with Model Garden: same records, initial checkpoint and settings, side by side.
 
     .venv/bin/python benchmarks/bench_training_parity.py [--seeds 0 1 2] [--write_markdown]
     .venv/bin/python benchmarks/bench_training_parity.py --write_fixture   # the CI reference

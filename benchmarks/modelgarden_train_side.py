@@ -1,4 +1,4 @@
-"""Model Garden side of bench_training_parity.py: trains Model Garden's RetinaNet with its own task and trainer.
+"""Model Garden side of bench_training_parity.py: its RetinaNet, its own task and trainer.
 
     <modelgarden venv>/bin/python benchmarks/modelgarden_train_side.py SETTINGS.json OUT_DIR
     <modelgarden venv>/bin/python benchmarks/modelgarden_train_side.py --plot RESULTS.json OUT.png
@@ -57,7 +57,8 @@ def write_records(annotations_path: str, image_dir: str, output_path: str) -> in
   names = {index_of[c["id"]]: c["name"] for c in data["categories"]}
   by_image = {}
   for ann in data["annotations"]:
-    by_image.setdefault(ann["image_id"], []).append(dict(ann, category_id=index_of[ann["category_id"]]))
+    ann = dict(ann, category_id=index_of[ann["category_id"]])
+    by_image.setdefault(ann["image_id"], []).append(ann)
   with tf.io.TFRecordWriter(output_path) as writer:
     for image in data["images"]:
       example, _ = create_coco_tf_record.create_tf_example(

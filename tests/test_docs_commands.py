@@ -59,7 +59,8 @@ def test_run_pipeline_commands_parse_and_their_configs_validate(where, command):
   if PLACEHOLDER.search(command):
     argv = [a for a in argv if not PLACEHOLDER.search(a)]
     flags = [a.split("=")[0] for a in argv if a.startswith("--")]
-    known = {s for action in cli.build_parser()._actions for s in action.option_strings}  # pylint: disable=protected-access
+    actions = cli.build_parser()._actions  # pylint: disable=protected-access
+    known = {s for action in actions for s in action.option_strings}
     assert set(flags) <= known, f"{where}: unknown flags {set(flags) - known}"
     return
   if "--help" in argv:

@@ -372,8 +372,9 @@ def modelgarden_parity_config() -> config_lib.ExperimentConfig:
   and loss at a size 2 CPU cores train in minutes (ResNet-50 at width 0.125, 64-channel
   FPN and heads of 2 convs, 256x256 sample images), every setting matched to what the
   benchmark gives Model Garden: focal gamma 1.5, matching 0.5 / 0.5 with low-quality
-  matches of one anchor per box, loss divided by positives + 1, L2 1e-4 on kernels, SGD momentum 0.9 with a
-  linear warm-up and one 10x drop, no augmentation, the records' order, fp32."""
+  matches of one anchor per box, loss divided by positives + 1, L2 1e-4 on kernels, SGD
+  momentum 0.9 with a linear warm-up and one 10x drop, no augmentation, the records'
+  order, fp32."""
   from retinanet.modeling import modelgarden_import  # pylint: disable=g-import-not-at-top
   c = config_lib.ExperimentConfig(name="parity/retinanet-r50w0125-256-modelgarden")
   c.model = modelgarden_import.modelgarden_model_config(
