@@ -17,6 +17,7 @@ import pytest
 
 from data import sample_data
 from pipeline import cli, metadata_queries
+from retinanet.training import checkpointing
 
 pytestmark = pytest.mark.e2e
 
@@ -59,8 +60,12 @@ CONSOLE_NOISE = ("Unable to register cuDNN factory", "Unable to register cuBLAS 
 
 
 def _checkpoint_steps(resume_root):
+  """Steps of the workspace's complete checkpoints. A SIGKILL can land while a checkpoint
+  is half written (its index there, its data not yet): the resume must then take the
+  previous one (checkpointing.latest_complete_checkpoint), so that is what counts."""
   paths = glob.glob(os.path.join(resume_root, "*", "checkpoint", "ckpt-*.index"))
-  return sorted(int(re.search(r"ckpt-(\d+)\.index$", p).group(1)) for p in paths)
+  return sorted(int(re.search(r"ckpt-(\d+)\.index$", p).group(1)) for p in paths
+                if checkpointing.is_complete(p[:-len(".index")]))
 
 
 def test_sigkilled_training_resumes_and_a_changed_config_starts_fresh(tmp_path, dataset_flags):
