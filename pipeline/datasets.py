@@ -8,6 +8,7 @@ import os
 from typing import Optional
 
 from data import image_options
+from retinanet import fileio
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +40,6 @@ class DatasetPaths:
   span: int = 0  # the data span (recorded on the Examples artifact, as TFX's); 0 = no spans
 
 
-def _exists(path: str) -> bool:
-  """Local paths without TensorFlow; gs:// through tf.io.gfile."""
-  if "://" not in path:
-    return os.path.exists(path)
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return tf.io.gfile.exists(path)
-
-
 def _layout_paths(root: str, span: int = 0) -> DatasetPaths:
   (train_json, train_images), (val_json, val_images) = SPLIT_LAYOUT["train"], SPLIT_LAYOUT["val"]
   return DatasetPaths(os.path.join(root, train_json), os.path.join(root, train_images),
@@ -57,7 +50,7 @@ def sample_dataset(data_dir: str, seed: int = 0) -> DatasetPaths:
   """The built-in sample dataset, generated deterministically on first use."""
   from data import sample_data  # pylint: disable=g-import-not-at-top
   paths = _layout_paths(data_dir)
-  if not _exists(paths.val_annotations):
+  if not fileio.exists(paths.val_annotations):
     logger.info("Generating the sample dataset into %s", data_dir)
     sample_data.generate_sample_dataset(data_dir, seed=seed)
   return paths
@@ -74,7 +67,7 @@ def coco2017_dataset(coco_dir: str, check_exists: bool = True) -> DatasetPaths:
       train_images=os.path.join(coco_dir, "train2017"),
       val_annotations=os.path.join(coco_dir, "annotations", "instances_val2017.json"),
       val_images=os.path.join(coco_dir, "val2017"))
-  if check_exists and not _exists(paths.train_annotations):
+  if check_exists and not fileio.exists(paths.train_annotations):
     raise FileNotFoundError(
         f"COCO 2017 not found under {coco_dir} (no {paths.train_annotations}); "
         f"prepare it with: python -m data.download_coco --output_dir {coco_dir}")
@@ -91,7 +84,7 @@ def custom_dataset(train_annotations: Optional[str], train_images: Optional[str]
   if missing:
     raise ValueError(f"--dataset=custom needs {', '.join(missing)}")
   for flag, value in given.items():
-    if check_exists and not _exists(value):
+    if check_exists and not fileio.exists(value):
       raise FileNotFoundError(f"{flag}={value} does not exist")
   return DatasetPaths(train_annotations, train_images, val_annotations, val_images)
 
@@ -107,7 +100,7 @@ def span_dataset(span_pattern: str, span: Optional[int] = None) -> DatasetPaths:
   root = os.path.dirname(os.path.dirname(chosen.annotations))
   paths = _layout_paths(root, span=chosen.number)
   for value in (paths.val_annotations, paths.val_images):
-    if not _exists(value):
+    if not fileio.exists(value):
       raise FileNotFoundError(f"span {chosen.number}: {value} does not exist")
   logger.info("Data span %d (%s of spans %s) from %s", chosen.number,
               "given" if span is not None else "the latest",

@@ -31,6 +31,8 @@ from typing import Dict, List, Optional
 
 import tensorflow as tf
 
+from retinanet import fileio
+
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "ckpt"
@@ -109,7 +111,7 @@ def checkpoints_newest_first(directory: str) -> List[str]:
   prefixes = list(state.all_model_checkpoint_paths)
   if state.model_checkpoint_path and state.model_checkpoint_path not in prefixes:
     prefixes.append(state.model_checkpoint_path)
-  resolved = [p if os.path.isabs(p) or "://" in p else os.path.join(directory, p) for p in prefixes]
+  resolved = [p if os.path.isabs(p) or fileio.is_remote(p) else os.path.join(directory, p) for p in prefixes]
   return list(reversed(resolved))
 
 
