@@ -53,6 +53,9 @@ BOX_MEASURES = {"width": SIZE_BOUNDARIES, "height": SIZE_BOUNDARIES,
                 "sqrt_area": SIZE_BOUNDARIES, "aspect_ratio": RATIO_BOUNDARIES,
                 "best_anchor_iou": IOU_BOUNDARIES}
 AREA = "area"  # quantiles only (pixels squared)
+# Measures whose exact min and max are kept too: the ranges data validation checks.
+RANGE_MEASURES = ("width", "height", "sqrt_area", "boxes_per_image", "image_height",
+                  "image_width")
 
 # The keys read, with the schema's own feature spec (one definition for writer and readers),
 # except image/orientation: tf.Transform's schema has no FixedLen default, so it is read as
@@ -87,6 +90,14 @@ def _histogram(values: tf.Tensor, boundaries: Sequence[float]) -> tf.Tensor:
   one_hot = tf.one_hot(bins, len(boundaries) + 1, dtype=tf.float32)
   return tft.sum(tf.concat([one_hot, tf.zeros([1, len(boundaries) + 1])], 0),
                  reduce_instance_dims=False)
+
+
+def _range(values: tf.Tensor):
+  """Exact (min, max) of `values` (tft.min / tft.max); (inf, -inf) when there are none."""
+  import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
+  flat = tf.reshape(tf.cast(values, tf.float32), [-1])
+  return (tft.min(tf.concat([flat, [float("inf")]], 0)),
+          tft.max(tf.concat([flat, [float("-inf")]], 0)))
 
 
 def _quantiles(values: tf.Tensor) -> tf.Tensor:
@@ -158,6 +169,8 @@ def make_preprocessing_fn(spec: AnalysisSpec):
       results[f"{name}_histogram"] = _histogram(m[name], boundaries)
     for name in (*BOX_MEASURES, AREA, "boxes_per_image", "image_height", "image_width"):
       results[f"{name}_quantiles"] = _quantiles(m[name])
+    for name in RANGE_MEASURES:
+      results[f"{name}_min"], results[f"{name}_max"] = _range(m[name])
     batch = tf.shape(inputs[schema.HEIGHT])[0]
     return {name: tf.zeros([batch, 1]) + tf.reshape(tf.cast(value, tf.float32), [1, -1])
             for name, value in results.items()}
@@ -294,6 +307,9 @@ def split_summary(analyzers: Mapping[str, np.ndarray]) -> Dict[str, Any]:
       entry["histogram"] = {"boundaries": list(boundaries),
                             "counts": [int(v) for v in analyzers[f"{name}_histogram"]]}
     summary[name] = entry
+  for name in RANGE_MEASURES:
+    low, high = float(analyzers[f"{name}_min"][0]), float(analyzers[f"{name}_max"][0])
+    summary[name]["range"] = [low, high] if low <= high else None  # None: no values
   summary["boxes_per_image"]["histogram"] = {
       "boundaries": list(range(1, len(analyzers["boxes_per_image_histogram"]))),
       "counts": [int(v) for v in analyzers["boxes_per_image_histogram"]]}

@@ -126,6 +126,14 @@ def test_counts_and_histograms_equal_numpy(analyzed):
       assert got.sum() == expected.sum() and np.abs(got - expected).sum() <= 2, name
     assert s["boxes_per_image"]["histogram"]["counts"] == np.bincount(
         per_image, minlength=SPEC.max_instances + 1).tolist()
+    # The exact ranges data validation checks (tft.min / tft.max).
+    expected_ranges = {**{name: m[name] for name in ("width", "height", "sqrt_area")},
+                       "boxes_per_image": per_image,
+                       "image_height": [image[0] for image in images],
+                       "image_width": [image[1] for image in images]}
+    for name, values in expected_ranges.items():
+      np.testing.assert_allclose(s[name]["range"], [np.min(values), np.max(values)],
+                                 rtol=1e-5, err_msg=name)
 
 
 def test_quantiles_within_the_documented_rank_error(analyzed):
