@@ -23,7 +23,7 @@ blessing) into the ModelEvaluation artifact; its path is the `report` property.
 import json
 import logging
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import tensorflow as tf
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
@@ -82,6 +82,33 @@ def _record_blessing(blessing, decision: Dict[str, Any], model, baseline_model, 
     f.write(decision["reason"] + "\n")
 
 
+def _evaluate_held_out(held_out_examples, split: str, saved_model: str, baseline_model,
+                       overrides, evaluation) -> Tuple[float, Optional[float]]:
+  """(model AP, baseline AP or None) on the held-out Examples, recorded on `evaluation`."""
+  from retinanet.evaluation import evaluate_model  # pylint: disable=g-import-not-at-top
+  from retinanet.serving import export  # pylint: disable=g-import-not-at-top
+  file_pattern = examples_file_pattern(held_out_examples, split)
+  ground_truth = examples_ground_truth_path(held_out_examples, split)
+  logger.info("Evaluating on the held-out set %s", file_pattern)
+  ap = float(evaluate_model.evaluate_saved_model(saved_model, file_pattern,
+                                                 ground_truth_path=ground_truth).metrics["AP"])
+  evaluation.set_float_custom_property(layout.EvaluationKeys.HELD_OUT_AP, ap)
+  baseline_ap = None
+  if baseline_model is not None:
+    scratch = os.path.join(evaluation.uri, BASELINE_EXPORT_DIR)
+    baseline_saved_model, _ = export.serving_model_for(baseline_model.uri, overrides, scratch)
+    baseline_ap = float(evaluate_model.evaluate_saved_model(
+        baseline_saved_model, file_pattern, ground_truth_path=ground_truth).metrics["AP"])
+    if tf.io.gfile.exists(scratch):
+      tf.io.gfile.rmtree(scratch)
+    evaluation.set_float_custom_property(layout.EvaluationKeys.BASELINE_HELD_OUT_AP, baseline_ap)
+  return ap, baseline_ap
+
+
+def _with_baseline(ap: float, baseline_ap: Optional[float]) -> str:
+  return f"{ap:.4f}" + ("" if baseline_ap is None else f" (baseline {baseline_ap:.4f})")
+
+
 @component
 def RetinaNetEvaluator(  # pylint: disable=invalid-name
     model: InputArtifact[standard_artifacts.Model],
@@ -89,13 +116,20 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
     evaluation: OutputArtifact[standard_artifacts.ModelEvaluation],
     blessing: OutputArtifact[standard_artifacts.ModelBlessing],
     baseline_model: InputArtifact[standard_artifacts.Model] = None,
+    held_out_examples: InputArtifact[standard_artifacts.Examples] = None,
     split: Parameter[str] = "val",
     min_ap: Parameter[float] = blessing_lib.DEFAULT_THRESHOLDS.min_ap,
     max_ap_regression: Parameter[float] = blessing_lib.DEFAULT_THRESHOLDS.max_ap_regression,
     postprocess_overrides: Parameter[str] = "{}",
+    max_held_out_regression: Parameter[float] = blessing_lib.DEFAULT_THRESHOLDS.max_ap_regression,
     code_version: Parameter[str] = "",
 ) -> None:
   """Evaluates the SavedModel of `model` on `split` with pycocotools and blesses it or not.
+
+  `held_out_examples` (continuous training: the first span's Examples, when they are not
+  `examples`) is a second, fixed evaluation set: the model and the baseline are scored on
+  its `split` too, and the blessing also refuses an AP drop there beyond
+  `max_held_out_regression` (forgetting, blessing.decide_with_held_out).
 
   `postprocess_overrides` (JSON, e.g. {"nms_mode": "global_soft"}) evaluates
   (and, if blessed, lets the Pusher push) a SavedModel with other NMS settings
@@ -129,6 +163,14 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
     evaluation.set_float_custom_property(layout.EvaluationKeys.BASELINE_AP, baseline_ap)
   decision = blessing_lib.decide_blessing(float(result.metrics["AP"]), min_ap, baseline_ap,
                                           max_ap_regression)
+  held_out_rows = []
+  if held_out_examples is not None and held_out_examples.uri != examples.uri:
+    held_out = _evaluate_held_out(held_out_examples, split, saved_model,
+                                  baseline_model if baseline is not None else None, overrides,
+                                  evaluation)
+    decision = blessing_lib.decide_with_held_out(decision, *held_out, max_held_out_regression)
+    held_out_rows = [(f"held-out AP (span {int(held_out_examples.span or 0)} {split})",
+                      _with_baseline(*held_out))]
   logger.info("Blessing: %s (%s)", decision["blessed"], decision["reason"])
   report = evaluate_model.write_report(
       os.path.join(evaluation.uri, layout.REPORT_FILE), result,
@@ -137,6 +179,7 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
       details=[("model", model.uri), ("SavedModel", saved_model),
                ("post-processing", export.postprocess_json(postprocess)),
                ("baseline model", baseline_model.uri if baseline is not None else "none"),
+               *held_out_rows,
                ("images", str(result.num_images)),
                ("ground truth", ground_truth or "the records")])
   evaluation.set_string_custom_property(layout.EvaluationKeys.REPORT, report)

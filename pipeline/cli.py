@@ -80,6 +80,22 @@ def _data_flags(g) -> None:
                       "and images/{train,val}/ (the sample dataset's layout).")
   g.add_argument("--span", type=int, default=None,
                  help="spans: take this span instead of the latest.")
+  g.add_argument("--window", type=int, default=2,
+                 help="spans: train on the last N validated spans (rolling window; each span "
+                      "is converted once, by the run that first sees it). Default: %(default)s.")
+  g.add_argument("--continue_steps", type=int, default=0,
+                 help="spans: once a model is blessed, warm-start each run from the latest "
+                      "blessed model and train this many steps (the schedule scaled to "
+                      "them); 0 = the config's train.total_steps.")
+  g.add_argument("--accept_anomaly", action="append", default=[], metavar="KIND",
+                 help="spans: accept this data-validation anomaly knowingly (repeatable): "
+                      "unknown_category_id, image_size_out_of_range, box_size_out_of_range, "
+                      "boxes_per_image_out_of_range, class_drift, box_size_drift. The schema "
+                      "is updated and the decision recorded in MLMD.")
+  g.add_argument("--max_held_out_regression", type=float, default=None,
+                 help="spans: the AP drop on the first span's val split (the held-out set "
+                      "that catches forgetting) that still blesses; default: "
+                      "--max_ap_regression.")
   g.add_argument("--coco_dir", help="COCO 2017 root, e.g. ~/coco (with annotations/, "
                                     "train2017/, val2017/).")
   g.add_argument("--train_annotations", help="custom: COCO instances JSON of the train split.")

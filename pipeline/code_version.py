@@ -96,4 +96,5 @@ def component_code_version(module: str, root: pathlib.Path = _REPO_ROOT) -> str:
 
 def component_code_versions(root: pathlib.Path = _REPO_ROOT) -> Dict[str, str]:
   """{node id: code fingerprint} of every stage's component (pipeline/stages.py)."""
-  return {stage.node_id: component_code_version(stage.module, root) for stage in stages.STAGES}
+  return {stage.node_id: component_code_version(stage.module, root)
+          for stage in (*stages.STAGES, *stages.CONTINUOUS_STAGES)}

@@ -23,14 +23,17 @@ from tfx.types import standard_artifacts
 from tfx.types.channel import Channel
 
 from components.box_statistics import BoxStatisticsGen
+from components.data_validator import DataValidator
 from components.evaluator import RetinaNetEvaluator
 from components.example_gen import CocoExampleGen
 from components.pusher import RetinaNetPusher
+from components import resolvers
 from components.trainer import RetinaNetTrainer
 from components.trainer.request import TrainerRequest
 from pipeline import stages
 from pipeline.datasets import DatasetPaths
 from retinanet import config as config_lib
+from data.validation import ValidationThresholds
 from retinanet.evaluation.blessing import DEFAULT_THRESHOLDS, BlessingThresholds
 
 
@@ -61,6 +64,22 @@ class Serving:
 
 
 @dataclasses.dataclass(frozen=True)
+class Continuous:
+  """Continuous training over data spans (the local orchestrator; its resolvers are custom
+  strategies, components/resolvers.py). Each run converts the newest span, validates it
+  against the schema of the first (DataValidator, the gate before training), trains on
+  the last `window` validated spans, warm-started from the latest blessed model for
+  `continue_steps` steps (0: the config's steps), and is blessed only without a
+  regression on the new span's val nor, beyond `max_held_out_regression`, on the first
+  span's val (forgetting)."""
+  window: int = 2
+  continue_steps: int = 0
+  accept_anomalies: Tuple[str, ...] = ()
+  thresholds: ValidationThresholds = ValidationThresholds()
+  max_held_out_regression: float = DEFAULT_THRESHOLDS.max_ap_regression
+
+
+@dataclasses.dataclass(frozen=True)
 class Orchestration:
   """How the pipeline runs: Beam args of the data stages, caching, the components' code
   fingerprints ({node id: fingerprint}, pipeline/code_version.py) and the MLMD store."""
@@ -86,58 +105,123 @@ def _data_stages(dataset: DatasetPaths, config_json: str,
   return example_gen, statistics
 
 
+def _examples_of(producer: str) -> Channel:
+  """Every Examples artifact the data stage produced in this pipeline, in any run."""
+  return Channel(type=standard_artifacts.Examples, producer_component_id=producer,
+                 output_key="examples")
+
+
+def _continuous_stages(example_gen: BaseNode, statistics: BaseNode, continuous: Continuous,
+                       versions: Mapping[str, str]) -> List[BaseNode]:
+  """[the current schema's Resolver, DataValidator, the window's Resolver, the held-out
+  span's Resolver] (Continuous)."""
+  schema = Resolver(
+      strategy_class=resolvers.CurrentSchemaStrategy,
+      schema=Channel(type=standard_artifacts.Schema,
+                     producer_component_id=stages.VALIDATION.node_id, output_key="schema"),
+      examples=example_gen.outputs["examples"]).with_id(stages.SCHEMA_RESOLVER)
+  t = continuous.thresholds
+  validator = DataValidator(
+      examples=example_gen.outputs["examples"], label_map=example_gen.outputs["label_map"],
+      statistics=statistics.outputs["statistics"], current_schema=schema.outputs["schema"],
+      accept_anomalies=",".join(continuous.accept_anomalies), class_linf=t.class_linf,
+      box_size_js=t.box_size_js, range_margin=t.range_margin,
+      code_version=versions.get(stages.VALIDATION.node_id, "")
+  ).with_id(stages.VALIDATION.node_id)
+  window = Resolver(
+      strategy_class=resolvers.SpanWindowStrategy, config={"num_spans": continuous.window},
+      examples=_examples_of(stages.DATA.node_id),
+      anomalies=Channel(type=standard_artifacts.ExampleAnomalies,
+                        producer_component_id=stages.VALIDATION.node_id,
+                        output_key="anomalies")
+  ).with_id(stages.WINDOW_RESOLVER)
+  window.add_upstream_node(validator)  # this run's span is validated first
+  held_out = Resolver(strategy_class=resolvers.FirstSpanStrategy,
+                      examples=_examples_of(stages.DATA.node_id)
+                      ).with_id(stages.HELD_OUT_RESOLVER)
+  held_out.add_upstream_node(example_gen)  # the first run's span is its own held-out set
+  return [schema, validator, window, held_out]
+
+
+def _baseline_resolver() -> BaseNode:
+  """The latest blessed model: the Evaluator's baseline, and the warm start's model."""
+  return Resolver(
+      strategy_class=LatestBlessedModelStrategy,
+      model=Channel(type=standard_artifacts.Model),
+      model_blessing=Channel(type=standard_artifacts.ModelBlessing)
+  ).with_id(stages.BASELINE_RESOLVER)
+
+
+def _warm_start_resolver(example_gen: BaseNode) -> BaseNode:
+  """Continuous training's baseline: the newest blessed model of earlier spans."""
+  return Resolver(
+      strategy_class=resolvers.WarmStartStrategy,
+      model=Channel(type=standard_artifacts.Model),
+      model_blessing=Channel(type=standard_artifacts.ModelBlessing),
+      examples=example_gen.outputs["examples"]).with_id(stages.BASELINE_RESOLVER)
+
+
 def _training_stage(example_gen: BaseNode, statistics: BaseNode, training: Training,
-                    request: TrainerRequest) -> List[BaseNode]:
+                    request: TrainerRequest, continuous_nodes: List[BaseNode],
+                    baseline: BaseNode) -> List[BaseNode]:
   """[the base model's Importer (fine-tuning only), the Trainer]."""
   nodes: List[BaseNode] = []
   base_model = None
-  if training.base_model_uri:
+  examples, anomalies = example_gen.outputs["examples"], None
+  if continuous_nodes:
+    _, validator, window, _ = continuous_nodes
+    examples, anomalies = window.outputs["examples"], validator.outputs["anomalies"]
+    base_model = baseline.outputs["model"]  # the warm start (none before the first blessing)
+  elif training.base_model_uri:
     importer = Importer(source_uri=training.base_model_uri,
                         artifact_type=standard_artifacts.Model
                         ).with_id(stages.BASE_MODEL_IMPORTER)
     nodes.append(importer)
     base_model = importer.outputs["result"]
   trainer = RetinaNetTrainer(
-      examples=example_gen.outputs["examples"], label_map=example_gen.outputs["label_map"],
+      examples=examples, label_map=example_gen.outputs["label_map"],
       base_model=base_model, box_statistics=statistics.outputs["statistics"],
-      request=request).with_id(stages.TRAINER.node_id)
+      anomalies=anomalies, request=request).with_id(stages.TRAINER.node_id)
   if training.resources is not None:
     trainer.with_platform_config(training.resources)
   return nodes + [trainer]
 
 
-def _serving_stages(example_gen: BaseNode, trainer: BaseNode, serving: Serving,
-                    versions: Mapping[str, str]) -> List[BaseNode]:
-  """[the baseline Resolver, the Evaluator, the Pusher]."""
+def _serving_stages(example_gen: BaseNode, trainer: BaseNode, baseline: BaseNode,
+                    serving: Serving, versions: Mapping[str, str],
+                    continuous_nodes: List[BaseNode],
+                    continuous: Optional[Continuous]) -> List[BaseNode]:
+  """[the Evaluator, the Pusher]."""
   overrides_json = json.dumps(dict(serving.postprocess_overrides), sort_keys=True)
-  baseline = Resolver(
-      strategy_class=LatestBlessedModelStrategy,
-      model=Channel(type=standard_artifacts.Model),
-      model_blessing=Channel(type=standard_artifacts.ModelBlessing)
-  ).with_id(stages.BASELINE_RESOLVER)
+  held_out = {}
+  if continuous_nodes:
+    held_out = {"held_out_examples": continuous_nodes[-1].outputs["examples"],
+                "max_held_out_regression": continuous.max_held_out_regression}
   evaluator = RetinaNetEvaluator(
       model=trainer.outputs["model"], examples=example_gen.outputs["examples"],
       baseline_model=baseline.outputs["model"], min_ap=serving.thresholds.min_ap,
       max_ap_regression=serving.thresholds.max_ap_regression,
-      postprocess_overrides=overrides_json,
+      postprocess_overrides=overrides_json, **held_out,
       code_version=versions.get(stages.EVALUATOR.node_id, "")).with_id(stages.EVALUATOR.node_id)
   pusher = RetinaNetPusher(
       model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
       serving_dir=serving.serving_dir, postprocess_overrides=overrides_json,
       export_formats=",".join(serving.export_formats),
       code_version=versions.get(stages.PUSHER.node_id, "")).with_id(stages.PUSHER.node_id)
-  return [baseline, evaluator, pusher]
+  return [evaluator, pusher]
 
 
 def create_pipeline(*, pipeline_name: str, pipeline_root: str, dataset: DatasetPaths,
                     config: config_lib.ExperimentConfig, serving: Serving,
                     training: Training = Training(),
-                    orchestration: Orchestration = Orchestration()) -> tfx_pipeline.Pipeline:
+                    orchestration: Orchestration = Orchestration(),
+                    continuous: Optional[Continuous] = None) -> tfx_pipeline.Pipeline:
   """Returns the RetinaNet pipeline (pipeline/stages.py lists its stages).
 
   `training.base_model_uri` (a Model artifact dir or pushed model dir with a
   `checkpoint/` folder) makes it a fine-tuning pipeline: the model is imported
-  into MLMD and the Trainer starts from it. Each component gets its code
+  into MLMD and the Trainer starts from it. `continuous` makes it a continuous-training
+  pipeline over data spans (Continuous). Each component gets its code
   fingerprint, so a cached result is invalidated exactly when the code that
   component runs changes.
   """
@@ -148,9 +232,23 @@ def create_pipeline(*, pipeline_name: str, pipeline_root: str, dataset: DatasetP
   request = dataclasses.replace(training.request, config_json=config_json,
                                 code_version=versions.get(stages.TRAINER.node_id, ""),
                                 resume_dir=resume_dir(pipeline_root))
-  training_nodes = _training_stage(example_gen, statistics, training, request)
-  components = [example_gen, statistics, *training_nodes,
-                *_serving_stages(example_gen, training_nodes[-1], serving, versions)]
+  continuous_nodes: List[BaseNode] = []
+  if continuous is not None:
+    if training.base_model_uri:
+      raise ValueError("continuous training warm-starts from its own latest blessed model; "
+                       "it takes no base model to fine-tune from")
+    request = dataclasses.replace(request, continue_steps=continuous.continue_steps)
+    continuous_nodes = _continuous_stages(example_gen, statistics, continuous, versions)
+  baseline = (_warm_start_resolver(example_gen) if continuous_nodes
+              else _baseline_resolver())
+  training_nodes = _training_stage(example_gen, statistics, training, request,
+                                   continuous_nodes, baseline)
+  # (The baseline is listed before the Trainer only when it feeds it: TFX sorts the nodes
+  # topologically, keeping this order among independent ones.)
+  resolved = [baseline, *training_nodes] if continuous_nodes else [*training_nodes, baseline]
+  components = [example_gen, statistics, *continuous_nodes, *resolved,
+                *_serving_stages(example_gen, training_nodes[-1], baseline, serving, versions,
+                                 continuous_nodes, continuous)]
   return tfx_pipeline.Pipeline(
       pipeline_name=pipeline_name, pipeline_root=pipeline_root, components=components,
       enable_cache=orchestration.enable_cache,

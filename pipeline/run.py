@@ -264,8 +264,25 @@ def build_pipeline(args: argparse.Namespace, paths: Paths, config):
                                   if paths.local else None))
   pipeline = pipeline_lib.create_pipeline(
       pipeline_name=args.pipeline_name, pipeline_root=paths.pipeline_root, dataset=dataset,
-      config=config, serving=serving, training=training, orchestration=orchestration)
+      config=config, serving=serving, training=training, orchestration=orchestration,
+      continuous=continuous_from_flags(args))
   return pipeline, training_job
+
+
+def continuous_from_flags(args: argparse.Namespace):
+  """The pipeline's Continuous group for --dataset=spans; None otherwise."""
+  from data import validation  # pylint: disable=g-import-not-at-top
+  from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
+  if args.dataset != datasets.SPANS:
+    return None
+  if args.window < 1 or args.continue_steps < 0:
+    raise ValueError("--window must be >= 1 and --continue_steps >= 0")
+  regression = (args.max_ap_regression if args.max_held_out_regression is None
+                else args.max_held_out_regression)
+  return pipeline_lib.Continuous(
+      window=args.window, continue_steps=args.continue_steps,
+      accept_anomalies=tuple(validation.check_accept_list(args.accept_anomaly)),
+      max_held_out_regression=regression)
 
 
 def compile_for_vertex(args: argparse.Namespace, pipeline, training_job, paths: Paths) -> int:

@@ -43,10 +43,20 @@ PUSHER = Stage("pusher", "RetinaNetPusher", "components.pusher.RetinaNetPusher",
 STAGES: Tuple[Stage, ...] = (DATA, STATISTICS, TRAINER, EVALUATOR, PUSHER)
 NAMES: Tuple[str, ...] = tuple(s.name for s in STAGES)
 
+# Continuous training over data spans adds a stage between statistics and trainer
+# (pipeline.create_pipeline with `continuous`; not part of the default pipeline).
+VALIDATION = Stage("validation", "DataValidator", "components.data_validator.DataValidator",
+                   ("data", "statistics"))
+CONTINUOUS_STAGES: Tuple[Stage, ...] = (VALIDATION,)
+
 # Nodes of the pipeline that are not stages of their own: the fine-tuning base model's
-# Importer and the Evaluator's baseline Resolver.
+# Importer and the Evaluator's baseline Resolver (also the warm start's model); with
+# continuous training, the current schema, the window of spans and the held-out span.
 BASE_MODEL_IMPORTER = "BaseModelImporter"
 BASELINE_RESOLVER = "LatestBlessedModelResolver"
+SCHEMA_RESOLVER = "CurrentSchemaResolver"
+WINDOW_RESOLVER = "SpanWindowResolver"
+HELD_OUT_RESOLVER = "HeldOutSpanResolver"
 
 
 def by_name(name: str) -> Stage:

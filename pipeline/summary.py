@@ -43,6 +43,22 @@ def coverage_lines(runs: Mapping[str, mq.NodeRun], statistics: str) -> List[str]
   return lines
 
 
+def validation_lines(runs: Mapping[str, mq.NodeRun], validator: str) -> List[str]:
+  """The data-validation verdict of this run's span (continuous training only)."""
+  run = runs.get(validator)
+  [anomalies] = run.outputs.get("ExampleAnomalies", [None]) if run is not None else [None]
+  if anomalies is None:
+    return []
+  keys, p = layout.ValidationKeys, anomalies.properties
+  span = p.get(keys.SPAN, "?")
+  if p.get(keys.BLOCKING) == 1:
+    return [f"  Data validation: REFUSED span {span}: {p.get(keys.MESSAGE, '')}"]
+  kinds = p.get(keys.ANOMALY_KINDS) or ""
+  if kinds:
+    return [f"  Data validation: span {span} has {kinds}, accepted ({anomalies.uri})"]
+  return [f"  Data validation: span {span} matches the schema"]
+
+
 def _evaluation_lines(run: mq.NodeRun) -> List[str]:
   lines = []
   [metrics] = run.outputs.get("ModelEvaluation", [None])
@@ -50,6 +66,10 @@ def _evaluation_lines(run: mq.NodeRun) -> List[str]:
     p = metrics.properties
     lines.append(f"  COCO AP@[.5:.95] = {p['AP']:.3f}   AP50 = {p['AP50']:.3f}   "
                  f"AP75 = {p['AP75']:.3f}   ({metrics.uri}/{layout.METRICS_FILE})")
+    if layout.EvaluationKeys.HELD_OUT_AP in p:
+      baseline = p.get(layout.EvaluationKeys.BASELINE_HELD_OUT_AP)
+      lines.append(f"  Held-out (first span) AP = {p[layout.EvaluationKeys.HELD_OUT_AP]:.3f}"
+                   + ("" if baseline is None else f"   baseline {baseline:.3f}"))
     if p.get(layout.EvaluationKeys.REPORT):
       lines.append(f"  Evaluation report: {p[layout.EvaluationKeys.REPORT]}")
   [blessing] = run.outputs.get("ModelBlessing", [None])
@@ -89,8 +109,11 @@ def summary_lines(*, pipeline_name: str, run_id: str, pipeline_root: str, metada
            f"{seconds / 60:.1f} min"]
   if error:
     lines.append(f"  Error: {error}")
-  lines += [stage_line(stage.node_id, runs.get(stage.node_id)) for stage in stages.STAGES]
+  shown = [s for s in (*stages.STAGES[:2], *stages.CONTINUOUS_STAGES, *stages.STAGES[2:])
+           if s in stages.STAGES or s.node_id in runs]
+  lines += [stage_line(stage.node_id, runs.get(stage.node_id)) for stage in shown]
   lines += coverage_lines(runs, stages.STATISTICS.node_id)
+  lines += validation_lines(runs, stages.VALIDATION.node_id)
   lines += result_lines(runs, stages.EVALUATOR.node_id, stages.PUSHER.node_id)
   lines += [f"  Artifacts: {pipeline_root}", f"  MLMD: {metadata_path}",
             f"  Lineage: python -m pipeline.lineage --metadata {metadata_path}", "=" * 72]

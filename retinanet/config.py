@@ -618,3 +618,20 @@ def check_num_classes(config: ExperimentConfig, label_map_size: int) -> None:
     raise ConfigError(
         f"model.num_classes={config.model.num_classes} but the label map has {label_map_size} "
         f"classes: set model.num_classes={label_map_size} (or use the label map of the data)")
+
+
+def with_total_steps(config: ExperimentConfig, steps: int) -> ExperimentConfig:
+  """The config trained for `steps` steps with its schedule scaled to them: warm-up and
+  decay boundaries keep their fraction of the training (a warm start's continuation)."""
+  _check(steps >= 1, f"continue steps must be >= 1, got {steps}")
+  scale = steps / config.train.total_steps
+  o = config.optimizer
+  boundaries = tuple(min(max(round(b * scale), 1), steps) for b in o.boundaries)
+  optimizer = dataclasses.replace(o, warmup_steps=min(round(o.warmup_steps * scale), steps),
+                                  boundaries=boundaries)
+  train = dataclasses.replace(config.train, total_steps=steps,
+                              checkpoint_every=min(config.train.checkpoint_every, steps),
+                              log_every=min(config.train.log_every, steps))
+  result = dataclasses.replace(config, optimizer=optimizer, train=train)
+  validate(result)
+  return result

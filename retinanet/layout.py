@@ -78,6 +78,8 @@ class ModelKeys:
   """The Model and ModelRun artifacts (RetinaNetTrainer)."""
   TRAINING_FINGERPRINT = "training_fingerprint"
   RESUMED_FROM = "resumed_from"
+  SPAN = "span"            # the newest data span trained on (0: not a span)
+  SPANS = "spans"          # all of them, e.g. "1,2" (continuous training's window)
   FINAL_STEP = "final_step"
   FINAL_TOTAL_LOSS = "final_total_loss"
   TRAIN_IMAGES_PER_SECOND = "train_images_per_second"
@@ -95,11 +97,23 @@ class ModelKeys:
   WALL_TIME_SECONDS = "wall_time_seconds"         # on the ModelRun
 
 
+class ValidationKeys:
+  """DataValidator's Schema and ExampleAnomalies artifacts (components/data_validator.py)."""
+  SPAN = "validated_span"        # the span this execution validated
+  SCHEMA_SPAN = "schema_span"    # the span the schema (and drift reference) comes from
+  ACCEPTED = "accepted_anomalies"
+  ANOMALY_KINDS = "anomaly_kinds"
+  BLOCKING = "blocking"
+  MESSAGE = "message"
+
+
 class EvaluationKeys:
   """The ModelEvaluation artifact (RetinaNetEvaluator); also the COCO metric names it records."""
   HEADLINE_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "ARmax100")
   AP = "AP"
   BASELINE_AP = "baseline_AP"
+  HELD_OUT_AP = "held_out_AP"                  # continuous training: the first span's val
+  BASELINE_HELD_OUT_AP = "baseline_held_out_AP"
   NUM_IMAGES = "num_images"
   SPLIT = "split"
   GROUND_TRUTH = "ground_truth"

@@ -31,3 +31,16 @@ def test_one_set_of_default_thresholds():
   for name in ("min_ap", "max_ap_regression"):
     assert name in RetinaNetEvaluator.SPEC_CLASS.PARAMETERS
     assert signature.parameters[name].default == getattr(DEFAULT_THRESHOLDS, name)
+
+
+def test_held_out_gate_refuses_forgetting_by_hand():
+  from retinanet.evaluation.blessing import decide_with_held_out
+  blessed = decide_blessing(0.5, 0.3, 0.49, 0.01)
+  kept = decide_with_held_out(blessed, 0.40, 0.405, 0.01)
+  assert kept["blessed"] and "held-out AP 0.4000" in kept["reason"]
+  refused = decide_with_held_out(blessed, 0.30, 0.40, 0.01)
+  assert not refused["blessed"] and "forgetting" in refused["reason"]
+  # No baseline yet, or already refused: the first decision stands.
+  assert decide_with_held_out(blessed, 0.1, None, 0.01) == blessed
+  not_blessed = decide_blessing(0.1, 0.3, None, 0.01)
+  assert decide_with_held_out(not_blessed, 0.5, 0.1, 0.01) == not_blessed

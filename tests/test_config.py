@@ -115,3 +115,16 @@ def test_check_num_classes_names_the_fix():
 def test_json_is_sorted_and_stable():
   a = config_lib.config_to_json(config_lib.ExperimentConfig())
   assert a == config_lib.config_to_json(config_lib.config_from_dict(json.loads(a)))
+
+
+def test_with_total_steps_scales_the_schedule_by_hand():
+  config = config_lib.ExperimentConfig()  # 22500 steps, warm-up 500, boundaries 15000/20000
+  short = config_lib.with_total_steps(config, 450)
+  assert short.train.total_steps == 450
+  assert short.optimizer.warmup_steps == 10  # 500 * 450 / 22500
+  assert short.optimizer.boundaries == (300, 400)
+  assert short.optimizer.decay_rates == config.optimizer.decay_rates
+  assert (short.train.checkpoint_every, short.train.log_every) == (450, 100)
+  assert config.train.total_steps == 22500  # not modified in place
+  with pytest.raises(config_lib.ConfigError, match="continue steps"):
+    config_lib.with_total_steps(config, 0)

@@ -31,12 +31,14 @@ class RetinaNetTrainer(base_component.BaseComponent):
                label_map: types.BaseChannel,
                request: TrainerRequest,
                base_model: Optional[types.BaseChannel] = None,
-               box_statistics: Optional[types.BaseChannel] = None):
+               box_statistics: Optional[types.BaseChannel] = None,
+               anomalies: Optional[types.BaseChannel] = None):
     spec = TrainerSpec(
         examples=examples,
         label_map=label_map,
         base_model=base_model,
         box_statistics=box_statistics,
+        anomalies=anomalies,
         model=types.Channel(type=standard_artifacts.Model),
         model_run=types.Channel(type=standard_artifacts.ModelRun),
         **request.to_exec_properties())

@@ -77,6 +77,37 @@ def load_label_map(label_map_uri: str):
   return coco.load_label_map(os.path.join(label_map_uri, layout.LABEL_MAP_FILE))
 
 
+def refuse_blocking_anomalies(anomalies: List[types.Artifact]) -> None:
+  """The data-validation gate: raises, before any training, when DataValidator found
+  anomalies that were not accepted (its message names the span, the kinds, the numbers)."""
+  for artifact in anomalies:
+    if artifact.get_int_custom_property(layout.ValidationKeys.BLOCKING):
+      raise RuntimeError(artifact.get_string_custom_property(layout.ValidationKeys.MESSAGE))
+
+
+def _span(artifact: types.Artifact) -> int:
+  return int(artifact.span or 0) if artifact.has_property("span") else 0
+
+
+def examples_with_label_map(examples: List[types.Artifact], label_map) -> List[types.Artifact]:
+  """The Examples whose classes are `label_map`'s, oldest span first. A span converted with
+  other categories (a class added, knowingly accepted) starts a new window: older spans
+  are left out, with a warning, rather than trained with shifted class indices."""
+  kept, left_out = [], []
+  for artifact in sorted(examples, key=_span):
+    path = os.path.join(artifact.uri, layout.LABEL_MAP_FILE)
+    own = coco.load_label_map(path) if tf.io.gfile.exists(path) else label_map
+    (kept if own == label_map else left_out).append(artifact)
+  if left_out:
+    logger.warning("Training window: span(s) %s left out, their categories differ from the "
+                   "newest span's", ", ".join(str(_span(a)) for a in left_out))
+  if not kept:
+    raise ValueError("no Examples with the label map's categories to train on")
+  if len(kept) > 1:
+    logger.info("Training window: spans %s", ", ".join(str(_span(a)) for a in kept))
+  return kept
+
+
 @dataclasses.dataclass
 class TrainingPlan:
   """Everything a training needs, resolved from the executor's inputs and request."""
@@ -91,7 +122,9 @@ class TrainingPlan:
   finetune_from: Optional[str]
   label_map: Any
   label_map_uri: str
-  examples: types.Artifact
+  # The Examples trained on (the spans of a window, oldest first); the last one's val
+  # split is the in-training evaluation's.
+  examples: List[types.Artifact]
 
 
 def _config_to_train(request: TrainerRequest, label_map,
@@ -113,18 +146,23 @@ def plan_training(input_dict: Dict[str, List[types.Artifact]],
                   request: TrainerRequest) -> TrainingPlan:
   """Config (with the anchor-fit decision), strategy, resume workspace and sources."""
   from retinanet.training import checkpointing  # pylint: disable=g-import-not-at-top
-  examples = artifact_utils.get_single_instance(input_dict["examples"])
+  refuse_blocking_anomalies(input_dict.get("anomalies") or [])
   label_map_uri = artifact_utils.get_single_uri(input_dict["label_map"])
+  label_map = load_label_map(label_map_uri)
+  examples = examples_with_label_map(input_dict["examples"], label_map)
   base_models = input_dict.get("base_model") or []
   model = artifact_utils.get_single_instance(output_dict["model"])
   model_run = artifact_utils.get_single_instance(output_dict["model_run"])
-  label_map = load_label_map(label_map_uri)
   config = _config_to_train(request, label_map, input_dict.get("box_statistics") or [])
+  if base_models and request.continue_steps > 0:
+    config = config_lib.with_total_steps(config, request.continue_steps)
+    logger.info("Warm start from the model %s for %d steps", base_models[0].uri,
+                request.continue_steps)
   strategy_name = request.strategy or config.train.strategy
   fingerprint = training_fingerprint(
       config_json=config_lib.config_to_json(config), strategy=strategy_name,
       freeze_patterns=request.freeze_patterns, code_version=request.code_version,
-      examples_uri=examples.uri, label_map_uri=label_map_uri,
+      examples_uri=",".join(e.uri for e in examples), label_map_uri=label_map_uri,
       base_model_uri=base_models[0].uri if base_models else None)
   workspace = (os.path.join(request.resume_dir, fingerprint) if request.resume_dir
                else os.path.join(model.uri, "training"))
@@ -149,13 +187,14 @@ def run_training(plan: TrainingPlan) -> Tuple[Any, bool]:
   if plan.config.train.eval_every > 0:
     from retinanet.evaluation import evaluate_model  # pylint: disable=g-import-not-at-top
     eval_fn = evaluate_model.make_eval_callback(
-        plan.config, file_pattern=artifact_layout.examples_file_pattern(plan.examples, "val"),
+        plan.config,
+        file_pattern=artifact_layout.examples_file_pattern(plan.examples[-1], "val"),
         label_map=plan.label_map,
-        ground_truth_path=artifact_layout.examples_ground_truth_path(plan.examples, "val"),
+        ground_truth_path=artifact_layout.examples_ground_truth_path(plan.examples[-1], "val"),
         summary_dir=os.path.join(plan.summary_dir, "eval"))
   result = train_lib.train(
       plan.config,
-      train_files=artifact_layout.examples_file_pattern(plan.examples, "train"),
+      train_files=[artifact_layout.examples_file_pattern(e, "train") for e in plan.examples],
       model_dir=plan.checkpoint_dir,
       strategy=strategy,
       finetune_from=plan.finetune_from,
@@ -212,6 +251,9 @@ def finish_training(plan: TrainingPlan, summary: Dict[str, Any], model: types.Ar
   model.set_string_custom_property(layout.ModelKeys.STRATEGY, plan.strategy_name)
   model.set_string_custom_property(layout.ModelKeys.ANCHOR_FIT_DECISION,
                                    plan.config.anchor_fit.decision)
+  spans = [_span(e) for e in plan.examples]
+  model.set_int_custom_property(layout.ModelKeys.SPAN, max(spans))
+  model.set_string_custom_property(layout.ModelKeys.SPANS, ",".join(str(s) for s in spans))
   model_run.set_float_custom_property(layout.ModelKeys.WALL_TIME_SECONDS,
                                       summary[keys.WALL_TIME_SECONDS])
   finetune = summary.get("finetune")

@@ -35,6 +35,9 @@ class TrainerRequest:
   keep_unfinished_trainings: int = KEEP_UNFINISHED_TRAININGS
   # VertexJobSpec JSON (vertex_job.py): run the training as a Vertex AI CustomJob.
   vertex_job: str = ""
+  # Warm start (continuous training): with a base model, train this many steps (the
+  # schedule scaled to them, config.with_total_steps); 0 = the config's total_steps.
+  continue_steps: int = 0
 
   def to_exec_properties(self) -> Dict[str, Any]:
     """One exec property per field (freeze_patterns as a JSON list)."""
@@ -49,8 +52,9 @@ class TrainerRequest:
               if properties.get(f.name) is not None}
     if "freeze_patterns" in values:
       values["freeze_patterns"] = tuple(json.loads(values["freeze_patterns"] or "[]"))
-    if "keep_unfinished_trainings" in values:
-      values["keep_unfinished_trainings"] = int(values["keep_unfinished_trainings"])
+    for name in ("keep_unfinished_trainings", "continue_steps"):
+      if name in values:
+        values[name] = int(values[name])
     return cls(**values)
 
   @classmethod

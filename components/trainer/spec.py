@@ -8,7 +8,7 @@ from components.trainer.request import TrainerRequest
 
 
 class TrainerSpec(ComponentSpec):
-  """Examples + label map + request in; a trained model and its run logs out."""
+  """Examples (one artifact, or a window of spans) + label map + request in; a trained model and its run logs out."""
   PARAMETERS = TrainerRequest.spec_parameters()
   INPUTS = {
       "examples": ChannelParameter(type=standard_artifacts.Examples),
@@ -18,6 +18,8 @@ class TrainerSpec(ComponentSpec):
       "base_model": ChannelParameter(type=standard_artifacts.Model, optional=True),
       # BoxStatisticsGen's report: anchor coverage, acted on per config.anchor_fit.
       "box_statistics": ChannelParameter(type=BoxStatistics, optional=True),
+      # DataValidator's anomalies: training is refused when they block (executor.py).
+      "anomalies": ChannelParameter(type=standard_artifacts.ExampleAnomalies, optional=True),
   }
   OUTPUTS = {
       "model": ChannelParameter(type=standard_artifacts.Model),

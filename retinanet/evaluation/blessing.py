@@ -33,3 +33,22 @@ def decide_blessing(ap: float, min_ap: float, baseline_ap: Optional[float],
   if baseline_ap is not None:
     why += f" and within {max_ap_regression:.4f} of the last blessed model's {baseline_ap:.4f}"
   return {"blessed": True, "reason": why}
+
+
+def decide_with_held_out(decision: Dict[str, Any], held_out_ap: Optional[float],
+                         baseline_held_out_ap: Optional[float],
+                         max_held_out_regression: float) -> Dict[str, Any]:
+  """Continuous training's second gate: no forgetting on the fixed held-out set (the first
+  span's val split). Refuses a model whose held-out AP is worse than the baseline's by more
+  than `max_held_out_regression`; keeps `decision` otherwise (with the numbers added)."""
+  if held_out_ap is None or baseline_held_out_ap is None or not decision["blessed"]:
+    return decision
+  if held_out_ap < baseline_held_out_ap - max_held_out_regression:
+    return {"blessed": False,
+            "reason": (f"held-out AP {held_out_ap:.4f} is worse than the last blessed model's "
+                       f"{baseline_held_out_ap:.4f} by more than {max_held_out_regression:.4f} "
+                       f"(forgetting)")}
+  return {"blessed": True,
+          "reason": (f"{decision['reason']}; held-out AP {held_out_ap:.4f} within "
+                     f"{max_held_out_regression:.4f} of the last blessed model's "
+                     f"{baseline_held_out_ap:.4f}")}

@@ -1,0 +1,114 @@
+"""Continuous training over data spans, through the CLI as a user runs it (issue 26):
+
+  run 1: span 1, trained from scratch, the schema inferred, blessed and pushed;
+  rerun: no new span, every stage served from the cache;
+  run 2: span 2, validated, warm-started from run 1's blessed model, trained on the window
+         of spans 1-2, blessed and pushed;
+  run 3: span 3 has a planted unknown category id: the run stops before training, the
+         anomaly named in the console summary and in MLMD.
+"""
+import json
+import os
+
+import pytest
+
+from data import sample_data
+
+pytestmark = pytest.mark.e2e
+
+SMALL = ["--set", "model.input_size=[128, 128]", "--set", "train.total_steps=30",
+         "--set", "train.steps_per_execution=5", "--set", "train.checkpoint_every=30",
+         "--set", "train.log_every=10", "--set", "train.global_batch_size=4",
+         "--set", "optimizer.warmup_steps=5", "--set", "optimizer.boundaries=[20, 25]",
+         "--set", "eval.batch_size=4", "--direct_mode=in_memory", "--min_ap=0",
+         "--max_ap_regression=1", "--max_held_out_regression=1"]
+CONTINUE_STEPS = 10
+
+
+def _drop(drops, number, plant_unknown_category=False):
+  root = str(drops / f"span-{number}")
+  sample_data.generate_sample_dataset(root, num_train=16, num_val=6, image_size=(96, 96),
+                                      seed=number)
+  if plant_unknown_category:
+    path = os.path.join(root, "annotations", "instances_train.json")
+    with open(path) as f:
+      data = json.load(f)
+    data["categories"].append({"id": 99, "name": "ufo"})
+    for annotation in data["annotations"][::4]:
+      annotation["category_id"] = 99
+    with open(path, "w") as f:
+      json.dump(data, f)
+
+
+def _store(metadata):
+  from pipeline import metadata_queries  # pylint: disable=g-import-not-at-top
+  return metadata_queries.open_store(metadata)
+
+
+def _latest(store, type_name):
+  return max(store.get_artifacts_by_type(type_name), key=lambda a: a.id)
+
+
+def _trainer_inputs(store, model):
+  """The Examples spans and base models the Trainer execution of `model` read."""
+  [event] = [e for e in store.get_events_by_artifact_ids([model.id])
+             if e.type == e.OUTPUT]
+  inputs = [e.artifact_id for e in store.get_events_by_execution_ids([event.execution_id])
+            if e.type == e.INPUT]
+  artifacts = store.get_artifacts_by_id(inputs)
+  types = {t.id: t.name for t in store.get_artifact_types()}
+  spans = sorted(a.properties["span"].int_value for a in artifacts
+                 if types[a.type_id] == "Examples")
+  bases = [a.id for a in artifacts if types[a.type_id] == "Model"]
+  return spans, bases
+
+
+def test_three_spans_warm_start_window_gate_and_cache(tmp_path, capsys):
+  from pipeline import cli  # pylint: disable=g-import-not-at-top
+  drops = tmp_path / "drops"
+  argv = ["--runner=local", f"--output_dir={tmp_path / 'run'}", "--dataset=spans",
+          f"--span_pattern={drops}/span-{{SPAN}}", "--window=2",
+          f"--continue_steps={CONTINUE_STEPS}", *SMALL]
+  metadata = str(tmp_path / "run" / "metadata.sqlite")
+
+  _drop(drops, 1)
+  assert cli.main(argv) == 0
+  out = capsys.readouterr().out
+  assert "Data validation: span 1 matches the schema" in out and "Pushed model:" in out
+  store = _store(metadata)
+  first_model = _latest(store, "Model")
+  assert _trainer_inputs(store, first_model) == ([1], [])  # from scratch
+  assert first_model.custom_properties["final_step"].int_value == 30
+
+  assert cli.main(argv) == 0  # no new span: everything from the cache
+  out = capsys.readouterr().out
+  for node in ("CocoExampleGen", "BoxStatisticsGen", "DataValidator", "RetinaNetTrainer",
+               "RetinaNetEvaluator", "RetinaNetPusher"):
+    assert f"{node:<20} cached" in out, node
+
+  _drop(drops, 2)
+  assert cli.main(argv) == 0
+  out = capsys.readouterr().out
+  assert "Data validation: span 2 matches the schema" in out and "Pushed model:" in out
+  assert "Held-out (first span) AP" in out
+  store = _store(metadata)
+  second_model = _latest(store, "Model")
+  assert _trainer_inputs(store, second_model) == ([1, 2], [first_model.id])
+  # Warm start: continue_steps steps from the blessed model, not the config's 30.
+  assert second_model.custom_properties["final_step"].int_value == CONTINUE_STEPS
+  assert "finetune_source" in second_model.custom_properties
+  evaluation = _latest(store, "ModelEvaluation")
+  assert {"held_out_AP", "baseline_held_out_AP"} <= set(evaluation.custom_properties)
+
+  _drop(drops, 3, plant_unknown_category=True)
+  with pytest.raises(RuntimeError, match="unknown_category_id"):
+    cli.main(argv)
+  out = capsys.readouterr().out
+  assert "Data validation: REFUSED span 3" in out and "category id 99" in out
+  store = _store(metadata)
+  anomalies = _latest(store, "ExampleAnomalies")
+  assert anomalies.custom_properties["blocking"].int_value == 1
+  # A quarter of the boxes moved to the new id: the class shares drift as well.
+  kinds = anomalies.custom_properties["anomaly_kinds"].string_value.split(",")
+  assert "unknown_category_id" in kinds
+  assert _latest(store, "Model").id == second_model.id  # nothing was trained

@@ -1,0 +1,28 @@
+"""The continuous-training resolvers' selections (components/resolvers.py), by hand."""
+from components import resolvers as r
+
+
+def test_window_takes_the_newest_conversion_of_each_of_the_last_spans():
+  # (span, artifact id): span 2 converted twice (ids 5 and 9), span 0 is not a span.
+  items = [(1, 3), (2, 5), (3, 7), (2, 9), (0, 11)]
+  assert [items[i] for i in r.newest_per_span(items, 2)] == [(2, 9), (3, 7)]
+  assert [items[i] for i in r.newest_per_span(items, 9)] == [(1, 3), (2, 9), (3, 7)]
+  assert [items[i] for i in r.newest_per_span(items, 1, first=True)] == [(1, 3)]
+  assert r.newest_per_span([], 2) == [] and r.newest_per_span([(0, 1)], 2) == []
+
+
+def test_schema_of_earlier_spans_only_so_a_rerun_resolves_the_same():
+  # (changed, validated span, id): inferred at span 1, a copy at span 2, updated at span 3.
+  items = [(1, 1, 10), (0, 2, 20), (1, 3, 30)]
+  assert r.current_schema_index(items, 1) is None       # the first span: infer
+  assert r.current_schema_index(items, 2) == 0
+  assert r.current_schema_index(items, 3) == 0          # its own update is not its input
+  assert r.current_schema_index(items, 4) == 2
+
+
+def test_warm_start_is_the_newest_blessed_model_of_earlier_spans():
+  models = [(1, 1), (2, 2), (3, 3), (4, 0)]  # (id, newest span trained on)
+  assert r.warm_start_index(models, [1, 2, 3, 4], 1) is None
+  assert r.warm_start_index(models, [1, 3], 3) == 0   # model 2 not blessed
+  assert r.warm_start_index(models, [1, 2, 3], 3) == 1
+  assert r.warm_start_index(models, [1, 2, 3], 9) == 2
