@@ -55,8 +55,10 @@ def assert_agrees(fmt, model_dir, tmp_path, nms_mode):
     np.testing.assert_array_equal(outputs["image_size"], reference["image_size"])
     n = reference["valid_detections"]
     for i in range(len(n)):
+      # TFLite's float kernels round differently from TensorFlow's; soft-NMS rescoring
+      # carries it: 1.007e-5 measured on an AVX-512 CPU (2026-12-03), hence 3e-5.
       np.testing.assert_allclose(np.sort(outputs["scores"][i, :n[i]]),
-                                 np.sort(reference["scores"][i, :n[i]]), atol=1e-5)
+                                 np.sort(reference["scores"][i, :n[i]]), atol=3e-5)
 
 
 @pytest.mark.parametrize("nms_mode", portable.ONNX_NMS_MODES)
