@@ -5,7 +5,9 @@
 For the pushed model (the latest by default) it walks back through the
 executions that produced it: Pusher <- Evaluator (AP, blessing) <- Trainer
 (config, training run) <- BoxStatisticsGen (anchor coverage) <- CocoExampleGen (data
-artifact and its statistics).
+artifact and its statistics). For continuous training it first says which spans the
+model was trained on, its parent (the warm start's model) and the schema its data was
+validated against.
 """
 from __future__ import annotations
 
@@ -14,12 +16,12 @@ import json
 import sys
 from typing import List, Optional, Sequence
 
-from pipeline import metadata_queries
+from pipeline import metadata_queries, stages
 from retinanet import console, layout
 
 # Custom properties worth showing per artifact type (None: all of them).
 _SHOWN = {
-    "Examples": (*(layout.ExamplesKeys.examples(s) for s in ("train", "val")),
+    "Examples": ("span", *(layout.ExamplesKeys.examples(s) for s in ("train", "val")),
                  *(layout.ExamplesKeys.shards(s) for s in ("train", "val")),
                  layout.ExamplesKeys.NUM_CLASSES),
     "ConversionReport": None,
@@ -27,7 +29,10 @@ _SHOWN = {
     "LabelMap": (layout.ExamplesKeys.NUM_CLASSES,),
     "Model": (layout.ModelKeys.FINAL_STEP, layout.ModelKeys.FINAL_TOTAL_LOSS,
               layout.ModelKeys.TRAIN_IMAGES_PER_SECOND, layout.ModelKeys.STRATEGY,
-              layout.ModelKeys.NUM_CLASSES, layout.ModelKeys.ANCHOR_FIT_DECISION),
+              layout.ModelKeys.NUM_CLASSES, layout.ModelKeys.ANCHOR_FIT_DECISION,
+              layout.ModelKeys.SPANS, layout.ModelKeys.FINETUNE_SOURCE),
+    "Schema": None,
+    "ExampleAnomalies": None,
     "ModelRun": (layout.ModelKeys.WALL_TIME_SECONDS,),
     "ModelEvaluation": ("AP", "AP50", "AP75", layout.EvaluationKeys.NUM_IMAGES,
                         layout.EvaluationKeys.SPLIT, layout.EvaluationKeys.BASELINE_AP),
@@ -49,6 +54,30 @@ def _describe(artifact: metadata_queries.ArtifactInfo) -> str:
       f"\n        {shown}" if shown else "")
 
 
+def continuous_lines(executions: Sequence[metadata_queries.ExecutionInfo]) -> List[str]:
+  """Spans, parent model and schema of a continuously trained model (none otherwise)."""
+  by_node: dict = {}
+  for execution in executions:  # nearest first: this model's, not its parent's
+    by_node.setdefault(execution.node, execution)
+  trainer, validator = by_node.get(stages.TRAINER.node_id), by_node.get(stages.VALIDATION.node_id)
+  if trainer is None or validator is None:
+    return []
+  [model] = trainer.outputs.get("model", [None])
+  spans = model.properties.get(layout.ModelKeys.SPANS, "?") if model else "?"
+  parents = trainer.inputs.get("base_model") or []
+  parent = (f"Model #{parents[0].id} {parents[0].uri}" if parents
+            else "none (trained from scratch)")
+  schemas = validator.inputs.get("current_schema") or validator.outputs.get("schema") or []
+  schema = "?"
+  if schemas:
+    p = schemas[0].properties
+    accepted = p.get(layout.ValidationKeys.ACCEPTED)
+    schema = (f"Schema #{schemas[0].id} (from span {p.get(layout.ValidationKeys.SCHEMA_SPAN)}"
+              + (f", accepted: {accepted}" if accepted else "") + f") {schemas[0].uri}")
+  return [f"  spans trained on: {spans}", f"  parent model: {parent}",
+          f"  validated against: {schema}"]
+
+
 def lineage_lines(store, pushed_model_id: Optional[int] = None) -> List[str]:
   """The lineage report of one pushed model as lines of text."""
   if pushed_model_id is None:
@@ -59,7 +88,9 @@ def lineage_lines(store, pushed_model_id: Optional[int] = None) -> List[str]:
   walker = metadata_queries.Lineage(store)
   artifact = walker.artifact_info(store.get_artifacts_by_id([pushed_model_id])[0])
   lines = [f"Lineage of {_describe(artifact)}"]
-  for execution in walker.upstream(pushed_model_id):
+  executions = list(walker.upstream(pushed_model_id))
+  lines += continuous_lines(executions)
+  for execution in executions:
     lines.append(f"  <- {execution.node} (execution #{execution.id}, {execution.state}, "
                  f"{execution.created})")
     config_json = execution.properties.get("config_json")

@@ -75,8 +75,11 @@ class Lineage:
     self._exec_types = {t.id: t.name for t in store.get_execution_types()}
 
   def artifact_info(self, artifact) -> ArtifactInfo:
+    properties = custom_properties(artifact)
+    if "span" in artifact.properties:  # TFX's own property of Examples (data spans)
+      properties["span"] = artifact.properties["span"].int_value
     return ArtifactInfo(artifact.id, self._types.get(artifact.type_id, "?"), artifact.uri,
-                        custom_properties(artifact), timestamp(artifact.create_time_since_epoch))
+                        properties, timestamp(artifact.create_time_since_epoch))
 
   def producer(self, artifact_id: int) -> Optional[ExecutionInfo]:
     """The COMPLETE execution that wrote `artifact_id` (not cache hits that re-emit it)."""

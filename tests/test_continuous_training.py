@@ -99,6 +99,19 @@ def test_three_spans_warm_start_window_gate_and_cache(tmp_path, capsys):
   assert "finetune_source" in second_model.custom_properties
   evaluation = _latest(store, "ModelEvaluation")
   assert {"held_out_AP", "baseline_held_out_AP"} <= set(evaluation.custom_properties)
+  # Lineage of each pushed model: its spans, its parent model, the schema it was checked with.
+  from pipeline import lineage  # pylint: disable=g-import-not-at-top
+  pushed = sorted((a for a in store.get_artifacts_by_type("PushedModel")
+                   if a.custom_properties["pushed"].int_value == 1), key=lambda a: a.id)
+  assert len(pushed) == 2
+  assert lineage.main(["--metadata", metadata, f"--pushed_model_id={pushed[0].id}"]) == 0
+  first = capsys.readouterr().out
+  assert "spans trained on: 1\n" in first and "parent model: none (trained from scratch)" in first
+  assert "validated against: Schema #" in first and "(from span 1)" in first
+  assert lineage.main(["--metadata", metadata, f"--pushed_model_id={pushed[1].id}"]) == 0
+  second = capsys.readouterr().out
+  assert "spans trained on: 1,2\n" in second
+  assert f"parent model: Model #{first_model.id} " in second and "(from span 1)" in second
 
   _drop(drops, 3, plant_unknown_category=True)
   with pytest.raises(RuntimeError, match="unknown_category_id"):
