@@ -6,7 +6,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 # Two xdist workers, a whole test module at a time, in tests/conftest.py's order.
 XDIST := -n 2 --dist loadscope --no-loadscope-reorder
 
-.PHONY: env browser run test test-fast test-e2e bench
+.PHONY: env browser run test test-fast test-e2e bench demo-continuous
 
 env:
 	@scripts/bootstrap.sh
@@ -18,6 +18,10 @@ browser:
 # The main job: the local pipeline on the built-in sample data.
 run: env
 	$(PY) run_pipeline.py --runner=local $(ARGS)
+
+# Continuous training on three generated data drops (scripts/continuous_demo.sh).
+demo-continuous: env
+	scripts/continuous_demo.sh $(ARGS)
 
 # The whole test suite (CI runs this through .ci/run).
 test: env browser

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from retinanet.coco import LabelMap
+if TYPE_CHECKING:  # retinanet.coco loads TensorFlow; the CLI checks flags without it
+  from retinanet.coco import LabelMap
 
 CATEGORY = "category_id"
 IMAGE_HEIGHT, IMAGE_WIDTH = "image_height", "image_width"

@@ -241,9 +241,9 @@ def training_from_flags(args: argparse.Namespace, base_model_uri: Optional[str],
                                resources=resources), training_job
 
 
-def build_pipeline(args: argparse.Namespace, paths: Paths, config):
+def build_pipeline(args: argparse.Namespace, paths: Paths, config, continuous=None):
   """(the TFX pipeline the flags describe, the VertexJobSpec or None); `config` is
-  load_experiment_config's."""
+  load_experiment_config's, `continuous` continuous_from_flags'."""
   from pipeline import beam_options  # pylint: disable=g-import-not-at-top
   from pipeline import local_runner  # pylint: disable=g-import-not-at-top
   from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
@@ -265,24 +265,23 @@ def build_pipeline(args: argparse.Namespace, paths: Paths, config):
   pipeline = pipeline_lib.create_pipeline(
       pipeline_name=args.pipeline_name, pipeline_root=paths.pipeline_root, dataset=dataset,
       config=config, serving=serving, training=training, orchestration=orchestration,
-      continuous=continuous_from_flags(args))
+      continuous=pipeline_lib.Continuous(**continuous) if continuous else None)
   return pipeline, training_job
 
 
 def continuous_from_flags(args: argparse.Namespace):
-  """The pipeline's Continuous group for --dataset=spans; None otherwise."""
+  """The keyword arguments of the pipeline's Continuous group for --dataset=spans (None
+  otherwise), checked without TensorFlow; build_pipeline makes the group."""
   from data import validation  # pylint: disable=g-import-not-at-top
-  from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
   if args.dataset != datasets.SPANS:
     return None
   if args.window < 1 or args.continue_steps < 0:
     raise ValueError("--window must be >= 1 and --continue_steps >= 0")
   regression = (args.max_ap_regression if args.max_held_out_regression is None
                 else args.max_held_out_regression)
-  return pipeline_lib.Continuous(
-      window=args.window, continue_steps=args.continue_steps,
-      accept_anomalies=tuple(validation.check_accept_list(args.accept_anomaly)),
-      max_held_out_regression=regression)
+  return dict(window=args.window, continue_steps=args.continue_steps,
+              accept_anomalies=tuple(validation.check_accept_list(args.accept_anomaly)),
+              max_held_out_regression=regression)
 
 
 def compile_for_vertex(args: argparse.Namespace, pipeline, training_job, paths: Paths) -> int:
@@ -346,8 +345,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
   start = time.time()
   config = load_experiment_config(args)  # before TensorFlow loads: config errors come fast
+  continuous = continuous_from_flags(args)  # (so do span flag errors)
   paths = resolve_paths(args)
-  pipeline, training_job = build_pipeline(args, paths, config)
+  pipeline, training_job = build_pipeline(args, paths, config, continuous)
   if not paths.local:
     return compile_for_vertex(args, pipeline, training_job, paths)
   return run_locally(args, pipeline, paths, start)

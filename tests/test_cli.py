@@ -37,6 +37,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     (["--set", "model.nope=1"], 2, "unknown config key model.nope"),
     (["--config", "sample/tiyn"], 2, "did you mean sample/tiny"),
     (["--set", "optimizer.warmup_steps=100000"], 2, "must be <= train.total_steps"),
+    (["--dataset=spans", "--span_pattern=drops/span-{SPAN}", "--accept_anomaly=empty_span"], 2,
+     "--accept_anomaly empty_span: not an anomaly that can be accepted"),
 ])
 def test_answers_and_config_mistakes_come_before_tensorflow_loads(argv, code, message):
   """The CLI as run_pipeline.py runs it, in a fresh interpreter: the answer or the error,
