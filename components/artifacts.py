@@ -34,6 +34,11 @@ class BoxStatistics(Artifact):
 # A ModelRun holds the TensorBoard logs under <uri>/tensorboard/.
 
 
+def examples_span(examples: Artifact) -> int:
+  """The data span of an Examples artifact (TFX's `span` property); 0 when it has none."""
+  return int(examples.span or 0) if examples.has_property("span") else 0
+
+
 def examples_file_pattern(examples: Artifact, split: str) -> str:
   """The TFRecord glob of one split of an Examples artifact (`<uri>/Split-<split>/*`)."""
   return os.path.join(artifact_utils.get_split_uri([examples], split), "*")

@@ -30,7 +30,8 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
-from components.artifacts import examples_file_pattern, examples_ground_truth_path
+from components.artifacts import (examples_file_pattern, examples_ground_truth_path,
+                                  examples_span)
 from retinanet import layout
 from retinanet.evaluation import blessing as blessing_lib
 
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 # Where a SavedModel with overridden post-processing is exported (evaluation artifact).
 BASELINE_EXPORT_DIR = "baseline_export"
+# Continuous training: per-class AP of the model and the baseline on the held-out set.
+HELD_OUT_PER_CLASS_AP_FILE = "held_out_per_class_ap.json"
 
 
 def _record_evaluation(evaluation, result, split: str, ground_truth: Optional[str],
@@ -82,25 +85,30 @@ def _record_blessing(blessing, decision: Dict[str, Any], model, baseline_model, 
     f.write(decision["reason"] + "\n")
 
 
-def _evaluate_held_out(held_out_examples, split: str, saved_model: str, baseline_model,
-                       overrides, evaluation) -> Tuple[float, Optional[float]]:
-  """(model AP, baseline AP or None) on the held-out Examples, recorded on `evaluation`."""
+def _evaluate_held_out(held_out_examples, split: str, saved_model: str,
+                       baseline_saved_model: Optional[str],
+                       evaluation) -> Tuple[float, Optional[float]]:
+  """(model AP, baseline AP or None) on the held-out Examples, recorded on `evaluation`
+  (MLMD keys, and the per-class APs of both in HELD_OUT_PER_CLASS_AP_FILE)."""
+  from retinanet.evaluation import coco_metrics  # pylint: disable=g-import-not-at-top
   from retinanet.evaluation import evaluate_model  # pylint: disable=g-import-not-at-top
-  from retinanet.serving import export  # pylint: disable=g-import-not-at-top
   file_pattern = examples_file_pattern(held_out_examples, split)
   ground_truth = examples_ground_truth_path(held_out_examples, split)
   logger.info("Evaluating on the held-out set %s", file_pattern)
-  ap = float(evaluate_model.evaluate_saved_model(saved_model, file_pattern,
-                                                 ground_truth_path=ground_truth).metrics["AP"])
+  results = {"model": evaluate_model.evaluate_saved_model(saved_model, file_pattern,
+                                                          ground_truth_path=ground_truth)}
+  if baseline_saved_model is not None:
+    results["baseline"] = evaluate_model.evaluate_saved_model(
+        baseline_saved_model, file_pattern, ground_truth_path=ground_truth)
+  coco_metrics.write_metrics_json(
+      os.path.join(evaluation.uri, HELD_OUT_PER_CLASS_AP_FILE),
+      {"span": examples_span(held_out_examples), "split": split,
+       **{name: r.per_class_ap for name, r in results.items()}})
+  ap = float(results["model"].metrics["AP"])
   evaluation.set_float_custom_property(layout.EvaluationKeys.HELD_OUT_AP, ap)
   baseline_ap = None
-  if baseline_model is not None:
-    scratch = os.path.join(evaluation.uri, BASELINE_EXPORT_DIR)
-    baseline_saved_model, _ = export.serving_model_for(baseline_model.uri, overrides, scratch)
-    baseline_ap = float(evaluate_model.evaluate_saved_model(
-        baseline_saved_model, file_pattern, ground_truth_path=ground_truth).metrics["AP"])
-    if tf.io.gfile.exists(scratch):
-      tf.io.gfile.rmtree(scratch)
+  if "baseline" in results:
+    baseline_ap = float(results["baseline"].metrics["AP"])
     evaluation.set_float_custom_property(layout.EvaluationKeys.BASELINE_HELD_OUT_AP, baseline_ap)
   return ap, baseline_ap
 
@@ -153,24 +161,25 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
   digest = validate.saved_model_digest(saved_model)  # of the bytes about to be evaluated
   result = evaluate(saved_model, postprocess)
   _record_evaluation(evaluation, result, split, ground_truth, saved_model)
-  baseline_ap, baseline = None, None
+  baseline_ap, baseline, baseline_saved_model = None, None, None
+  scratch = os.path.join(evaluation.uri, BASELINE_EXPORT_DIR)
   if baseline_model is not None and baseline_model.uri != model.uri:
-    scratch = os.path.join(evaluation.uri, BASELINE_EXPORT_DIR)
-    baseline = evaluate(*export.serving_model_for(baseline_model.uri, overrides, scratch))
-    if tf.io.gfile.exists(scratch):
-      tf.io.gfile.rmtree(scratch)
+    baseline_saved_model, baseline_postprocess = export.serving_model_for(
+        baseline_model.uri, overrides, scratch)
+    baseline = evaluate(baseline_saved_model, baseline_postprocess)
     baseline_ap = float(baseline.metrics["AP"])
     evaluation.set_float_custom_property(layout.EvaluationKeys.BASELINE_AP, baseline_ap)
   decision = blessing_lib.decide_blessing(float(result.metrics["AP"]), min_ap, baseline_ap,
                                           max_ap_regression)
   held_out_rows = []
   if held_out_examples is not None and held_out_examples.uri != examples.uri:
-    held_out = _evaluate_held_out(held_out_examples, split, saved_model,
-                                  baseline_model if baseline is not None else None, overrides,
+    held_out = _evaluate_held_out(held_out_examples, split, saved_model, baseline_saved_model,
                                   evaluation)
     decision = blessing_lib.decide_with_held_out(decision, *held_out, max_held_out_regression)
-    held_out_rows = [(f"held-out AP (span {int(held_out_examples.span or 0)} {split})",
+    held_out_rows = [(f"held-out AP (span {examples_span(held_out_examples)} {split})",
                       _with_baseline(*held_out))]
+  if tf.io.gfile.exists(scratch):
+    tf.io.gfile.rmtree(scratch)
   logger.info("Blessing: %s (%s)", decision["blessed"], decision["reason"])
   report = evaluate_model.write_report(
       os.path.join(evaluation.uri, layout.REPORT_FILE), result,

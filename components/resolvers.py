@@ -1,9 +1,10 @@
 """Resolver strategies of the continuous-training pipeline: which artifacts of earlier runs
 a run reads from MLMD.
 
-- `SpanWindowStrategy`: the Examples of the last N spans, the newest conversion of each
-  (TFX's SpanRangeStrategy with a rolling range, but it reads the `span` property the
-  data stage sets and never returns two conversions of one span).
+- `SpanWindowStrategy`: the Examples of the last N spans that passed data validation, the
+  newest conversion of each (TFX's SpanRangeStrategy with a rolling range, but it reads
+  the `span` property the data stage sets, never returns two conversions of one span, and
+  leaves out a span whose validation blocked).
 - `FirstSpanStrategy`: the Examples of the first span: its val split is the fixed held-out
   set that catches forgetting.
 - `CurrentSchemaStrategy`: the newest Schema that DataValidator inferred or updated while
@@ -13,17 +14,19 @@ a run reads from MLMD.
 
 The last two look only at earlier spans so that a rerun of a span resolves exactly what
 its first run did, and is served from the cache end to end. The selections themselves are
-pure functions (`newest_per_span`, `current_schema_index`, `warm_start_index`).
+pure functions (`newest_per_span`, `passed_spans`, `current_schema_index`,
+`warm_start_index`).
 Custom strategies run in the local orchestrator; Vertex's compiler takes only TFX's own
 (pipeline/pipeline.py leaves them out there).
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from tfx import types
 from tfx.dsl.components.common import resolver
 
+from components.artifacts import examples_span as _span
 from retinanet import layout
 
 SCHEMA_CHANGED = "changed"  # DataValidator's Schema: 1 = inferred or updated, 0 = a copy
@@ -66,12 +69,18 @@ def _this_span(input_dict: Dict[str, List[types.Artifact]]) -> int:
   return max((_span(a) for a in input_dict.get("examples", [])), default=0)
 
 
-def _span(artifact: types.Artifact) -> int:
-  return int(artifact.span or 0) if artifact.has_property("span") else 0
+def passed_spans(validations: Sequence[Tuple[int, int, int]]) -> Set[int]:
+  """Spans whose newest validation ((span, artifact id, blocking)) did not block."""
+  newest: Dict[int, Tuple[int, int]] = {}
+  for span, artifact_id, blocking in validations:
+    if span not in newest or artifact_id > newest[span][0]:
+      newest[span] = (artifact_id, blocking)
+  return {span for span, (_, blocking) in newest.items() if not blocking}
 
 
 class SpanWindowStrategy(resolver.ResolverStrategy):
-  """The last `num_spans` spans' Examples (newest conversion each), oldest first."""
+  """The Examples of the last `num_spans` spans that passed data validation (the newest
+  conversion of each), oldest first. `anomalies`: DataValidator's ExampleAnomalies."""
 
   def __init__(self, num_spans: int = 1):
     self._num_spans = int(num_spans)
@@ -79,9 +88,13 @@ class SpanWindowStrategy(resolver.ResolverStrategy):
   def resolve_artifacts(self, store, input_dict: Dict[str, List[types.Artifact]]
                         ) -> Optional[Dict[str, List[types.Artifact]]]:
     del store
-    return {key: [artifacts[i] for i in newest_per_span(
-        [(_span(a), a.id) for a in artifacts], self._num_spans)]
-            for key, artifacts in input_dict.items()}
+    passed = passed_spans(
+        [(_span(a), a.id, a.get_int_custom_property(layout.ValidationKeys.BLOCKING))
+         for a in input_dict["anomalies"]])
+    examples = input_dict["examples"]
+    chosen = newest_per_span(
+        [(_span(a) if _span(a) in passed else 0, a.id) for a in examples], self._num_spans)
+    return {"examples": [examples[i] for i in chosen], "anomalies": []}
 
 
 class FirstSpanStrategy(resolver.ResolverStrategy):
@@ -122,7 +135,7 @@ class WarmStartStrategy(resolver.ResolverStrategy):
                for b in input_dict["model_blessing"]
                if b.get_int_custom_property(layout.BlessingKeys.BLESSED) == 1]
     index = warm_start_index(
-        [(m.id, m.get_int_custom_property(layout.ModelKeys.SPAN)) for m in models], blessed,
+        [(m.id, m.get_int_custom_property(layout.ModelKeys.NEWEST_SPAN)) for m in models], blessed,
         _this_span(input_dict))
     return {"model": [] if index is None else [models[index]],
             "model_blessing": [], "examples": input_dict.get("examples", [])}

@@ -30,7 +30,7 @@ _SHOWN = {
     "Model": (layout.ModelKeys.FINAL_STEP, layout.ModelKeys.FINAL_TOTAL_LOSS,
               layout.ModelKeys.TRAIN_IMAGES_PER_SECOND, layout.ModelKeys.STRATEGY,
               layout.ModelKeys.NUM_CLASSES, layout.ModelKeys.ANCHOR_FIT_DECISION,
-              layout.ModelKeys.SPANS, layout.ModelKeys.FINETUNE_SOURCE),
+              layout.ModelKeys.TRAINED_SPANS, layout.ModelKeys.FINETUNE_SOURCE),
     "Schema": None,
     "ExampleAnomalies": None,
     "ModelRun": (layout.ModelKeys.WALL_TIME_SECONDS,),
@@ -63,7 +63,7 @@ def continuous_lines(executions: Sequence[metadata_queries.ExecutionInfo]) -> Li
   if trainer is None or validator is None:
     return []
   [model] = trainer.outputs.get("model", [None])
-  spans = model.properties.get(layout.ModelKeys.SPANS, "?") if model else "?"
+  spans = model.properties.get(layout.ModelKeys.TRAINED_SPANS, "?") if model else "?"
   parents = trainer.inputs.get("base_model") or []
   parent = (f"Model #{parents[0].id} {parents[0].uri}" if parents
             else "none (trained from scratch)")

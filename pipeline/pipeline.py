@@ -22,18 +22,18 @@ from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.types import standard_artifacts
 from tfx.types.channel import Channel
 
+from components import resolvers
 from components.box_statistics import BoxStatisticsGen
 from components.data_validator import DataValidator
 from components.evaluator import RetinaNetEvaluator
 from components.example_gen import CocoExampleGen
 from components.pusher import RetinaNetPusher
-from components import resolvers
 from components.trainer import RetinaNetTrainer
 from components.trainer.request import TrainerRequest
+from data.validation import ValidationThresholds
 from pipeline import stages
 from pipeline.datasets import DatasetPaths
 from retinanet import config as config_lib
-from data.validation import ValidationThresholds
 from retinanet.evaluation.blessing import DEFAULT_THRESHOLDS, BlessingThresholds
 
 
@@ -144,7 +144,7 @@ def _continuous_stages(example_gen: BaseNode, statistics: BaseNode, continuous: 
 
 
 def _baseline_resolver() -> BaseNode:
-  """The latest blessed model: the Evaluator's baseline, and the warm start's model."""
+  """The latest blessed model: the Evaluator's baseline."""
   return Resolver(
       strategy_class=LatestBlessedModelStrategy,
       model=Channel(type=standard_artifacts.Model),

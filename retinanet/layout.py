@@ -78,8 +78,8 @@ class ModelKeys:
   """The Model and ModelRun artifacts (RetinaNetTrainer)."""
   TRAINING_FINGERPRINT = "training_fingerprint"
   RESUMED_FROM = "resumed_from"
-  SPAN = "span"            # the newest data span trained on (0: not a span)
-  SPANS = "spans"          # all of them, e.g. "1,2" (continuous training's window)
+  NEWEST_SPAN = "newest_span"      # the newest data span trained on (0: not a span)
+  TRAINED_SPANS = "trained_spans"  # all of them, e.g. "1,2" (continuous training's window)
   FINAL_STEP = "final_step"
   FINAL_TOTAL_LOSS = "final_total_loss"
   TRAIN_IMAGES_PER_SECOND = "train_images_per_second"

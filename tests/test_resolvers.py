@@ -11,6 +11,13 @@ def test_window_takes_the_newest_conversion_of_each_of_the_last_spans():
   assert r.newest_per_span([], 2) == [] and r.newest_per_span([(0, 1)], 2) == []
 
 
+def test_a_span_whose_newest_validation_blocked_is_left_out_of_the_window():
+  # (span, anomalies id, blocking): span 3 blocked; span 2 blocked, then accepted on a rerun.
+  validations = [(1, 1, 0), (2, 2, 1), (3, 3, 1), (2, 4, 0)]
+  assert r.passed_spans(validations) == {1, 2}
+  assert r.passed_spans([]) == set()
+
+
 def test_schema_of_earlier_spans_only_so_a_rerun_resolves_the_same():
   # (changed, validated span, id): inferred at span 1, a copy at span 2, updated at span 3.
   items = [(1, 1, 10), (0, 2, 20), (1, 3, 30)]

@@ -85,26 +85,23 @@ def refuse_blocking_anomalies(anomalies: List[types.Artifact]) -> None:
       raise RuntimeError(artifact.get_string_custom_property(layout.ValidationKeys.MESSAGE))
 
 
-def _span(artifact: types.Artifact) -> int:
-  return int(artifact.span or 0) if artifact.has_property("span") else 0
-
-
 def examples_with_label_map(examples: List[types.Artifact], label_map) -> List[types.Artifact]:
   """The Examples whose classes are `label_map`'s, oldest span first. A span converted with
   other categories (a class added, knowingly accepted) starts a new window: older spans
   are left out, with a warning, rather than trained with shifted class indices."""
+  span = artifact_layout.examples_span
   kept, left_out = [], []
-  for artifact in sorted(examples, key=_span):
+  for artifact in sorted(examples, key=span):
     path = os.path.join(artifact.uri, layout.LABEL_MAP_FILE)
     own = coco.load_label_map(path) if tf.io.gfile.exists(path) else label_map
     (kept if own == label_map else left_out).append(artifact)
   if left_out:
     logger.warning("Training window: span(s) %s left out, their categories differ from the "
-                   "newest span's", ", ".join(str(_span(a)) for a in left_out))
+                   "newest span's", ", ".join(str(span(a)) for a in left_out))
   if not kept:
     raise ValueError("no Examples with the label map's categories to train on")
   if len(kept) > 1:
-    logger.info("Training window: spans %s", ", ".join(str(_span(a)) for a in kept))
+    logger.info("Training window: spans %s", ", ".join(str(span(a)) for a in kept))
   return kept
 
 
@@ -251,9 +248,10 @@ def finish_training(plan: TrainingPlan, summary: Dict[str, Any], model: types.Ar
   model.set_string_custom_property(layout.ModelKeys.STRATEGY, plan.strategy_name)
   model.set_string_custom_property(layout.ModelKeys.ANCHOR_FIT_DECISION,
                                    plan.config.anchor_fit.decision)
-  spans = [_span(e) for e in plan.examples]
-  model.set_int_custom_property(layout.ModelKeys.SPAN, max(spans))
-  model.set_string_custom_property(layout.ModelKeys.SPANS, ",".join(str(s) for s in spans))
+  spans = [artifact_layout.examples_span(e) for e in plan.examples]
+  model.set_int_custom_property(layout.ModelKeys.NEWEST_SPAN, max(spans))
+  model.set_string_custom_property(layout.ModelKeys.TRAINED_SPANS,
+                                   ",".join(str(s) for s in spans))
   model_run.set_float_custom_property(layout.ModelKeys.WALL_TIME_SECONDS,
                                       summary[keys.WALL_TIME_SECONDS])
   finetune = summary.get("finetune")
