@@ -23,7 +23,7 @@ blessing) into the ModelEvaluation artifact; its path is the `report` property.
 import json
 import logging
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import tensorflow as tf
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
@@ -86,10 +86,11 @@ def _record_blessing(blessing, decision: Dict[str, Any], model, baseline_model, 
 
 
 def _evaluate_held_out(held_out_examples, split: str, saved_model: str,
-                       baseline_saved_model: Optional[str],
-                       evaluation) -> Tuple[float, Optional[float]]:
-  """(model AP, baseline AP or None) on the held-out Examples, recorded on `evaluation`
-  (MLMD keys, and the per-class APs of both in HELD_OUT_PER_CLASS_AP_FILE)."""
+                       baseline_saved_model: Optional[str], evaluation,
+                       max_class_regression: float
+                       ) -> Tuple[float, Optional[float], List[Dict[str, Any]]]:
+  """(model AP, baseline AP or None, forgotten classes) on the held-out Examples, recorded
+  on `evaluation` (MLMD keys, the per-class APs of both in HELD_OUT_PER_CLASS_AP_FILE)."""
   from retinanet.evaluation import coco_metrics  # pylint: disable=g-import-not-at-top
   from retinanet.evaluation import evaluate_model  # pylint: disable=g-import-not-at-top
   file_pattern = examples_file_pattern(held_out_examples, split)
@@ -106,11 +107,14 @@ def _evaluate_held_out(held_out_examples, split: str, saved_model: str,
        **{name: r.per_class_ap for name, r in results.items()}})
   ap = float(results["model"].metrics["AP"])
   evaluation.set_float_custom_property(layout.EvaluationKeys.HELD_OUT_AP, ap)
-  baseline_ap = None
+  baseline_ap, forgotten = None, []
   if "baseline" in results:
     baseline_ap = float(results["baseline"].metrics["AP"])
     evaluation.set_float_custom_property(layout.EvaluationKeys.BASELINE_HELD_OUT_AP, baseline_ap)
-  return ap, baseline_ap
+    forgotten = blessing_lib.forgotten_classes(results["model"].per_class_ap,
+                                               results["baseline"].per_class_ap,
+                                               max_class_regression)
+  return ap, baseline_ap, forgotten
 
 
 def _with_baseline(ap: float, baseline_ap: Optional[float]) -> str:
@@ -130,6 +134,7 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
     max_ap_regression: Parameter[float] = blessing_lib.DEFAULT_THRESHOLDS.max_ap_regression,
     postprocess_overrides: Parameter[str] = "{}",
     max_held_out_regression: Parameter[float] = blessing_lib.DEFAULT_THRESHOLDS.max_ap_regression,
+    max_class_regression: Parameter[float] = blessing_lib.DEFAULT_MAX_CLASS_REGRESSION,
     code_version: Parameter[str] = "",
 ) -> None:
   """Evaluates the SavedModel of `model` on `split` with pycocotools and blesses it or not.
@@ -137,7 +142,8 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
   `held_out_examples` (continuous training: the first span's Examples, when they are not
   `examples`) is a second, fixed evaluation set: the model and the baseline are scored on
   its `split` too, and the blessing also refuses an AP drop there beyond
-  `max_held_out_regression` (forgetting, blessing.decide_with_held_out).
+  `max_held_out_regression`, or a class whose AP there drops beyond `max_class_regression`
+  (forgetting, blessing.decide_with_held_out).
 
   `postprocess_overrides` (JSON, e.g. {"nms_mode": "global_soft"}) evaluates
   (and, if blessed, lets the Pusher push) a SavedModel with other NMS settings
@@ -173,11 +179,13 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
                                           max_ap_regression)
   held_out_rows = []
   if held_out_examples is not None and held_out_examples.uri != examples.uri:
-    held_out = _evaluate_held_out(held_out_examples, split, saved_model, baseline_saved_model,
-                                  evaluation)
-    decision = blessing_lib.decide_with_held_out(decision, *held_out, max_held_out_regression)
+    ap, baseline_ap, forgotten = _evaluate_held_out(
+        held_out_examples, split, saved_model, baseline_saved_model, evaluation,
+        max_class_regression)
+    decision = blessing_lib.decide_with_held_out(decision, ap, baseline_ap,
+                                                 max_held_out_regression, forgotten)
     held_out_rows = [(f"held-out AP (span {examples_span(held_out_examples)} {split})",
-                      _with_baseline(*held_out))]
+                      _with_baseline(ap, baseline_ap))]
   if tf.io.gfile.exists(scratch):
     tf.io.gfile.rmtree(scratch)
   logger.info("Blessing: %s (%s)", decision["blessed"], decision["reason"])

@@ -6,6 +6,7 @@ records the per-split counts as MLMD custom properties.
 """
 
 import json
+import logging
 import os
 from typing import Any, Dict
 
@@ -19,6 +20,7 @@ from tfx.types import standard_artifacts
 from components.artifacts import ConversionReport, LabelMap
 from data import convert
 from data import image_options
+from data import spans
 from retinanet import layout
 
 SPLITS = ("train", "val")
@@ -55,6 +57,7 @@ def CocoExampleGen(  # pylint: disable=invalid-name
     size_mismatch: Parameter[str] = image_options.DEFAULT_SIZE_MISMATCH,
     convert_unsupported_images: Parameter[bool] = False,
     span: Parameter[int] = 0,
+    span_pattern: Parameter[str] = "",
     code_version: Parameter[str] = "",
     beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
@@ -67,11 +70,18 @@ def CocoExampleGen(  # pylint: disable=invalid-name
   their size as displayed; `convert_unsupported_images` stores WebP, TIFF, BMP
   and GIF as PNG instead of skipping them (data/convert.py). `span` is the data
   span the files are (pipeline/datasets.py), recorded as the Examples artifact's
-  `span` property as TFX's ExampleGen does (0: not a span). `code_version` only
-  keys the cache (see pipeline/code_version.py).
+  `span` property as TFX's ExampleGen does (0: not a span). `span_pattern` (a directory
+  pattern with {SPAN}, data/spans.py) instead takes the latest span found when the
+  component runs (what a scheduled Vertex run needs; the four paths are then ignored).
+  `code_version` only keys the cache (see pipeline/code_version.py).
   """
   del code_version
   splits = {"train": (train_annotations, train_images), "val": (val_annotations, val_images)}
+  if span_pattern:
+    span, root, numbers = spans.resolve_span_dir(span_pattern)
+    splits = spans.split_paths(root)
+    logging.getLogger(__name__).info("Data span %d, the latest of spans %s", span,
+                                     ", ".join(str(n) for n in numbers))
   result = convert.convert_coco(splits=splits, output_dir=examples.uri,
                                 num_shards=num_shards or None, beam_pipeline=beam_pipeline,
                                 size_mismatch=size_mismatch,

@@ -7,16 +7,17 @@ run takes, as its RangeConfig would say:
   * the latest span (the default);
   * one given span (`static_range(N, N)`);
   * the last N spans (`rolling_range(num_spans=N)`), oldest first.
-This module only finds and selects spans (issue 26's first step); the data stage, the
-span numbers on the Examples artifacts and the warm start build on it.
+This module only finds and selects spans, on local paths or gs://; the data stage
+(pipeline/datasets.py for a local run, the data component itself on Vertex, where the
+span is resolved when the run starts) builds on it.
 """
 from __future__ import annotations
 
 import dataclasses
-import glob
-import os
 import re
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from retinanet import fileio
 
 SPAN_TOKEN = "{SPAN}"
 
@@ -53,7 +54,7 @@ def find_spans(annotations_pattern: str, images_pattern: str) -> List[Span]:
   _check_pattern(images_pattern, "the images pattern")
   regex = _span_regex(annotations_pattern)
   found = {}
-  for path in glob.glob(annotations_pattern.replace(SPAN_TOKEN, "*")):
+  for path in fileio.glob(annotations_pattern.replace(SPAN_TOKEN, "*")):
     match = regex.match(path)
     if not match:
       continue
@@ -68,7 +69,7 @@ def find_spans(annotations_pattern: str, images_pattern: str) -> List[Span]:
   for number in sorted(found):
     path, digits = found[number]
     images = images_pattern.replace(SPAN_TOKEN, digits)
-    if not os.path.isdir(images):
+    if not fileio.is_dir(images):
       raise SpanError(f"span {number} ({path}) has no image directory {images} "
                       f"(from {images_pattern})")
     spans.append(Span(number, path, images))
@@ -95,3 +96,34 @@ def select_spans(spans: Sequence[Span], *, span: Optional[int] = None,
       raise SpanError(f"the number of latest spans must be >= 1, got {last}")
     return ordered[-last:]
   return ordered[-1:]
+
+
+# The layout of each span directory: the sample dataset's (data/sample_data.py),
+# (annotations JSON, image folder) per split, relative to the span's directory.
+SPLIT_LAYOUT = {"train": ("annotations/instances_train.json", "images/train"),
+                "val": ("annotations/instances_val.json", "images/val")}
+
+
+def resolve_span_dir(dir_pattern: str, span: Optional[int] = None
+                     ) -> Tuple[int, str, List[int]]:
+  """(the latest or the given span number, its directory, every span number found) of a
+  directory pattern with {SPAN} whose directories are in SPLIT_LAYOUT (both splits)."""
+  train_json, train_images = SPLIT_LAYOUT["train"]
+  found = find_spans(_join(dir_pattern, train_json), _join(dir_pattern, train_images))
+  [chosen] = select_spans(found, span=span)
+  root = chosen.annotations[:-len(train_json) - 1]
+  for relative in SPLIT_LAYOUT["val"]:
+    if not fileio.exists(_join(root, relative)):
+      raise SpanError(f"span {chosen.number}: {_join(root, relative)} does not exist")
+  return chosen.number, root, [s.number for s in found]
+
+
+def _join(directory: str, relative: str) -> str:
+  """`directory`/`relative` with "/" (local paths and gs:// alike)."""
+  return f"{directory.rstrip('/')}/{relative}"
+
+
+def split_paths(span_dir: str) -> Dict[str, Tuple[str, str]]:
+  """{split: (annotations JSON, image folder)} of a span directory."""
+  return {split: tuple(_join(span_dir, p) for p in paths)
+          for split, paths in SPLIT_LAYOUT.items()}

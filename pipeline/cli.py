@@ -80,9 +80,10 @@ def _data_flags(g) -> None:
                       "and images/{train,val}/ (the sample dataset's layout).")
   g.add_argument("--span", type=int, default=None,
                  help="spans: take this span instead of the latest.")
-  g.add_argument("--window", type=int, default=2,
+  g.add_argument("--window", type=int, default=None,
                  help="spans: train on the last N validated spans (rolling window; each span "
-                      "is converted once, by the run that first sees it). Default: %(default)s.")
+                      "is converted once, by the run that first sees it). Default: 2; local "
+                      "runs only (on Vertex each run takes the latest span).")
   g.add_argument("--continue_steps", type=int, default=0,
                  help="spans: once a model is blessed, warm-start each run from the latest "
                       "blessed model and train this many steps (the schedule scaled to "
@@ -92,6 +93,9 @@ def _data_flags(g) -> None:
                       "unknown_category_id, image_size_out_of_range, box_size_out_of_range, "
                       "boxes_per_image_out_of_range, class_drift, box_size_drift. The schema "
                       "is updated and the decision recorded in MLMD.")
+  g.add_argument("--max_class_regression", type=float, default=None,
+                 help="spans: the drop of one class's AP on the held-out set that counts as "
+                      "forgetting it and refuses the blessing (default 0.1).")
   g.add_argument("--max_held_out_regression", type=float, default=None,
                  help="spans: the AP drop on the first span's val split (the held-out set "
                       "that catches forgetting) that still blesses; default: "
@@ -196,6 +200,11 @@ def _cloud_flags(g) -> None:
                                                        "retinanet_pipeline.json"),
                  help="Where to write the compiled PipelineSpec (default: %(default)s).")
   g.add_argument("--submit", action="store_true", help="Submit the compiled spec to Vertex AI.")
+  g.add_argument("--schedule", default="", metavar="CRON",
+                 help="Also write a Vertex AI schedule of the compiled spec, e.g. "
+                      "'TZ=UTC 0 6 * * 1' (weekly, with --dataset=spans: the latest span each "
+                      "run), to <vertex_spec>.schedule.json; with --submit, create it instead "
+                      "of one run.")
   g.add_argument("--dry_run", action="store_true",
                  help="Compile, then print the Dataflow args and (with --vertex_training) the "
                       "CustomJob request the Trainer would send; submit nothing.")

@@ -8,6 +8,7 @@ import os
 from typing import Optional
 
 from data import image_options
+from data import spans as spans_lib
 from retinanet import fileio
 
 logger = logging.getLogger(__name__)
@@ -19,10 +20,8 @@ SPANS = "spans"
 DATASETS = (SAMPLE, COCO2017, CUSTOM, SPANS)
 # The sample dataset's layout (data/sample_data.py), also that of each span directory:
 # (annotations JSON, image folder) per split, relative to the dataset's root.
-SPLIT_LAYOUT = {"train": (os.path.join("annotations", "instances_train.json"),
-                          os.path.join("images", "train")),
-                "val": (os.path.join("annotations", "instances_val.json"),
-                        os.path.join("images", "val"))}
+SPLIT_LAYOUT = {split: tuple(os.path.join(*p.split("/")) for p in paths)
+                for split, paths in spans_lib.SPLIT_LAYOUT.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +37,9 @@ class DatasetPaths:
   convert_unsupported_images: bool = False  # WebP, TIFF, BMP, GIF -> PNG instead of skipped
   # (both: data/image_options.py)
   span: int = 0  # the data span (recorded on the Examples artifact, as TFX's); 0 = no spans
+  # A directory pattern with {SPAN}: the data component takes the latest span when it runs
+  # (a scheduled Vertex run); the four paths are then unused.
+  span_pattern: str = ""
 
 
 def _layout_paths(root: str, span: int = 0) -> DatasetPaths:
@@ -92,17 +94,16 @@ def custom_dataset(train_annotations: Optional[str], train_images: Optional[str]
 def span_dataset(span_pattern: str, span: Optional[int] = None) -> DatasetPaths:
   """The latest (or the given) span of `span_pattern`, a directory pattern with {SPAN}
   (e.g. drops/span-{SPAN}) whose directories have the sample dataset's layout."""
-  from data import spans as spans_lib  # pylint: disable=g-import-not-at-top
-  train_json, train_images = SPLIT_LAYOUT["train"]
-  found = spans_lib.find_spans(os.path.join(span_pattern, train_json),
-                               os.path.join(span_pattern, train_images))
-  [chosen] = spans_lib.select_spans(found, span=span)
-  root = os.path.dirname(os.path.dirname(chosen.annotations))
-  paths = _layout_paths(root, span=chosen.number)
-  for value in (paths.val_annotations, paths.val_images):
-    if not fileio.exists(value):
-      raise FileNotFoundError(f"span {chosen.number}: {value} does not exist")
-  logger.info("Data span %d (%s of spans %s) from %s", chosen.number,
+  number, root, numbers = spans_lib.resolve_span_dir(span_pattern, span)
+  logger.info("Data span %d (%s of spans %s) from %s", number,
               "given" if span is not None else "the latest",
-              ", ".join(str(s.number) for s in found), root)
-  return paths
+              ", ".join(str(n) for n in numbers), root)
+  return _layout_paths(root, span=number)
+
+
+def runtime_span_dataset(span_pattern: str) -> DatasetPaths:
+  """Spans resolved when the data component runs (Vertex: the pattern is on gs:// and each
+  scheduled run takes the latest span then)."""
+  if spans_lib.SPAN_TOKEN not in span_pattern:
+    raise ValueError(f"--span_pattern={span_pattern} has no {spans_lib.SPAN_TOKEN}")
+  return DatasetPaths("", "", "", "", span_pattern=span_pattern)

@@ -16,6 +16,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.dsl.components.base.base_node import BaseNode
 from tfx.dsl.components.common.importer import Importer
 from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_artifact_strategy import LatestArtifactStrategy
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
     LatestBlessedModelStrategy)
 from tfx.orchestration import pipeline as tfx_pipeline
@@ -34,7 +35,8 @@ from data.validation import ValidationThresholds
 from pipeline import stages
 from pipeline.datasets import DatasetPaths
 from retinanet import config as config_lib
-from retinanet.evaluation.blessing import DEFAULT_THRESHOLDS, BlessingThresholds
+from retinanet.evaluation.blessing import (DEFAULT_MAX_CLASS_REGRESSION, DEFAULT_THRESHOLDS,
+                                           BlessingThresholds)
 
 
 def resume_dir(pipeline_root: str) -> str:
@@ -70,13 +72,18 @@ class Continuous:
   against the schema of the first (DataValidator, the gate before training), trains on
   the last `window` validated spans, warm-started from the latest blessed model for
   `continue_steps` steps (0: the config's steps), and is blessed only without a
-  regression on the new span's val nor, beyond `max_held_out_regression`, on the first
-  span's val (forgetting)."""
+  regression on the new span's val nor, beyond `max_held_out_regression` (and for any one
+  class beyond `max_class_regression`), on the first span's val (forgetting)."""
   window: int = 2
   continue_steps: int = 0
   accept_anomalies: Tuple[str, ...] = ()
   thresholds: ValidationThresholds = ValidationThresholds()
   max_held_out_regression: float = DEFAULT_THRESHOLDS.max_ap_regression
+  max_class_regression: float = DEFAULT_MAX_CLASS_REGRESSION
+  # Vertex's compiler takes only TFX's own resolver strategies: then each run trains on
+  # the latest span alone (no window, no held-out set), validated against the latest
+  # schema, warm-started from the latest blessed model.
+  tfx_strategies_only: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +103,7 @@ def _data_stages(dataset: DatasetPaths, config_json: str,
       val_annotations=dataset.val_annotations, val_images=dataset.val_images,
       num_shards=dataset.num_shards, size_mismatch=dataset.size_mismatch,
       convert_unsupported_images=dataset.convert_unsupported_images, span=dataset.span,
+      span_pattern=dataset.span_pattern,
       code_version=versions.get(stages.DATA.node_id, "")
   ).with_id(stages.DATA.node_id)
   statistics = BoxStatisticsGen(
@@ -115,11 +123,14 @@ def _continuous_stages(example_gen: BaseNode, statistics: BaseNode, continuous: 
                        versions: Mapping[str, str]) -> List[BaseNode]:
   """[the current schema's Resolver, DataValidator, the window's Resolver, the held-out
   span's Resolver] (Continuous)."""
-  schema = Resolver(
-      strategy_class=resolvers.CurrentSchemaStrategy,
-      schema=Channel(type=standard_artifacts.Schema,
-                     producer_component_id=stages.VALIDATION.node_id, output_key="schema"),
-      examples=example_gen.outputs["examples"]).with_id(stages.SCHEMA_RESOLVER)
+  schemas = Channel(type=standard_artifacts.Schema,
+                    producer_component_id=stages.VALIDATION.node_id, output_key="schema")
+  if continuous.tfx_strategies_only:
+    schema = Resolver(strategy_class=LatestArtifactStrategy, schema=schemas
+                      ).with_id(stages.SCHEMA_RESOLVER)
+  else:
+    schema = Resolver(strategy_class=resolvers.CurrentSchemaStrategy, schema=schemas,
+                      examples=example_gen.outputs["examples"]).with_id(stages.SCHEMA_RESOLVER)
   t = continuous.thresholds
   validator = DataValidator(
       examples=example_gen.outputs["examples"], label_map=example_gen.outputs["label_map"],
@@ -128,6 +139,8 @@ def _continuous_stages(example_gen: BaseNode, statistics: BaseNode, continuous: 
       box_size_js=t.box_size_js, range_margin=t.range_margin,
       code_version=versions.get(stages.VALIDATION.node_id, "")
   ).with_id(stages.VALIDATION.node_id)
+  if continuous.tfx_strategies_only:
+    return [schema, validator]
   window = Resolver(
       strategy_class=resolvers.SpanWindowStrategy, config={"num_spans": continuous.window},
       examples=_examples_of(stages.DATA.node_id),
@@ -169,8 +182,10 @@ def _training_stage(example_gen: BaseNode, statistics: BaseNode, training: Train
   base_model = None
   examples, anomalies = example_gen.outputs["examples"], None
   if continuous_nodes:
-    _, validator, window, _ = continuous_nodes
-    examples, anomalies = window.outputs["examples"], validator.outputs["anomalies"]
+    validator = continuous_nodes[1]
+    anomalies = validator.outputs["anomalies"]
+    if len(continuous_nodes) > 2:  # the window of spans (not with TFX's strategies only)
+      examples = continuous_nodes[2].outputs["examples"]
     base_model = baseline.outputs["model"]  # the warm start (none before the first blessing)
   elif training.base_model_uri:
     importer = Importer(source_uri=training.base_model_uri,
@@ -194,9 +209,10 @@ def _serving_stages(example_gen: BaseNode, trainer: BaseNode, baseline: BaseNode
   """[the Evaluator, the Pusher]."""
   overrides_json = json.dumps(dict(serving.postprocess_overrides), sort_keys=True)
   held_out = {}
-  if continuous_nodes:
+  if len(continuous_nodes) > 2:
     held_out = {"held_out_examples": continuous_nodes[-1].outputs["examples"],
-                "max_held_out_regression": continuous.max_held_out_regression}
+                "max_held_out_regression": continuous.max_held_out_regression,
+                "max_class_regression": continuous.max_class_regression}
   evaluator = RetinaNetEvaluator(
       model=trainer.outputs["model"], examples=example_gen.outputs["examples"],
       baseline_model=baseline.outputs["model"], min_ap=serving.thresholds.min_ap,
@@ -239,7 +255,8 @@ def create_pipeline(*, pipeline_name: str, pipeline_root: str, dataset: DatasetP
                        "it takes no base model to fine-tune from")
     request = dataclasses.replace(request, continue_steps=continuous.continue_steps)
     continuous_nodes = _continuous_stages(example_gen, statistics, continuous, versions)
-  baseline = (_warm_start_resolver(example_gen) if continuous_nodes
+  baseline = (_warm_start_resolver(example_gen)
+              if continuous_nodes and not continuous.tfx_strategies_only
               else _baseline_resolver())
   training_nodes = _training_stage(example_gen, statistics, training, request,
                                    continuous_nodes, baseline)

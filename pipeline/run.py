@@ -86,9 +86,14 @@ def resolve_dataset(args: argparse.Namespace, data_root: str):
                        "paths or --dataset=coco2017 --coco_dir=gs://...")
     paths = datasets.sample_dataset(os.path.join(data_root, "sample_data"))
   elif args.dataset == datasets.SPANS:
-    if not local or not args.span_pattern:
-      raise ValueError("--dataset=spans needs --span_pattern and, for now, --runner=local")
-    paths = datasets.span_dataset(os.path.expanduser(args.span_pattern), args.span)
+    if not args.span_pattern:
+      raise ValueError("--dataset=spans needs --span_pattern")
+    if local:
+      paths = datasets.span_dataset(os.path.expanduser(args.span_pattern), args.span)
+    elif args.span is not None:
+      raise ValueError("--runner=vertex takes the latest span when each run starts: no --span")
+    else:
+      paths = datasets.runtime_span_dataset(args.span_pattern)
   elif args.dataset == datasets.COCO2017:
     if not args.coco_dir:
       raise ValueError("--dataset=coco2017 needs --coco_dir")
@@ -269,19 +274,36 @@ def build_pipeline(args: argparse.Namespace, paths: Paths, config, continuous=No
   return pipeline, training_job
 
 
+DEFAULT_WINDOW = 2  # spans a local continuous run trains on
+
+
 def continuous_from_flags(args: argparse.Namespace):
   """The keyword arguments of the pipeline's Continuous group for --dataset=spans (None
   otherwise), checked without TensorFlow; build_pipeline makes the group."""
   from data import validation  # pylint: disable=g-import-not-at-top
   if args.dataset != datasets.SPANS:
     return None
-  if args.window < 1 or args.continue_steps < 0:
+  vertex = args.runner != "local"
+  local_only = (args.window, args.max_held_out_regression, args.max_class_regression)
+  if vertex and any(flag is not None for flag in local_only):
+    raise ValueError("--runner=vertex trains each run on the latest span (Vertex compiles only "
+                     "TFX's own resolvers): --window, --max_held_out_regression and "
+                     "--max_class_regression are local")
+  window = DEFAULT_WINDOW if args.window is None else args.window
+  if window < 1 or args.continue_steps < 0:
     raise ValueError("--window must be >= 1 and --continue_steps >= 0")
   regression = (args.max_ap_regression if args.max_held_out_regression is None
                 else args.max_held_out_regression)
-  return dict(window=args.window, continue_steps=args.continue_steps,
+  return dict(window=window, continue_steps=args.continue_steps,
               accept_anomalies=tuple(validation.check_accept_list(args.accept_anomaly)),
-              max_held_out_regression=regression)
+              max_held_out_regression=regression, tfx_strategies_only=vertex,
+              **({} if args.max_class_regression is None
+                 else {"max_class_regression": args.max_class_regression}))
+
+
+def schedule_path_of(spec_path: str) -> str:
+  """Where --schedule writes the schedule request: beside the spec."""
+  return os.path.splitext(spec_path)[0] + ".schedule.json"
 
 
 def compile_for_vertex(args: argparse.Namespace, pipeline, training_job, paths: Paths) -> int:
@@ -291,6 +313,15 @@ def compile_for_vertex(args: argparse.Namespace, pipeline, training_job, paths: 
   os.makedirs(os.path.dirname(os.path.abspath(args.vertex_spec)), exist_ok=True)
   vertex_runner.compile_pipeline(pipeline, image=args.vertex_image, output_path=args.vertex_spec)
   print(f"Vertex pipeline spec: {args.vertex_spec}")
+  schedule = None
+  if args.schedule:
+    schedule = vertex_runner.schedule_request(
+        args.vertex_spec, cron=args.schedule, display_name=args.pipeline_name,
+        pipeline_root=paths.pipeline_root, service_account=args.service_account or None)
+    schedule_path = schedule_path_of(args.vertex_spec)
+    with open(schedule_path, "w") as f:
+      json.dump(schedule, f, indent=1, sort_keys=True)
+    print(f"Vertex schedule ({args.schedule}): {schedule_path}")
   if args.dry_run:
     print("Beam args of the data stage:\n  " + "\n  ".join(pipeline.beam_pipeline_args))
     if training_job is not None:
@@ -303,6 +334,11 @@ def compile_for_vertex(args: argparse.Namespace, pipeline, training_job, paths: 
   if args.submit:
     if not args.gcp_project:
       raise ValueError("--submit needs --gcp_project")
+    if schedule is not None:
+      name = vertex_runner.create_schedule(schedule, project=args.gcp_project,
+                                           region=args.gcp_region)
+      print(f"Created the schedule: {name}")
+      return 0
     name = vertex_runner.submit(args.vertex_spec, project=args.gcp_project,
                                 region=args.gcp_region, pipeline_root=paths.pipeline_root,
                                 display_name=args.pipeline_name,
@@ -343,6 +379,8 @@ def run(args: argparse.Namespace) -> int:
     from retinanet import configs  # pylint: disable=g-import-not-at-top
     print("\n".join(configs.list_configs()))
     return 0
+  if args.schedule and args.runner == "local":
+    raise ValueError("--schedule needs --runner=vertex (a local run is scheduled by cron)")
   start = time.time()
   config = load_experiment_config(args)  # before TensorFlow loads: config errors come fast
   continuous = continuous_from_flags(args)  # (so do span flag errors)

@@ -45,6 +45,40 @@ def submit(spec_path: str, *, project: str, region: str, pipeline_root: str,
   return job.resource_name
 
 
+def schedule_request(spec_path: str, *, cron: str, display_name: str, pipeline_root: str,
+                     service_account: Optional[str] = None) -> Dict[str, Any]:
+  """The body of Vertex AI's `schedules.create` for a recurring run of a compiled pipeline
+  (REST v1 Schedule: cron, one run at a time, the PipelineJob to create each time).
+  Caching is off in every task: each run must look for the latest data span again, which a
+  cached data step would not."""
+  with open(spec_path) as f:
+    compiled = json.load(f)  # KubeflowV2DagRunner writes a PipelineJob
+  spec = compiled["pipelineSpec"]
+  for task in spec["root"]["dag"]["tasks"].values():
+    task.setdefault("cachingOptions", {})["enableCache"] = False
+  runtime = dict(compiled.get("runtimeConfig", {}), gcsOutputDirectory=pipeline_root)
+  job: Dict[str, Any] = {"displayName": display_name, "labels": compiled.get("labels", {}),
+                         "pipelineSpec": spec, "runtimeConfig": runtime}
+  if service_account:
+    job["serviceAccount"] = service_account
+  return {"displayName": display_name, "cron": cron, "maxConcurrentRunCount": "1",
+          "createPipelineJobRequest": {"pipelineJob": job}}
+
+
+def create_schedule(request: Dict[str, Any], *, project: str, region: str) -> str:
+  """Creates the schedule `schedule_request` described; returns its resource name."""
+  from google.cloud import aiplatform  # pylint: disable=g-import-not-at-top
+  from google.cloud.aiplatform_v1.types import Schedule  # pylint: disable=g-import-not-at-top
+  client = aiplatform.gapic.ScheduleServiceClient(
+      client_options={"api_endpoint": f"{region}-aiplatform.googleapis.com"})
+  parent = f"projects/{project}/locations/{region}"
+  request["createPipelineJobRequest"]["parent"] = parent
+  schedule = client.create_schedule(parent=parent, schedule=Schedule.from_json(
+      json.dumps(request)))
+  logger.info("Created the schedule %s (%s)", schedule.name, request["cron"])
+  return schedule.name
+
+
 def trainer_resources(accelerator_type: str, accelerator_count: int, cpu_limit: float = 0.0,
                       memory_limit_gb: float = 0.0):
   """The ResourceSpec the Trainer step requests on Vertex Pipelines (GPUs; pipeline

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Type
+from typing import Any, List, Type
 
 
 def is_remote(path: str) -> bool:
@@ -24,6 +24,18 @@ def _gfile():
 
 def exists(path: str) -> bool:
   return _gfile().exists(path) if is_remote(path) else os.path.exists(path)
+
+
+def is_dir(path: str) -> bool:
+  return _gfile().isdir(path) if is_remote(path) else os.path.isdir(path)
+
+
+def glob(pattern: str) -> List[str]:
+  """Paths matching a shell pattern (`*`), sorted; local or remote."""
+  if is_remote(pattern):
+    return sorted(_gfile().glob(pattern))
+  import glob as glob_lib  # pylint: disable=g-import-not-at-top
+  return sorted(glob_lib.glob(pattern))
 
 
 def is_file(path: str) -> bool:

@@ -44,3 +44,20 @@ def test_held_out_gate_refuses_forgetting_by_hand():
   assert decide_with_held_out(blessed, 0.1, None, 0.01) == blessed
   not_blessed = decide_blessing(0.1, 0.3, None, 0.01)
   assert decide_with_held_out(not_blessed, 0.5, 0.1, 0.01) == not_blessed
+
+
+def test_a_forgotten_class_refuses_even_when_the_mean_improves():
+  from retinanet.evaluation.blessing import decide_with_held_out, forgotten_classes
+  def entry(category_id, ap, gt=10):
+    return {"category_id": category_id, "name": f"c{category_id}", "AP": ap,
+            "num_ground_truth": gt}
+  baseline = [entry(1, 0.18), entry(2, 0.32), entry(3, 0.10), entry(4, None, gt=0)]
+  model = [entry(1, 0.40), entry(2, None), entry(3, 0.05), entry(4, None, gt=0)]
+  # Class 2 has ground truth but no valid AP (no detection): 0, a drop of 0.32 > 0.1;
+  # class 3 fell by 0.05 (within 0.1); class 4 has no ground truth.
+  forgotten = forgotten_classes(model, baseline, 0.1)
+  assert forgotten == [{"category_id": 2, "name": "c2", "AP": 0.0, "was": 0.32}]
+  decision = decide_with_held_out(decide_blessing(0.5, 0.3, 0.49, 0.01), 0.19, 0.18, 0.01,
+                                  forgotten)
+  assert not decision["blessed"] and "c2 0.0000 (was 0.3200)" in decision["reason"]
+  assert forgotten_classes(model, baseline, 0.35) == []
