@@ -134,8 +134,7 @@ class WarmStartStrategy(resolver.ResolverStrategy):
     blessed = [b.get_int_custom_property(layout.BlessingKeys.CURRENT_MODEL_ID)
                for b in input_dict["model_blessing"]
                if b.get_int_custom_property(layout.BlessingKeys.BLESSED) == 1]
-    index = warm_start_index(
-        [(m.id, m.get_int_custom_property(layout.ModelKeys.NEWEST_SPAN)) for m in models], blessed,
-        _this_span(input_dict))
+    trained = [(m.id, m.get_int_custom_property(layout.ModelKeys.NEWEST_SPAN)) for m in models]
+    index = warm_start_index(trained, blessed, _this_span(input_dict))
     return {"model": [] if index is None else [models[index]],
             "model_blessing": [], "examples": input_dict.get("examples", [])}

@@ -37,7 +37,8 @@ SPANS_FLAGS = ["--runner=vertex", "--vertex_image=us-docker.pkg.dev/p/r/retinane
                "--gcs_root=gs://b/rn", "--dataset=spans",
                "--span_pattern=gs://b/drops/span-{SPAN}", "--continue_steps=300",
                "--schedule=TZ=UTC 0 6 * * 1"]
-CASES = {"scale-out spec": (FLAGS, GOLDEN, False), "spans schedule": (SPANS_FLAGS, SPANS_GOLDEN, True)}
+CASES = {"scale-out spec": (FLAGS, GOLDEN, False),
+         "spans schedule": (SPANS_FLAGS, SPANS_GOLDEN, True)}
 
 
 def compile_spec(output_path: str, flags=FLAGS, schedule: bool = False) -> str:

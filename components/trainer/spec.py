@@ -8,7 +8,8 @@ from components.trainer.request import TrainerRequest
 
 
 class TrainerSpec(ComponentSpec):
-  """Examples (one artifact, or a window of spans) + label map + request in; a trained model and its run logs out."""
+  """Examples (one artifact, or a window of spans) + label map + request in; a trained model
+  and its run logs out."""
   PARAMETERS = TrainerRequest.spec_parameters()
   INPUTS = {
       "examples": ChannelParameter(type=standard_artifacts.Examples),
