@@ -346,8 +346,10 @@ def blocking_message(payload: Mapping[str, Any], path: Optional[str] = None) -> 
   if not blocking:
     return ""
   where = f" (report: {path})" if path else ""
-  kinds = ", ".join(sorted({a["kind"] for a in blocking}))
+  kinds = sorted({a["kind"] for a in blocking})
   details = "; ".join(a["message"] for a in blocking)
-  return (f"data validation of span {payload['span']} found {kinds}: {details}. Training "
-          f"refused{where}; fix the span, or accept with --accept_anomaly="
-          f"{sorted({a['kind'] for a in blocking})[0]} if it is intended")
+  acceptable = [k for k in kinds if k in ACCEPTABLE_KINDS]
+  hint = (f"fix the span, or accept with --accept_anomaly={acceptable[0]} if it is intended"
+          if acceptable else "an empty span cannot be trained on: fix or remove it")
+  return (f"data validation of span {payload['span']} found {', '.join(kinds)}: {details}. "
+          f"Training refused{where}; {hint}")

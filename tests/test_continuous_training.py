@@ -8,7 +8,8 @@
          anomaly named in the console summary and in MLMD;
   run 4: span 4 no longer labels one class (its class drift accepted knowingly) and is
          trained alone (window 1): the held-out set (span 1's val) shows that class
-         forgotten, and the blessing refuses the model.
+         forgotten, and the blessing refuses the model;
+  run 5: an empty span is refused before training.
 """
 import json
 import os
@@ -174,3 +175,10 @@ def test_spans_warm_start_window_gate_cache_and_forgetting(tmp_path, capsys):
   assert drops_by_class[forgotten["category_id"]] > 0.05, held_out
   schema = _latest(store, "Schema")
   assert schema.custom_properties["accepted_anomalies"].string_value == "class_drift"
+
+  # Run 5: an empty drop converts and is refused before training as empty_span.
+  sample_data.generate_sample_dataset(str(drops / "span-5"), num_train=0, num_val=0,
+                                      image_size=(128, 128), seed=5)
+  with pytest.raises(RuntimeError, match="empty_span: the span has no images"):
+    cli.main(lenient)
+  assert "REFUSED span 5" in capsys.readouterr().out

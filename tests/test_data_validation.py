@@ -130,3 +130,6 @@ def test_files_round_trip_and_the_refusal_names_span_kind_and_numbers(schema_and
   message = v.blocking_message(payload, "/x/anomalies.json")
   assert "span 3" in message and "unknown_category_id" in message and "99 (5 boxes)" in message
   assert v.blocking_message(v.anomalies_json(3, [anomaly], [anomaly], 1)) == ""
+  empty = v.blocking_message(v.anomalies_json(4, [v.Anomaly(v.EMPTY_SPAN, "", "no images")], [],
+                                              schema_span=1))
+  assert "empty_span" in empty and "--accept_anomaly" not in empty
