@@ -119,10 +119,23 @@ def _examples_of(producer: str) -> Channel:
                  output_key="examples")
 
 
+@dataclasses.dataclass(frozen=True)
+class _ContinuousNodes:
+  """The nodes Continuous adds; no window or held-out set with TFX's strategies only."""
+  schema: BaseNode
+  validator: BaseNode
+  window: Optional[BaseNode] = None
+  held_out: Optional[BaseNode] = None
+
+  def nodes(self) -> List[BaseNode]:
+    return [n for n in (self.schema, self.validator, self.window, self.held_out)
+            if n is not None]
+
+
 def _continuous_stages(example_gen: BaseNode, statistics: BaseNode, continuous: Continuous,
-                       versions: Mapping[str, str]) -> List[BaseNode]:
-  """[the current schema's Resolver, DataValidator, the window's Resolver, the held-out
-  span's Resolver] (Continuous)."""
+                       versions: Mapping[str, str]) -> _ContinuousNodes:
+  """The current schema's Resolver, DataValidator, the window's and the held-out span's
+  Resolvers (Continuous)."""
   schemas = Channel(type=standard_artifacts.Schema,
                     producer_component_id=stages.VALIDATION.node_id, output_key="schema")
   if continuous.tfx_strategies_only:
@@ -140,7 +153,7 @@ def _continuous_stages(example_gen: BaseNode, statistics: BaseNode, continuous: 
       code_version=versions.get(stages.VALIDATION.node_id, "")
   ).with_id(stages.VALIDATION.node_id)
   if continuous.tfx_strategies_only:
-    return [schema, validator]
+    return _ContinuousNodes(schema, validator)
   window = Resolver(
       strategy_class=resolvers.SpanWindowStrategy, config={"num_spans": continuous.window},
       examples=_examples_of(stages.DATA.node_id),
@@ -153,7 +166,7 @@ def _continuous_stages(example_gen: BaseNode, statistics: BaseNode, continuous: 
                       examples=_examples_of(stages.DATA.node_id)
                       ).with_id(stages.HELD_OUT_RESOLVER)
   held_out.add_upstream_node(example_gen)  # the first run's span is its own held-out set
-  return [schema, validator, window, held_out]
+  return _ContinuousNodes(schema, validator, window, held_out)
 
 
 def _baseline_resolver() -> BaseNode:
@@ -175,17 +188,16 @@ def _warm_start_resolver(example_gen: BaseNode) -> BaseNode:
 
 
 def _training_stage(example_gen: BaseNode, statistics: BaseNode, training: Training,
-                    request: TrainerRequest, continuous_nodes: List[BaseNode],
+                    request: TrainerRequest, continuous_nodes: Optional[_ContinuousNodes],
                     baseline: BaseNode) -> List[BaseNode]:
   """[the base model's Importer (fine-tuning only), the Trainer]."""
   nodes: List[BaseNode] = []
   base_model = None
   examples, anomalies = example_gen.outputs["examples"], None
   if continuous_nodes:
-    validator = continuous_nodes[1]
-    anomalies = validator.outputs["anomalies"]
-    if len(continuous_nodes) > 2:  # the window of spans (not with TFX's strategies only)
-      examples = continuous_nodes[2].outputs["examples"]
+    anomalies = continuous_nodes.validator.outputs["anomalies"]
+    if continuous_nodes.window is not None:
+      examples = continuous_nodes.window.outputs["examples"]
     base_model = baseline.outputs["model"]  # the warm start (none before the first blessing)
   elif training.base_model_uri:
     importer = Importer(source_uri=training.base_model_uri,
@@ -204,13 +216,13 @@ def _training_stage(example_gen: BaseNode, statistics: BaseNode, training: Train
 
 def _serving_stages(example_gen: BaseNode, trainer: BaseNode, baseline: BaseNode,
                     serving: Serving, versions: Mapping[str, str],
-                    continuous_nodes: List[BaseNode],
+                    continuous_nodes: Optional[_ContinuousNodes],
                     continuous: Optional[Continuous]) -> List[BaseNode]:
   """[the Evaluator, the Pusher]."""
   overrides_json = json.dumps(dict(serving.postprocess_overrides), sort_keys=True)
   held_out = {}
-  if len(continuous_nodes) > 2:
-    held_out = {"held_out_examples": continuous_nodes[-1].outputs["examples"],
+  if continuous_nodes and continuous_nodes.held_out is not None:
+    held_out = {"held_out_examples": continuous_nodes.held_out.outputs["examples"],
                 "max_held_out_regression": continuous.max_held_out_regression,
                 "max_class_regression": continuous.max_class_regression}
   evaluator = RetinaNetEvaluator(
@@ -248,7 +260,7 @@ def create_pipeline(*, pipeline_name: str, pipeline_root: str, dataset: DatasetP
   request = dataclasses.replace(training.request, config_json=config_json,
                                 code_version=versions.get(stages.TRAINER.node_id, ""),
                                 resume_dir=resume_dir(pipeline_root))
-  continuous_nodes: List[BaseNode] = []
+  continuous_nodes: Optional[_ContinuousNodes] = None
   if continuous is not None:
     if training.base_model_uri:
       raise ValueError("continuous training warm-starts from its own latest blessed model; "
@@ -263,7 +275,8 @@ def create_pipeline(*, pipeline_name: str, pipeline_root: str, dataset: DatasetP
   # (The baseline is listed before the Trainer only when it feeds it: TFX sorts the nodes
   # topologically, keeping this order among independent ones.)
   resolved = [baseline, *training_nodes] if continuous_nodes else [*training_nodes, baseline]
-  components = [example_gen, statistics, *continuous_nodes, *resolved,
+  components = [example_gen, statistics,
+                *(continuous_nodes.nodes() if continuous_nodes else []), *resolved,
                 *_serving_stages(example_gen, training_nodes[-1], baseline, serving, versions,
                                  continuous_nodes, continuous)]
   return tfx_pipeline.Pipeline(
