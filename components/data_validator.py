@@ -20,7 +20,7 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
-from components.artifacts import BoxStatistics, LabelMap
+from components.artifacts import BoxStatistics, LabelMap, examples_span
 from components.resolvers import SCHEMA_CHANGED
 from data import validation
 from retinanet import coco
@@ -63,7 +63,7 @@ def DataValidator(  # pylint: disable=invalid-name
   del code_version
   thresholds = validation.ValidationThresholds(class_linf, box_size_js, range_margin)
   accept = validation.check_accept_list([k for k in accept_anomalies.split(",") if k])
-  span = int(examples.span or 0)
+  span = examples_span(examples)
   labels = coco.load_label_map(os.path.join(label_map.uri, layout.LABEL_MAP_FILE))
   report = fileio.read_json(os.path.join(statistics.uri, layout.BOX_STATISTICS_REPORT_FILE))
   stats = validation.span_statistics(report, labels)
@@ -86,7 +86,7 @@ def DataValidator(  # pylint: disable=invalid-name
       updated, move_reference = validation.accept(current, stats, accepted, thresholds)
       _write_schema(schema, updated, stats if move_reference else reference, span=span,
                     schema_span=span if move_reference else schema_span, changed=True,
-                    accepted=",".join(sorted({a.kind for a in accepted})))
+                    accepted=validation.kinds_text(accepted))
     else:
       _write_schema(schema, current, reference, span=span, schema_span=schema_span,
                     changed=False, accepted="")
@@ -99,9 +99,9 @@ def DataValidator(  # pylint: disable=invalid-name
   anomalies.span = span
   anomalies.set_int_custom_property(layout.ValidationKeys.SPAN, span)
   anomalies.set_string_custom_property(layout.ValidationKeys.ANOMALY_KINDS,
-                                       ",".join(sorted({a.kind for a in found})))
+                                       validation.kinds_text(found))
   anomalies.set_string_custom_property(layout.ValidationKeys.ACCEPTED,
-                                       ",".join(sorted({a.kind for a in accepted})))
+                                       validation.kinds_text(accepted))
   anomalies.set_int_custom_property(layout.ValidationKeys.BLOCKING,
                                     int(bool(payload["blocking"])))
   anomalies.set_string_custom_property(layout.ValidationKeys.MESSAGE,

@@ -289,6 +289,11 @@ def split_accepted(anomalies: Sequence[Anomaly], accepted: Sequence[str]
           [a for a in anomalies if a.kind not in accepted])
 
 
+def kinds_text(anomalies: Sequence[Anomaly]) -> str:
+  """The anomalies' kinds, sorted and comma-separated (as MLMD records them)."""
+  return ",".join(sorted({a.kind for a in anomalies}))
+
+
 def report_lines(span: int, anomalies: Sequence[Anomaly], accepted: Sequence[Anomaly]
                  ) -> List[str]:
   """The console report of a validation: one line per anomaly."""

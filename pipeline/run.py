@@ -274,9 +274,6 @@ def build_pipeline(args: argparse.Namespace, paths: Paths, config, continuous=No
   return pipeline, training_job
 
 
-DEFAULT_WINDOW = 2  # spans a local continuous run trains on
-
-
 def continuous_from_flags(args: argparse.Namespace):
   """The keyword arguments of the pipeline's Continuous group for --dataset=spans (None
   otherwise), checked without TensorFlow; build_pipeline makes the group."""
@@ -289,16 +286,16 @@ def continuous_from_flags(args: argparse.Namespace):
     raise ValueError("--runner=vertex trains each run on the latest span (Vertex compiles only "
                      "TFX's own resolvers): --window, --max_held_out_regression and "
                      "--max_class_regression are local")
-  window = DEFAULT_WINDOW if args.window is None else args.window
-  if window < 1 or args.continue_steps < 0:
+  if (args.window is not None and args.window < 1) or args.continue_steps < 0:
     raise ValueError("--window must be >= 1 and --continue_steps >= 0")
   regression = (args.max_ap_regression if args.max_held_out_regression is None
                 else args.max_held_out_regression)
-  return dict(window=window, continue_steps=args.continue_steps,
+  given = {"window": args.window, "max_class_regression": args.max_class_regression}
+  # Flags left out take Continuous's defaults (one definition, in pipeline/pipeline.py).
+  return dict(continue_steps=args.continue_steps,
               accept_anomalies=tuple(validation.check_accept_list(args.accept_anomaly)),
               max_held_out_regression=regression, tfx_strategies_only=vertex,
-              **({} if args.max_class_regression is None
-                 else {"max_class_regression": args.max_class_regression}))
+              **{key: value for key, value in given.items() if value is not None})
 
 
 def schedule_path_of(spec_path: str) -> str:
