@@ -9,7 +9,7 @@ checkpoint into this evaluation's artifact and evaluated instead.
 
 Blessed when AP (IoU 0.50:0.95) >= `min_ap` and, if a previously blessed
 model of this pipeline exists (the `baseline_model` input, resolved from MLMD
-by LatestBlessedModelStrategy), the new AP is not worse than the baseline's AP
+by the latest-blessed-model resolver), the new AP is not worse than the baseline's AP
 on the same split, with the same post-processing, by more than
 `max_ap_regression`. The blessing records exactly what was evaluated (model
 artifact id, SavedModel path and content digest, post-processing): the Pusher

@@ -17,8 +17,6 @@ from tfx.dsl.components.base.base_node import BaseNode
 from tfx.dsl.components.common.importer import Importer
 from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.input_resolution.strategies.latest_artifact_strategy import LatestArtifactStrategy
-from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
-    LatestBlessedModelStrategy)
 from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.types import standard_artifacts
 from tfx.types.channel import Channel
@@ -80,20 +78,24 @@ class Continuous:
   thresholds: ValidationThresholds = ValidationThresholds()
   max_held_out_regression: float = DEFAULT_THRESHOLDS.max_ap_regression
   max_class_regression: float = DEFAULT_MAX_CLASS_REGRESSION
-  # Vertex's compiler takes only TFX's own resolver strategies: then each run trains on
-  # the latest span alone (no window, no held-out set), validated against the latest
-  # schema, warm-started from the latest blessed model.
-  tfx_strategies_only: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
 class Orchestration:
   """How the pipeline runs: Beam args of the data stages, caching, the components' code
-  fingerprints ({node id: fingerprint}, pipeline/code_version.py) and the MLMD store."""
+  fingerprints ({node id: fingerprint}, pipeline/code_version.py), the MLMD store, and
+  whether the orchestrator takes only TFX's own resolver strategies.
+
+  Vertex's compiler takes only TFX's own strategies (`tfx_strategies_only`): the baseline
+  is then TFX's LatestBlessedModelStrategy, and continuous training trains each run on
+  the latest span alone (no window, no held-out set), validated against the latest
+  schema, warm-started from the latest blessed model. The local orchestrator runs the
+  custom strategies of components/resolvers.py."""
   beam_pipeline_args: Tuple[str, ...] = ()
   enable_cache: bool = True
   code_versions: Mapping[str, str] = dataclasses.field(default_factory=dict)
   metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None
+  tfx_strategies_only: bool = False
 
 
 def _data_stages(dataset: DatasetPaths, config_json: str,
@@ -133,12 +135,12 @@ class _ContinuousNodes:
 
 
 def _continuous_stages(example_gen: BaseNode, statistics: BaseNode, continuous: Continuous,
-                       versions: Mapping[str, str]) -> _ContinuousNodes:
+                       versions: Mapping[str, str], tfx_strategies_only: bool) -> _ContinuousNodes:
   """The current schema's Resolver, DataValidator, the window's and the held-out span's
   Resolvers (Continuous)."""
   schemas = Channel(type=standard_artifacts.Schema,
                     producer_component_id=stages.VALIDATION.node_id, output_key="schema")
-  if continuous.tfx_strategies_only:
+  if tfx_strategies_only:
     schema = Resolver(strategy_class=LatestArtifactStrategy, schema=schemas
                       ).with_id(stages.SCHEMA_RESOLVER)
   else:
@@ -152,7 +154,7 @@ def _continuous_stages(example_gen: BaseNode, statistics: BaseNode, continuous: 
       box_size_js=t.box_size_js, range_margin=t.range_margin,
       code_version=versions.get(stages.VALIDATION.node_id, "")
   ).with_id(stages.VALIDATION.node_id)
-  if continuous.tfx_strategies_only:
+  if tfx_strategies_only:
     return _ContinuousNodes(schema, validator)
   window = Resolver(
       strategy_class=resolvers.SpanWindowStrategy, config={"num_spans": continuous.window},
@@ -169,10 +171,15 @@ def _continuous_stages(example_gen: BaseNode, statistics: BaseNode, continuous: 
   return _ContinuousNodes(schema, validator, window, held_out)
 
 
-def _baseline_resolver() -> BaseNode:
+def _baseline_resolver(tfx_strategies_only: bool) -> BaseNode:
   """The latest blessed model: the Evaluator's baseline."""
+  strategy = resolvers.LatestBlessedStrategy
+  if tfx_strategies_only:
+    # Its module imports every standard TFX component (10.7 s), hence only here.
+    from tfx.dsl.input_resolution.strategies import latest_blessed_model_strategy  # pylint: disable=g-import-not-at-top
+    strategy = latest_blessed_model_strategy.LatestBlessedModelStrategy
   return Resolver(
-      strategy_class=LatestBlessedModelStrategy,
+      strategy_class=strategy,
       model=Channel(type=standard_artifacts.Model),
       model_blessing=Channel(type=standard_artifacts.ModelBlessing)
   ).with_id(stages.BASELINE_RESOLVER)
@@ -266,10 +273,11 @@ def create_pipeline(*, pipeline_name: str, pipeline_root: str, dataset: DatasetP
       raise ValueError("continuous training warm-starts from its own latest blessed model; "
                        "it takes no base model to fine-tune from")
     request = dataclasses.replace(request, continue_steps=continuous.continue_steps)
-    continuous_nodes = _continuous_stages(example_gen, statistics, continuous, versions)
+    continuous_nodes = _continuous_stages(example_gen, statistics, continuous, versions,
+                                          orchestration.tfx_strategies_only)
   baseline = (_warm_start_resolver(example_gen)
-              if continuous_nodes and not continuous.tfx_strategies_only
-              else _baseline_resolver())
+              if continuous_nodes and not orchestration.tfx_strategies_only
+              else _baseline_resolver(orchestration.tfx_strategies_only))
   training_nodes = _training_stage(example_gen, statistics, training, request,
                                    continuous_nodes, baseline)
   # (The baseline is listed before the Trainer only when it feeds it: TFX sorts the nodes

@@ -266,7 +266,8 @@ def build_pipeline(args: argparse.Namespace, paths: Paths, config, continuous=No
       beam_pipeline_args=tuple(beam_options.beam_args(args, annotation_files)),
       enable_cache=not args.no_cache, code_versions=component_code_versions(),
       metadata_connection_config=(local_runner.metadata_config(paths.metadata_path)
-                                  if paths.local else None))
+                                  if paths.local else None),
+      tfx_strategies_only=not paths.local)
   pipeline = pipeline_lib.create_pipeline(
       pipeline_name=args.pipeline_name, pipeline_root=paths.pipeline_root, dataset=dataset,
       config=config, serving=serving, training=training, orchestration=orchestration,
@@ -294,7 +295,7 @@ def continuous_from_flags(args: argparse.Namespace):
   # Flags left out take Continuous's defaults (one definition, in pipeline/pipeline.py).
   return dict(continue_steps=args.continue_steps,
               accept_anomalies=tuple(validation.check_accept_list(args.accept_anomaly)),
-              max_held_out_regression=regression, tfx_strategies_only=vertex,
+              max_held_out_regression=regression,
               **{key: value for key, value in given.items() if value is not None})
 
 

@@ -85,7 +85,7 @@ def test_vertex_spec_compiles_offline_with_every_component(tmp_path):
   from pipeline import vertex_runner
   p = _pipeline(
       orchestration=pipeline_lib.Orchestration(
-          beam_pipeline_args=("--runner=DataflowRunner", "--project=p")),
+          beam_pipeline_args=("--runner=DataflowRunner", "--project=p"), tfx_strategies_only=True),
       serving=pipeline_lib.Serving(serving_dir="gs://b/serving",
                                    postprocess_overrides={"nms_mode": "global_soft"}),
       training=pipeline_lib.Training(base_model_uri="gs://b/serving/1"))

@@ -33,3 +33,35 @@ def test_warm_start_is_the_newest_blessed_model_of_earlier_spans():
   assert r.warm_start_index(models, [1, 3], 3) == 0   # model 2 not blessed
   assert r.warm_start_index(models, [1, 2, 3], 3) == 1
   assert r.warm_start_index(models, [1, 2, 3], 9) == 2
+
+
+def _artifact(artifact_type, artifact_id: int, **properties):
+  artifact = artifact_type()
+  artifact.id = artifact_id
+  for key, value in properties.items():
+    artifact.set_int_custom_property(key, value)
+  return artifact
+
+
+def test_latest_blessed_agrees_with_tfx_latest_blessed_model_strategy():
+  from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+      LatestBlessedModelStrategy)
+  from tfx.types import standard_artifacts
+  from retinanet import layout
+  keys = layout.BlessingKeys
+  assert r.latest_blessed_index([3, 8, 5], [3, 5]) == 2 and r.latest_blessed_index([3], []) is None
+  models = [_artifact(standard_artifacts.Model, i) for i in (1, 2, 3, 4)]
+  cases = {
+      "none blessed": [(10, 1, 0), (11, 2, 0)],
+      "newest blessed is not the newest model": [(10, 1, 1), (11, 3, 1), (12, 4, 0)],
+      "blessed twice, unblessed once": [(10, 2, 1), (11, 2, 0), (12, 2, 1), (13, 1, 1)],
+      "no blessing yet": [],
+  }
+  for name, blessings in cases.items():
+    inputs = lambda: {"model": list(models), "model_blessing": [  # noqa: E731
+        _artifact(standard_artifacts.ModelBlessing, i,
+                  **{keys.CURRENT_MODEL_ID: m, keys.BLESSED: b}) for i, m, b in blessings]}
+    ours = r.LatestBlessedStrategy().resolve_artifacts(None, inputs())
+    theirs = LatestBlessedModelStrategy().resolve_artifacts(None, inputs())
+    assert ({k: [a.id for a in v] for k, v in ours.items()}
+            == {k: [a.id for a in v] for k, v in theirs.items()}), name
