@@ -22,7 +22,8 @@ find_python310() {
   return 1
 }
 
-want="$(sha256sum "$LOCK" | cut -d' ' -f1)"
+# The stamp: the lock's digest and how it is installed (bump the suffix when that changes).
+want="$(sha256sum "$LOCK" | cut -d' ' -f1)-bytecode"
 if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   exit 0
 fi
@@ -40,7 +41,11 @@ rm -rf "$VENV"
 "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
 # The lock pins every transitive version with hashes: no resolution happens here.
-"$VENV/bin/uv" pip install --python "$VENV/bin/python" --require-hashes --no-deps -r "$LOCK"
+# --compile-bytecode writes every module's .pyc now: where PYTHONDONTWRITEBYTECODE is set
+# (as on the 2-core CI machines), each interpreter would otherwise compile TensorFlow, TFX
+# and Beam from source again, about 10 s per process (BENCHMARKS.md "Start-up").
+"$VENV/bin/uv" pip install --python "$VENV/bin/python" --require-hashes --no-deps \
+  --compile-bytecode -r "$LOCK"
 # Make the repository's packages importable (also in Beam worker processes).
 "$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
   | xargs -I{} sh -c 'echo "$1" > "{}/retinanet_tfx_repo.pth"' _ "$ROOT"
