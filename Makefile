@@ -19,6 +19,10 @@ browser:
 run: env
 	$(PY) run_pipeline.py --runner=local $(ARGS)
 
+# The BENCHMARKS.md sections that fit in an hour on 2 cores (benchmarks/run_all.py).
+bench: env
+	$(PY) benchmarks/run_all.py $(ARGS)
+
 # Continuous training on three generated data drops (scripts/continuous_demo.sh).
 demo-continuous: env
 	scripts/continuous_demo.sh $(ARGS)

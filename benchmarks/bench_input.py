@@ -13,9 +13,9 @@ setting, three pipelines built by retinanet/dataloader:
 Settings: the sample-data config (256 x 256 images and input, batch 16) and
 COCO-like 480 x 640 images into a 640 x 640 input (batch 8).
 
-    .venv/bin/python benchmarks/bench_input.py [--num_images 96] [--batches 30]
+    .venv/bin/python benchmarks/bench_input.py [--num_images 96] [--batches 30] [--write_markdown]
 
-Prints a markdown table for BENCHMARKS.md "## Input pipeline".
+Writes the "## Input pipeline" section of BENCHMARKS.md with --write_markdown.
 """
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ from retinanet import config as config_lib  # noqa: E402
 from retinanet.dataloader import decoder, input_reader  # noqa: E402
 from retinanet.task import RetinaNetTask  # noqa: E402
 
+HEADING = "## Input pipeline"
 SETTINGS = (
     # name, image (height, width), model input, batch size
     ("sample 256", (256, 256), 256, 16),
@@ -121,7 +122,9 @@ def main(argv: Sequence[str]) -> int:
   parser.add_argument("--num_images", type=int, default=96)
   parser.add_argument("--batches", type=int, default=30)
   parser.add_argument("--work_dir", default="")
+  parser.add_argument("--write_markdown", action="store_true")
   args = parser.parse_args(argv)
+  load_start, start = common.load_average(), time.time()
   root = args.work_dir or tempfile.mkdtemp(prefix="bench_input_")
   print(f"TF {tf.__version__}, {os.cpu_count()} CPUs, load average before: "
         f"{common.load_average()[0]:.2f}", flush=True)
@@ -137,14 +140,22 @@ def main(argv: Sequence[str]) -> int:
                    batch_size, pipeline, wall, cpu_ms))
       print(f"{name} {pipeline}: {wall:.1f} img/s, {cpu_ms:.1f} CPU ms/image (runs "
             f"{', '.join(f'{w:.1f}/{c:.1f}' for w, c in runs)})", flush=True)
-  print(f"\nload average after: {common.load_average()[0]:.2f}\n")
   cores = os.cpu_count() or 1
-  print(f"| setting | images | input | batch | pipeline | img/s (wall) | CPU ms / image "
-        f"| img/s if {cores} cores were free |")
-  print("|---|---|---|---|---|---|---|---|")
+  lines = [
+      HEADING, "",
+      common.run_header(common.command_line("bench_input.py", argv), time.time() - start,
+                        load_start, common.load_average()) + ".", "",
+      "The tf.data pipelines of `retinanet/dataloader` on their own (no model), on sample-shapes "
+      f"records converted by the data stage ({args.num_images} images, GZIP); median of 3 runs "
+      f"of {args.batches} batches after warm-up. \"img/s if {cores} cores were free\" = "
+      f"{cores} / CPU seconds per image.", "",
+      f"| setting | images | input | batch | pipeline | img/s (wall) | CPU ms / image "
+      f"| img/s if {cores} cores were free |",
+      "|---|---|---|---|---|---|---|---|"]
   for name, image, size, batch, pipeline, wall, cpu_ms in rows:
-    print(f"| {name} | {image} | {size} | {batch} | {pipeline} | {wall:.1f} | {cpu_ms:.1f} | "
-          f"{1000.0 * cores / cpu_ms:.0f} |")
+    lines.append(f"| {name} | {image} | {size} | {batch} | {pipeline} | {wall:.1f} | "
+                 f"{cpu_ms:.1f} | {1000.0 * cores / cpu_ms:.0f} |")
+  common.publish("\n".join(lines), HEADING, args.write_markdown)
   return 0
 
 

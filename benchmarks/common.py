@@ -178,14 +178,42 @@ def graph_flops(fn: Callable[[tf.Tensor], object], input_spec: tf.TensorSpec) ->
   return int(profile.total_float_ops)
 
 
-def update_markdown_section(section: str, heading: str, path: str = BENCHMARKS_MD) -> None:
-  """Replaces the `heading` section of BENCHMARKS.md (up to the next "## ") or appends it.
+def code_commit() -> str:
+  """The checkout's commit (short hash), "+changes" when the code differs from it."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+
+  def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+  commit = git("rev-parse", "--short=7", "HEAD") or "unknown"
+  changed = git("status", "--porcelain", "--untracked-files=no", "--", *CODE_DIRS)
+  return commit + ("+changes" if changed else "")
+
+
+# What a measurement depends on: a change under these makes a section out of date.
+CODE_DIRS = ("retinanet", "data", "components", "pipeline", "benchmarks", "run_pipeline.py",
+             "requirements", "scripts")
+PROVENANCE_PREFIX = "_Measured at commit "
+
+
+def provenance_line(command: str) -> str:
+  """The line under each section's heading: the commit, date, machine and command."""
+  return (f"{PROVENANCE_PREFIX}`{code_commit()}` on {time.strftime('%Y-%m-%d')}, "
+          f"{machine_description()}, by `{command}`._")
+
+
+def update_markdown_section(section: str, heading: str, path: str = BENCHMARKS_MD,
+                            command: Optional[str] = None) -> None:
+  """Replaces the `heading` section of BENCHMARKS.md (up to the next "## ") or appends it,
+  with the provenance line (commit, date, machine, `command`: this run's) under the heading.
 
   Other sections are written concurrently by other scripts: the file is
   re-read right before the write and only this section's text changes.
   """
   if not section.startswith(heading + "\n"):
     raise ValueError(f"section must start with its heading line {heading!r}")
+  command = command or command_line(os.path.basename(sys.argv[0]))
+  body = section[len(heading) + 1:].lstrip("\n")
+  section = f"{heading}\n\n{provenance_line(command)}\n\n{body}"
   text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
   pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
   if pattern.search(text):

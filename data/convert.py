@@ -127,7 +127,7 @@ GZIP_LEVEL = 0
 # thousand images on, and the shard writers parallelize across processes:
 # above MULTI_PROCESSING_MIN_BYTES of annotation JSON (COCO: ~3.8 KB per image,
 # so ~5,000 images) local runs use one worker process per core
-# (BENCHMARKS.md "## Data stage at COCO scale"). Dataflow for more.
+# (docs/benchmarks-history.md "## Data stage at COCO scale"). Dataflow for more.
 LOCAL_RUNNER = "FnApiRunner"
 DEFAULT_DIRECT_ARGS = ("--direct_running_mode=in_memory",)
 MULTI_PROCESSING_MIN_BYTES = 20 * 2**20

@@ -62,7 +62,7 @@ ACCEPTABLE_KINDS = tuple(k for k in ANOMALY_KINDS if k != EMPTY_SPAN)
 class ValidationThresholds:
   """How far a span may move from the schema's reference span before it is an anomaly.
 
-  Measured between sample-data spans of different seeds (BENCHMARKS.md): class L-inf
+  Measured between sample-data spans of different seeds: class L-inf
   <= 0.05 and box-size JS <= 0.02 for 40 images per span; the defaults leave room for
   that noise and catch a class that disappears or boxes that double in size.
   """

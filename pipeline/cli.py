@@ -177,7 +177,7 @@ def _beam_flags(g) -> None:
   g.add_argument("--direct_mode", choices=("in_memory", "multi_processing"), default=None,
                  help="DirectRunner running mode (default: in_memory for small data, "
                       "multi_processing with a worker per core above 20 MB of annotation "
-                      "JSON; see BENCHMARKS.md).")
+                      "JSON; see BENCHMARKS.md \"Data stage\").")
   g.add_argument("--dataflow", action="store_true",
                  help="Run the Beam data stage on Dataflow (needs --gcp_project, --gcp_region, "
                       "--gcs_root).")

@@ -104,7 +104,7 @@ def test_import_writes_a_model_dir_that_loads_with_the_coco_label_map(tmp_path, 
 
 def test_shipped_finetune_config_is_model_gardens_published_network():
   """With 91 classes it has exactly the trainable parameter count Model Garden publishes for
-  retinanet_resnetfpn_coco (34,091,159; BENCHMARKS.md "Model size")."""
+  retinanet_resnetfpn_coco (34,091,159; docs/model-size.md)."""
   from retinanet import configs
   config = configs.load_named_config("finetune/retinanet-r50-640-modelgarden-b16")
   model_config = dataclasses.replace(config.model, num_classes=91)

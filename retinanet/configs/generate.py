@@ -57,7 +57,7 @@ finishes in minutes on a 2-core CPU (see BENCHMARKS.md). Its box loss is the anc
 scaled variant with its own consistent loss settings (variances 0.1/0.1/0.2/0.2, Huber
 delta 1, weight 1): on this 500-step task it reaches the old mixed convention's AP,
 where Model Garden's unscaled settings lose 0.02-0.05 AP, all of it localization
-(BENCHMARKS.md "Box-loss convention on the main job"). sample/mobile keeps Model
+(docs/benchmarks-history.md "Box-loss convention on the main job"). sample/mobile keeps Model
 Garden's settings, with which its figures were measured.
 """
 from __future__ import annotations

@@ -11,8 +11,8 @@ TFRecords keep original category ids, is_crowd and area).
 Two COCOeval backends with the same API and results (`BACKENDS`):
 `faster_coco_eval` (default: pycocotools' algorithm in C++, its 12 numbers and
 precision array equal pycocotools' to float rounding, about 12x faster on
-COCO-like data, see BENCHMARKS.md) and `pycocotools` (the reference; tests
-compare the two). Everything here is numpy + COCOeval (no tensors);
+COCO-like data: BENCHMARKS.md "COCO evaluation backends") and `pycocotools`
+(the reference; tests compare the two). Everything here is numpy + COCOeval (no tensors);
 `tf.io.gfile` is used only for file I/O so that paths may be local or gs://.
 """
 from __future__ import annotations

@@ -80,7 +80,7 @@ class TrainLoopOptions:
   all-reduces and the optimizer update stay outside); with synchronized batch
   norm under a multi-device strategy that needs XLA collectives (TPU).
   Measured on this CPU, XLA is slower than the default oneDNN kernels
-  (BENCHMARKS.md, Training).
+  (BENCHMARKS.md "Training").
   """
   global_batch_size: int
   total_steps: int
