@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  pylint: disable=g-import-not-at-top
@@ -45,13 +46,34 @@ def tree_rss_bytes(pid: int) -> int:
   return total
 
 
-def stage_seconds(metadata_path: str) -> Dict[str, float]:
-  """Wall seconds per pipeline node, from MLMD execution create/update times."""
+def stage_times(metadata_path: str) -> Dict[str, Tuple[float, float]]:
+  """(start, end) epoch seconds per pipeline node, from MLMD execution create/update times."""
   from pipeline import metadata_queries  # pylint: disable=g-import-not-at-top
   store = metadata_queries.open_store(metadata_path)
   types = {t.id: t.name.split(".")[-1] for t in store.get_execution_types()}
-  return {types[e.type_id]: (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000
+  return {types[e.type_id]: (e.create_time_since_epoch / 1000, e.last_update_time_since_epoch / 1000)
           for e in store.get_executions()}
+
+
+def logged_seconds(lines: List[str], pattern: str) -> float:
+  """The sum of the numbers the (one-group) regex `pattern` finds in the log lines."""
+  return sum(float(m.group(1)) for line in lines for m in [re.search(pattern, line)] if m)
+
+
+def time_by_stage(start: float, end: float, stages: Dict[str, Tuple[float, float]],
+                  training: float, evaluation: float) -> List[Tuple[str, float]]:
+  """(what, seconds) rows of the whole command: start-up, each stage in order, what follows;
+  then training and evaluation (inside their stages) and everything else."""
+  ordered = sorted(stages.items(), key=lambda item: item[1][0])
+  rows = [("start-up: imports, sample data, pipeline compile (before the first stage)",
+           ordered[0][1][0] - start if ordered else end - start)]
+  rows += [(f"stage {name}", stop - begin) for name, (begin, stop) in ordered]
+  rows.append(("after the last stage: the run summary, exit",
+               end - ordered[-1][1][1] if ordered else 0.0))
+  rows += [("of which training (the trainer's loop)", training),
+           ("of which evaluation (the model over val + COCOeval)", evaluation),
+           ("**outside training and evaluation**", end - start - training - evaluation)]
+  return rows
 
 
 def run_main_job(output_dir: str, pipeline_args: List[str] = (), echo: bool = True) -> Dict:
@@ -92,9 +114,16 @@ def run_main_job(output_dir: str, pipeline_args: List[str] = (), echo: bool = Tr
   store = metadata_queries.open_store(metadata)
   [evaluation] = store.get_artifacts_by_type("ModelEvaluation")
   [model] = store.get_artifacts_by_type("Model")
+  times = stage_times(metadata)
+  training = logged_seconds(lines, r"Training finished at step \d+ in ([\d.]+) s")
+  eval_seconds = (logged_seconds(lines, r"Evaluated \d+ images: .*\(model ([\d.]+) s")
+                  + logged_seconds(lines, r"Evaluated \d+ images: .*COCOeval ([\d.]+) s\)"))
   return dict(seconds=seconds, peak_bytes=peak, load=load, command=command,
               evaluation=metadata_queries.custom_properties(evaluation),
-              model=metadata_queries.custom_properties(model), stages=stage_seconds(metadata))
+              model=metadata_queries.custom_properties(model),
+              stages={name: end - begin for name, (begin, end) in times.items()},
+              time_by_stage=time_by_stage(start, start + seconds, times, training,
+                                          eval_seconds))
 
 
 def main() -> int:
@@ -109,12 +138,12 @@ def main() -> int:
     print(e, file=sys.stderr)
     return 1
   seconds, peak, load, command = run["seconds"], run["peak_bytes"], run["load"], run["command"]
-  props, model_props, stages = run["evaluation"], run["model"], run["stages"]
+  props, model_props, stages = run["evaluation"], run["model"], run["time_by_stage"]
   summary = (f"AP {props['AP']:.3f}, AP50 {props['AP50']:.3f}, AP75 {props['AP75']:.3f}; "
              f"{seconds / 60:.1f} min; peak memory {peak / 2**30:.2f} GiB")
   print(summary)
   if args.write_markdown:
-    rows = "\n".join(f"| {name} | {s:.0f} |" for name, s in stages.items())
+    rows = "\n".join(f"| {name} | {s:.1f} |" for name, s in stages)
     section = f"""{HEADING}
 
 `{' '.join(['python run_pipeline.py'] + command[2:])}` from an empty output directory
@@ -129,7 +158,12 @@ def main() -> int:
 | peak memory of the process tree (summed RSS, sampled every 0.5 s) | {peak / 2**30:.2f} GiB |
 | training throughput | {model_props['train_images_per_second']:.1f} img/s |
 
-| stage (MLMD execution registered -> finished; imports and sample generation not included) | seconds |
+Time by stage: the whole command from process start to exit. A stage's time runs from
+its MLMD execution's registration to its last update; training and evaluation come from
+the log (the trainer's loop, the model over the val images plus COCOeval), and the rest
+is the time outside them.
+
+| what | seconds |
 |---|---|
 {rows}
 """
