@@ -32,6 +32,9 @@ NATIVE_NOISE = (
     r"This TensorFlow binary is optimized to use available CPU instructions",
     r"To enable the following instructions: .* in other operations, rebuild TensorFlow",
     r"oneDNN custom operations are on\. You may see slightly different numerical results",
+    # A notice at error level, printed on the first uint8 op (the serving signatures'
+    # images, the data pipeline's decode) by CPUs without oneDNN's int8 instructions.
+    r"oneDNN supports DT_UINT8 only on platforms with AVX-512\. Falling back to the default",
 )
 # What a Beam worker process (multi-process DirectRunner) prints at start-up, before
 # any code of ours runs in it: google-api-core's FutureWarning (two lines: the message
