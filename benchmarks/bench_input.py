@@ -101,10 +101,19 @@ def pipelines(file_pattern: str, input_size: int, batch_size: int
   deterministic = config_lib.apply_overrides(config, ["input.deterministic=true"])
   train_parser = RetinaNetTask(config).build_parser(is_training=True)
 
+  class AugmentOnly:
+    """The train parser without target encoding (its cost by difference)."""
+
+    def __call__(self, decoded, seed):
+      return train_parser.augment(decoded, seed)[0]
+
+    def placeholder_element(self):  # what stands in for an undecodable record
+      return tf.zeros([input_size, input_size, 3], tf.float32)
+
   def augment_only() -> tf.data.Dataset:
     return input_reader.build_dataset(
-        file_pattern, parser=lambda decoded, seed: train_parser.augment(decoded, seed)[0],
-        is_training=True, global_batch_size=batch_size, shuffle_buffer=config.input.shuffle_buffer)
+        file_pattern, parser=AugmentOnly(), is_training=True, global_batch_size=batch_size,
+        shuffle_buffer=config.input.shuffle_buffer)
 
   return {
       "read+decode": lambda: decode_only(file_pattern, batch_size),
