@@ -111,7 +111,7 @@ def child_loop(ann: str, image_dir: str, out: str, num_shards: int) -> Dict[str,
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from data import convert  # pylint: disable=g-import-not-at-top
   from data import example_codec as codec  # pylint: disable=g-import-not-at-top
-  from retinanet import coco  # pylint: disable=g-import-not-at-top
+  from retinanet import coco, fileio  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   data = coco.read_coco_json(ann)
   label_map = coco.label_map_from_coco(data)
@@ -128,7 +128,7 @@ def child_loop(ann: str, image_dir: str, out: str, num_shards: int) -> Dict[str,
     path = os.path.join(out, convert.shard_name(shard, num_shards))
     with tf.io.TFRecordWriter(path, options) as writer:
       for image in sorted(shards[shard], key=lambda im: im["id"]):
-        raw = convert.read_image_bytes(os.path.join(image_dir, image["file_name"]))
+        raw = fileio.read_bytes(os.path.join(image_dir, image["file_name"]))
         example, _ = codec.build_example(raw, image, by_image[image["id"]], label_map)
         writer.write(example.SerializeToString(deterministic=True))
         written += 1
