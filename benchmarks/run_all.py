@@ -71,8 +71,9 @@ INTRO = """# Benchmarks
 Measurements of the current code only. Each section starts with the commit, date, machine
 and command that wrote it; ratios within a section were measured in one run (the machine
 kind changes between sessions, so compare ratios, not absolute times across sections).
-`make bench` (`benchmarks/run_all.py`) reruns the sections marked below, about an hour on
-2 cores; the others take longer or need Model Garden's venv, and their command is given.
+`make bench` (`benchmarks/run_all.py`) reruns the sections marked below (42 min on 2 cores,
+the last full run); the others take longer or need Model Garden's venv, and their command
+is given.
 A section that is not here was not rerun on the current code: its last measurement, with
 everything measured on earlier code and other machines, is in
 [docs/benchmarks-history.md](docs/benchmarks-history.md).

@@ -57,8 +57,8 @@ def test_every_section_names_its_commit_machine_and_command():
 def _references():
   """(file, document, section) of each reference to a section of either document."""
   files = [os.path.join(ROOT, "README.md")] + glob.glob(os.path.join(ROOT, "docs", "*.md"))
-  for package in ("retinanet", "data", "components", "pipeline", "benchmarks", "tests",
-                  "scripts"):
+  # (benchmarks/ is left out: a script names the section it writes, which may not be there.)
+  for package in ("retinanet", "data", "components", "pipeline", "tests", "scripts"):
     files += glob.glob(os.path.join(ROOT, package, "**", "*.py"), recursive=True)
     files += glob.glob(os.path.join(ROOT, package, "**", "*.sh"), recursive=True)
   pattern = re.compile(r"(BENCHMARKS\.md|benchmarks-history\.md)\W{0,3}\s+\"(?:## )?([^\"]+)\"")
