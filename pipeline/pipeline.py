@@ -135,7 +135,8 @@ class _ContinuousNodes:
 
 
 def _continuous_stages(example_gen: BaseNode, statistics: BaseNode, continuous: Continuous,
-                       versions: Mapping[str, str], tfx_strategies_only: bool) -> _ContinuousNodes:
+                       versions: Mapping[str, str],
+                       tfx_strategies_only: bool) -> _ContinuousNodes:
   """The current schema's Resolver, DataValidator, the window's and the held-out span's
   Resolvers (Continuous)."""
   schemas = Channel(type=standard_artifacts.Schema,
@@ -175,7 +176,7 @@ def _baseline_resolver(tfx_strategies_only: bool) -> BaseNode:
   """The latest blessed model: the Evaluator's baseline."""
   strategy = resolvers.LatestBlessedStrategy
   if tfx_strategies_only:
-    # Its module imports every standard TFX component (10.7 s), hence only here.
+    # Its module imports every standard TFX component (TFMA, TFDV, ...), hence only here.
     from tfx.dsl.input_resolution.strategies import latest_blessed_model_strategy  # pylint: disable=g-import-not-at-top
     strategy = latest_blessed_model_strategy.LatestBlessedModelStrategy
   return Resolver(
