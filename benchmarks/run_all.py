@@ -26,6 +26,8 @@ import common  # noqa: E402  pylint: disable=g-import-not-at-top
 
 @dataclasses.dataclass(frozen=True)
 class Section:
+  """One section of BENCHMARKS.md: its area, heading, the script (and arguments) that
+  writes it, and whether `make bench` runs it (`note`: why not, and how long it takes)."""
   area: str
   heading: str
   script: str
@@ -58,12 +60,12 @@ SECTIONS = (
     Section("model", "## MobileNetV3 backbones", "bench_mobile.py", in_make_bench=False,
             note="about 30 min: three pipelines"),
     Section("parity", "## Model Garden parity", "bench_modelgarden_parity.py",
-            in_make_bench=False, note="Model Garden's venv (built by the script), ~15 min"),
+            in_make_bench=False, note="needs Model Garden's venv (the script builds it)"),
     Section("parity", "## Model Garden checkpoint import", "bench_modelgarden_import.py",
-            in_make_bench=False, note="Model Garden's venv, ~5 min"),
+            in_make_bench=False, note="needs Model Garden's venv"),
     Section("parity", "## Training parity with Model Garden", "bench_training_parity.py",
             ("--seeds", "0", "1", "2"), in_make_bench=False,
-            note="Model Garden's venv, about 45 min"),
+            note="needs Model Garden's venv; about 25 min"),
 )
 
 INTRO = """# Benchmarks
@@ -71,9 +73,8 @@ INTRO = """# Benchmarks
 Measurements of the current code only. Each section starts with the commit, date, machine
 and command that wrote it; ratios within a section were measured in one run (the machine
 kind changes between sessions, so compare ratios, not absolute times across sections).
-`make bench` (`benchmarks/run_all.py`) reruns the sections marked below (42 min on 2 cores,
-the last full run); the others take longer or need Model Garden's venv, and their command
-is given.
+`make bench` (`benchmarks/run_all.py`) reruns the sections marked below (42 min on 2 cores
+in all); the others take longer or need Model Garden's venv, and their command is given.
 A section that is not here was not rerun on the current code: its last measurement, with
 everything measured on earlier code and other machines, is in
 [docs/benchmarks-history.md](docs/benchmarks-history.md).
