@@ -51,7 +51,8 @@ def stage_times(metadata_path: str) -> Dict[str, Tuple[float, float]]:
   from pipeline import metadata_queries  # pylint: disable=g-import-not-at-top
   store = metadata_queries.open_store(metadata_path)
   types = {t.id: t.name.split(".")[-1] for t in store.get_execution_types()}
-  return {types[e.type_id]: (e.create_time_since_epoch / 1000, e.last_update_time_since_epoch / 1000)
+  return {types[e.type_id]: (e.create_time_since_epoch / 1000,
+                             e.last_update_time_since_epoch / 1000)
           for e in store.get_executions()}
 
 

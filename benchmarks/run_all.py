@@ -136,8 +136,9 @@ def main(argv=None) -> int:
     if done.returncode:
       failed.append(s.script)
   write_index()
-  print(f"BENCHMARKS.md index rewritten; {len(chosen) if not args.index_only else 0} scripts in "
-        f"{(time.time() - start) / 60:.1f} min" + (f"; failed: {', '.join(failed)}" if failed else ""))
+  ran = 0 if args.index_only else len(chosen)
+  print(f"BENCHMARKS.md index rewritten; {ran} scripts in {(time.time() - start) / 60:.1f} min"
+        + (f"; failed: {', '.join(failed)}" if failed else ""))
   return 1 if failed else 0
 
 

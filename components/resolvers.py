@@ -15,10 +15,10 @@ a run reads from MLMD.
   continuous training (TFX's LatestBlessedModelStrategy, whose module imports every
   standard TFX component: TFMA, TFDV, Keras Tuner; 10.7 s without cached bytecode).
 
-CurrentSchemaStrategy and WarmStartStrategy look only at earlier spans so that a rerun of a span resolves exactly what
-its first run did, and is served from the cache end to end. The selections themselves are
-pure functions (`newest_per_span`, `passed_spans`, `current_schema_index`,
-`warm_start_index`).
+CurrentSchemaStrategy and WarmStartStrategy look only at earlier spans so that a rerun of
+a span resolves exactly what its first run did, and is served from the cache end to end.
+The selections themselves are pure functions (`newest_per_span`, `passed_spans`,
+`current_schema_index`, `warm_start_index`, `latest_blessed_index`).
 Custom strategies run in the local orchestrator; Vertex's compiler takes only TFX's own
 (pipeline/pipeline.py leaves them out there).
 """
