@@ -1,4 +1,5 @@
-"""The continuous-training resolvers' selections (components/resolvers.py), by hand."""
+"""The resolvers' selections (components/resolvers.py), by hand; the latest-blessed one also
+against TFX's own LatestBlessedModelStrategy on the same artifacts."""
 from components import resolvers as r
 
 
