@@ -57,8 +57,9 @@ def stage_times(metadata_path: str) -> Dict[str, Tuple[float, float]]:
 
 
 def logged_seconds(lines: List[str], pattern: str) -> float:
-  """The sum of the numbers the (one-group) regex `pattern` finds in the log lines."""
-  return sum(float(m.group(1)) for line in lines for m in [re.search(pattern, line)] if m)
+  """The sum of the numbers the groups of regex `pattern` capture in the log lines."""
+  return sum(float(g) for line in lines for m in [re.search(pattern, line)] if m
+             for g in m.groups())
 
 
 def time_by_stage(start: float, end: float, stages: Dict[str, Tuple[float, float]],
@@ -117,8 +118,8 @@ def run_main_job(output_dir: str, pipeline_args: List[str] = (), echo: bool = Tr
   [model] = store.get_artifacts_by_type("Model")
   times = stage_times(metadata)
   training = logged_seconds(lines, r"Training finished at step \d+ in ([\d.]+) s")
-  eval_seconds = (logged_seconds(lines, r"Evaluated \d+ images: .*\(model ([\d.]+) s")
-                  + logged_seconds(lines, r"Evaluated \d+ images: .*COCOeval ([\d.]+) s\)"))
+  eval_seconds = logged_seconds(
+      lines, r"Evaluated \d+ images: .*\(model ([\d.]+) s, COCOeval ([\d.]+) s\)")
   return dict(seconds=seconds, peak_bytes=peak, load=load, command=command,
               evaluation=metadata_queries.custom_properties(evaluation),
               model=metadata_queries.custom_properties(model),

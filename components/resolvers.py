@@ -74,10 +74,11 @@ def latest_blessed_index(model_ids: Sequence[int], blessed_ids: Sequence[int]) -
   return max(candidates)[1] if candidates else None
 
 
-def _blessed_model_ids(blessings: Sequence[types.Artifact]) -> List[int]:
-  """The Model ids that a ModelBlessing blessed (the Evaluator's properties)."""
-  return [b.get_int_custom_property(layout.BlessingKeys.CURRENT_MODEL_ID) for b in blessings
-          if b.get_int_custom_property(layout.BlessingKeys.BLESSED) == 1]
+def _blessing_of_model(blessings: Sequence[types.Artifact]) -> Dict[int, types.Artifact]:
+  """{blessed Model id: its newest blessing ModelBlessing} (the Evaluator's properties)."""
+  return {b.get_int_custom_property(layout.BlessingKeys.CURRENT_MODEL_ID): b
+          for b in sorted(blessings, key=lambda b: b.id)
+          if b.get_int_custom_property(layout.BlessingKeys.BLESSED) == 1}
 
 
 def _this_span(input_dict: Dict[str, List[types.Artifact]]) -> int:
@@ -147,7 +148,7 @@ class WarmStartStrategy(resolver.ResolverStrategy):
                         ) -> Optional[Dict[str, List[types.Artifact]]]:
     del store
     models = input_dict["model"]
-    blessed = _blessed_model_ids(input_dict["model_blessing"])
+    blessed = list(_blessing_of_model(input_dict["model_blessing"]))
     trained = [(m.id, m.get_int_custom_property(layout.ModelKeys.NEWEST_SPAN)) for m in models]
     index = warm_start_index(trained, blessed, _this_span(input_dict))
     return {"model": [] if index is None else [models[index]],
@@ -163,10 +164,7 @@ class LatestBlessedStrategy(resolver.ResolverStrategy):
                         ) -> Optional[Dict[str, List[types.Artifact]]]:
     del store
     models = input_dict["model"]
-    # {blessed model id: its newest ModelBlessing}
-    blessing_of = {b.get_int_custom_property(layout.BlessingKeys.CURRENT_MODEL_ID): b
-                   for b in sorted(input_dict["model_blessing"], key=lambda b: b.id)
-                   if b.get_int_custom_property(layout.BlessingKeys.BLESSED) == 1}
+    blessing_of = _blessing_of_model(input_dict["model_blessing"])
     index = latest_blessed_index([m.id for m in models], list(blessing_of))
     if index is None:
       return {"model": [], "model_blessing": []}
