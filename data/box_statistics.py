@@ -21,6 +21,11 @@ matcher treats them as ignore regions, not as objects to learn.
 Analyzer results leave tensorflow-transform the usual way: the
 preprocessing_fn returns them broadcast to the batch, and `read_analyzers`
 runs the written transform graph on one dummy record.
+
+tensorflow-transform runs in its TF1 graph mode (`force_tf_compat_v1`): the
+analyzers are the same, and it skips tracing the preprocessing_fn into TF2
+SavedModels for every phase, which took about 7 of the stage's 22 s on the
+sample data (BENCHMARKS.md "Main job").
 """
 from __future__ import annotations
 
@@ -231,8 +236,12 @@ def _dummy_record() -> Dict[str, Any]:
 def read_analyzers(transform_dir: str) -> Dict[str, np.ndarray]:
   """The analyzer results held by a transform graph written by `analyze_examples`."""
   import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
-  outputs = tft.TFTransformOutput(transform_dir).transform_raw_features(_dummy_record())
-  return {name: np.asarray(value)[0] for name, value in outputs.items()}
+  with tf.Graph().as_default():  # a TF1 SavedModel (force_tf_compat_v1 below)
+    outputs = tft.TFTransformOutput(transform_dir).transform_raw_features(_dummy_record())
+    with tf.compat.v1.Session() as session:
+      session.run(tf.compat.v1.tables_initializer())
+      values = session.run(outputs)
+  return {name: np.asarray(value)[0] for name, value in values.items()}
 
 
 def _sample_rows(batch: pa.RecordBatch, spec: AnalysisSpec):
@@ -280,7 +289,7 @@ def analyze_examples(*, file_patterns: Mapping[str, str], spec: AnalysisSpec, ou
   tf.io.gfile.makedirs(output_dir)
   temp_dir = os.path.join(output_dir, "tft_tmp")  # analyzer intermediates, removed after
   pipeline = beam_pipeline if beam_pipeline is not None else beam.Pipeline()
-  with tft_beam.Context(temp_dir=temp_dir, force_tf_compat_v1=False):
+  with tft_beam.Context(temp_dir=temp_dir, force_tf_compat_v1=True):
     with pipeline as p:
       for split, pattern in sorted(file_patterns.items()):
         source = tfxio.TFExampleRecord(file_pattern=pattern, schema=record_schema,
