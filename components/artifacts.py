@@ -25,7 +25,7 @@ class ConversionReport(Artifact):
 
 
 class BoxStatistics(Artifact):
-  """The dataset statistics stage's `report.json`, its plots and tensorflow-transform graphs:
+  """The dataset statistics stage's `report.json`, its plots and tensorflow-transform graph:
   box sizes at the model input scale, anchor coverage and suggestion, drift anomalies."""
   TYPE_NAME = "components.BoxStatistics"
 

@@ -94,25 +94,34 @@ def _one_hot_bins(values: tf.Tensor, boundaries: Sequence[float]) -> tf.Tensor:
   return tf.one_hot(bins, len(boundaries) + 1, dtype=tf.float32)
 
 
-def _packed_sum(columns: Sequence[tf.Tensor], dtype=tf.float32) -> tf.Tensor:
-  """Exact per-column sums of [n, k_i] tensors as one tft.sum of their concatenation (one
-  analyzer instead of one per column: the Beam graph, and its set-up time, scale with the
-  number of analyzers). A zero row makes an empty batch well defined."""
+def _by_split(columns: tf.Tensor, split: tf.Tensor, num_splits: int, fill: float) -> tf.Tensor:
+  """[n, k] -> [n, num_splits * k]: block j holds the rows whose split is j and `fill`
+  elsewhere (0 for sums, NaN for quantiles, which ignore NaN, +-inf for min and max)."""
+  fill = tf.cast(fill, columns.dtype)
+  return tf.concat([tf.where(tf.equal(split, j)[:, None], columns, fill)
+                    for j in range(num_splits)], axis=1)
+
+
+def _packed_sum(columns: tf.Tensor) -> tf.Tensor:
+  """Exact per-column sums of [n, k] as one tft.sum (one analyzer instead of one per
+  statistic: the Beam graph, and its set-up time, scale with the number of analyzers).
+  A zero row makes an empty batch well defined."""
   import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
-  packed = tf.concat([tf.cast(c, dtype) for c in columns], axis=1)
-  return tft.sum(tf.concat([packed, tf.zeros([1, packed.shape[1]], dtype)], 0),
+  return tft.sum(tf.concat([columns, tf.zeros([1, columns.shape[1]], columns.dtype)], 0),
                  reduce_instance_dims=False)
 
 
-def _packed_range(columns: tf.Tensor):
-  """Exact per-column (min, max) of [n, k] (one tft.min, one tft.max); (inf, -inf) for a
-  column with no values."""
+def _packed_range(columns: tf.Tensor, split: tf.Tensor, num_splits: int):
+  """Exact per-split, per-column (min, max) of [n, k], each [num_splits * k] (one tft.min,
+  one tft.max); (inf, -inf) for a column with no values."""
   import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
   columns = tf.cast(columns, tf.float32)
-  k = columns.shape[1]
-  return (tft.min(tf.concat([columns, tf.fill([1, k], float("inf"))], 0),
+  k = columns.shape[1] * num_splits
+  low = _by_split(columns, split, num_splits, float("inf"))
+  high = _by_split(columns, split, num_splits, float("-inf"))
+  return (tft.min(tf.concat([low, tf.fill([1, k], float("inf"))], 0),
                   reduce_instance_dims=False),
-          tft.max(tf.concat([columns, tf.fill([1, k], float("-inf"))], 0),
+          tft.max(tf.concat([high, tf.fill([1, k], float("-inf"))], 0),
                   reduce_instance_dims=False))
 
 
@@ -127,9 +136,10 @@ def _packed_quantiles(columns: tf.Tensor) -> tf.Tensor:
 def box_measures(inputs: Mapping[str, Any], spec: AnalysisSpec) -> Dict[str, tf.Tensor]:
   """Per-box tensors of a batch of parsed records (FEATURE_SPEC): non-crowd boxes only.
 
-  Returns width, height, area, sqrt_area, aspect_ratio, best_anchor_iou and
-  label (one value per non-crowd box), is_crowd (one per box) and
-  boxes_per_image (non-crowd boxes, one per image).
+  Returns width, height, area, sqrt_area, aspect_ratio, best_anchor_iou, label
+  and box_image (the box's image in the batch), one value per non-crowd box; and
+  boxes_per_image (non-crowd boxes), crowd_per_image, image_height and image_width,
+  one value per image.
   """
   xmin = inputs[schema.XMIN]
   rows = xmin.indices[:, 0]
@@ -146,14 +156,16 @@ def box_measures(inputs: Mapping[str, Any], spec: AnalysisSpec) -> Dict[str, tf.
   box_w = pixels[:, 3] - pixels[:, 1]
   num_images = tf.shape(heights)[0]
   per_image = tf.math.unsorted_segment_sum(tf.cast(keep, tf.float32), rows, num_images)
+  crowd_per_image = tf.math.unsorted_segment_sum(crowd, rows, num_images)
   return {
       "width": box_w, "height": box_h, AREA: box_w * box_h,
       "sqrt_area": tf.sqrt(box_w * box_h),
       "aspect_ratio": tf.math.divide_no_nan(box_w, box_h),
       "best_anchor_iou": anchor_fit.best_anchor_iou(pixels, spec.anchors),
       "label": tf.boolean_mask(inputs[schema.LABEL].values, keep),
-      "is_crowd": crowd,
+      "box_image": tf.boolean_mask(rows, keep),
       "boxes_per_image": per_image,
+      "crowd_per_image": crowd_per_image,
       "image_height": tf.cast(heights, tf.float32),
       "image_width": tf.cast(widths, tf.float32),
   }
@@ -162,23 +174,29 @@ def box_measures(inputs: Mapping[str, Any], spec: AnalysisSpec) -> Dict[str, tf.
 # The measures analyzed together: one value per non-crowd box, and one per image.
 BOX_COLUMNS = ("width", "height", AREA, "sqrt_area", "aspect_ratio", "best_anchor_iou")
 IMAGE_COLUMNS = ("boxes_per_image", "image_height", "image_width")
+# The column added to every record: its split's index in the sorted split names. All
+# splits go through one AnalyzeDataset, and every statistic is computed per split.
+SPLIT_KEY = "__split__"
+ANALYZED_FEATURE_SPEC = {**FEATURE_SPEC, SPLIT_KEY: tf.io.FixedLenFeature([1], tf.int64)}
 
 
-def make_preprocessing_fn(spec: AnalysisSpec):
+def make_preprocessing_fn(spec: AnalysisSpec, num_splits: int):
   """The tensorflow-transform preprocessing_fn whose outputs are the analyzer results.
 
-  Measures of one kind share an analyzer (per box: one quantiles, one min, one max, one
-  sum of every histogram and count; per image: the same): 11 analyzers per split where
-  one per statistic made 36, and the stage's Beam set-up shrinks with them. The outputs
-  are unpacked back to one named result per statistic.
+  Every output holds one statistic for every split, split-major: [num_splits * width]
+  values (`read_analyzers` takes them apart). Measures of one kind share an analyzer (per
+  box: one quantiles, one min, one max, one sum of every histogram and count; per image:
+  the same), and the splits share them too: 8 analyzers in all, where one AnalyzeDataset
+  per split made 22 and one analyzer per statistic 72. The stage's Beam set-up scales
+  with the number of analyzers.
   """
 
   def preprocessing_fn(inputs):
-    import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
     m = box_measures(inputs, spec)
-    boxes = tf.stack([m[name] for name in BOX_COLUMNS], axis=1)
-    images = tf.stack([m[name] for name in IMAGE_COLUMNS], axis=1)
+    image_split = tf.reshape(inputs[SPLIT_KEY], [-1])
+    box_split = tf.gather(image_split, m["box_image"])
     per_box_sums = {  # name: [n_boxes, width] columns summed in one analyzer
+        "num_boxes": tf.ones_like(m["width"])[:, None],
         "positive_boxes": tf.cast(m["best_anchor_iou"] >= spec.positive_iou, tf.float32)[:, None],
         "background_boxes": tf.cast(m["best_anchor_iou"] < spec.negative_iou, tf.float32)[:, None],
         "best_anchor_iou_sum": m["best_anchor_iou"][:, None],
@@ -189,30 +207,38 @@ def make_preprocessing_fn(spec: AnalysisSpec):
     orientation = inputs[schema.ORIENTATION]  # at most one value per image; none: 1
     oriented = tf.math.unsorted_segment_sum(
         tf.cast(tf.not_equal(orientation.values, 1), tf.int64), orientation.indices[:, 0],
-        tf.shape(images)[0])
+        tf.shape(image_split)[0])
     per_image_sums = {
+        "num_images": tf.ones_like(image_split)[:, None],
+        "num_crowd": m["crowd_per_image"][:, None],
         "negative_images": tf.cast(tf.equal(m["boxes_per_image"], 0.0), tf.int64)[:, None],
         "oriented_images": tf.minimum(oriented, 1)[:, None],
         "boxes_per_image_histogram": tf.cast(_one_hot_bins(
             m["boxes_per_image"], tuple(float(k) for k in range(1, spec.max_instances + 1))),
             tf.int64),
     }
-    results = {"num_images": tft.size(m["image_height"]), "num_boxes": tft.size(m["width"]),
-               "num_crowd": tft.sum(m["is_crowd"])}
-    for sums, dtype in ((per_box_sums, tf.float32), (per_image_sums, tf.int64)):
-      packed, offset = _packed_sum(list(sums.values()), dtype), 0
-      for name, columns in sums.items():
-        width = columns.shape[1]
-        results[name] = packed[offset:offset + width]
-        offset += width
-    for names, values in ((BOX_COLUMNS, boxes), (IMAGE_COLUMNS, images)):
-      quantiles = _packed_quantiles(values)
-      low, high = _packed_range(values)
+    results = {}  # name: [num_splits, width]
+    for sums, split, dtype in ((per_box_sums, box_split, tf.float32),
+                               (per_image_sums, image_split, tf.int64)):
+      columns = tf.concat([tf.cast(c, dtype) for c in sums.values()], axis=1)
+      packed = tf.reshape(_packed_sum(_by_split(columns, split, num_splits, 0)),
+                          [num_splits, columns.shape[1]])
+      offset = 0
+      for name, c in sums.items():
+        results[name] = packed[:, offset:offset + c.shape[1]]
+        offset += c.shape[1]
+    for names, split in ((BOX_COLUMNS, box_split), (IMAGE_COLUMNS, image_split)):
+      values = tf.stack([m[name] for name in names], axis=1)
+      quantiles = tf.reshape(
+          _packed_quantiles(_by_split(values, split, num_splits, float("nan"))),
+          [num_splits, len(names), QUANTILE_BUCKETS - 1])
+      low, high = (tf.reshape(v, [num_splits, len(names)])
+                   for v in _packed_range(values, split, num_splits))
       for i, name in enumerate(names):
-        results[f"{name}_quantiles"] = quantiles[i]
+        results[f"{name}_quantiles"] = quantiles[:, i]
         if name in RANGE_MEASURES:
-          results[f"{name}_min"], results[f"{name}_max"] = low[i], high[i]
-    batch = tf.shape(inputs[schema.HEIGHT])[0]
+          results[f"{name}_min"], results[f"{name}_max"] = low[:, i:i + 1], high[:, i:i + 1]
+    batch = tf.shape(image_split)[0]
     return {name: tf.zeros([batch, 1]) + tf.reshape(tf.cast(value, tf.float32), [1, -1])
             for name, value in results.items()}
 
@@ -230,18 +256,23 @@ def _dummy_record() -> Dict[str, Any]:
     f[key].float_list.value.append(value)
   f[schema.LABEL].int64_list.value.append(0)
   f[schema.IS_CROWD].int64_list.value.append(0)
-  return tf.io.parse_example([example.SerializeToString()], FEATURE_SPEC)
+  f[SPLIT_KEY].int64_list.value.append(0)
+  return tf.io.parse_example([example.SerializeToString()], ANALYZED_FEATURE_SPEC)
 
 
-def read_analyzers(transform_dir: str) -> Dict[str, np.ndarray]:
-  """The analyzer results held by a transform graph written by `analyze_examples`."""
+def read_analyzers(transform_dir: str, splits: Sequence[str]) -> Dict[str, Dict[str, np.ndarray]]:
+  """{split: {statistic: values}} held by the transform graph written by `analyze_examples`
+  for `splits` (sorted, as analyzed)."""
   import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
   with tf.Graph().as_default():  # a TF1 SavedModel (force_tf_compat_v1 below)
     outputs = tft.TFTransformOutput(transform_dir).transform_raw_features(_dummy_record())
     with tf.compat.v1.Session() as session:
       session.run(tf.compat.v1.tables_initializer())
       values = session.run(outputs)
-  return {name: np.asarray(value)[0] for name, value in values.items()}
+  per_split = {name: np.asarray(value)[0].reshape(len(splits), -1)
+               for name, value in values.items()}
+  return {split: {name: value[j] for name, value in per_split.items()}
+          for j, split in enumerate(splits)}
 
 
 def _sample_rows(batch: pa.RecordBatch, spec: AnalysisSpec):
@@ -265,18 +296,26 @@ def _write_sample(rows: Any, path: str) -> None:
   fileio.write_json(path, rows, allow_nan=True)
 
 
-def transform_dir(output_dir: str, split: str) -> str:
-  return os.path.join(output_dir, "transform_fn", split)
+def transform_dir(output_dir: str) -> str:
+  return os.path.join(output_dir, "transform_fn")
 
 
 def sample_path(output_dir: str) -> str:
   return os.path.join(output_dir, "train_box_sample.json")
 
 
+def _with_split(batch: pa.RecordBatch, index: int) -> pa.RecordBatch:
+  """The batch with its SPLIT_KEY column (empty as read: no record has it) set to index."""
+  position = batch.schema.get_field_index(SPLIT_KEY)
+  arrays = list(batch.columns)
+  arrays[position] = pa.array([[index]] * batch.num_rows, type=batch.schema.field(position).type)
+  return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
+
+
 def analyze_examples(*, file_patterns: Mapping[str, str], spec: AnalysisSpec, output_dir: str,
                      beam_pipeline: Optional[beam.Pipeline] = None,
                      sample_split: str = "train", sample_size: int = SAMPLE_BOXES) -> None:
-  """Writes each split's analyzer graph under `output_dir` and a sample of boxes.
+  """Writes the analyzer graph of all splits under `output_dir` and a sample of boxes.
 
   `file_patterns` maps split names to TFRecord globs (gzip). Runs in
   `beam_pipeline` (a fresh DirectRunner pipeline when None).
@@ -285,26 +324,28 @@ def analyze_examples(*, file_patterns: Mapping[str, str], spec: AnalysisSpec, ou
   from tensorflow_transform.tf_metadata import schema_utils  # pylint: disable=g-import-not-at-top
   from tfx_bsl.public import tfxio  # pylint: disable=g-import-not-at-top
 
-  record_schema = schema_utils.schema_from_feature_spec(FEATURE_SPEC)
+  record_schema = schema_utils.schema_from_feature_spec(ANALYZED_FEATURE_SPEC)
   tf.io.gfile.makedirs(output_dir)
   temp_dir = os.path.join(output_dir, "tft_tmp")  # analyzer intermediates, removed after
   pipeline = beam_pipeline if beam_pipeline is not None else beam.Pipeline()
   with tft_beam.Context(temp_dir=temp_dir, force_tf_compat_v1=True):
     with pipeline as p:
-      for split, pattern in sorted(file_patterns.items()):
+      splits, adapter_config = [], None
+      for index, (split, pattern) in enumerate(sorted(file_patterns.items())):
         source = tfxio.TFExampleRecord(file_pattern=pattern, schema=record_schema,
                                        telemetry_descriptors=["retinanet", "box_statistics"])
+        adapter_config = source.TensorAdapterConfig()  # the same for every split
         batches = p | f"Read[{split}]" >> source.BeamSource()
-        transform_fn = ((batches, source.TensorAdapterConfig())
-                        | f"Analyze[{split}]" >> tft_beam.AnalyzeDataset(
-                            make_preprocessing_fn(spec)))
-        _ = transform_fn | f"Write[{split}]" >> tft_beam.WriteTransformFn(
-            transform_dir(output_dir, split))
+        splits.append(batches | f"Mark[{split}]" >> beam.Map(_with_split, index))
         if split == sample_split:
           _ = (batches
                | "SampleBoxes" >> beam.FlatMap(_sample_rows, spec)
                | "Sample" >> beam.combiners.Sample.FixedSizeGlobally(sample_size)
                | "WriteSample" >> beam.Map(_write_sample, sample_path(output_dir)))
+      transform_fn = ((tuple(splits) | "Splits" >> beam.Flatten(), adapter_config)
+                      | "Analyze" >> tft_beam.AnalyzeDataset(
+                          make_preprocessing_fn(spec, len(splits))))
+      _ = transform_fn | "Write" >> tft_beam.WriteTransformFn(transform_dir(output_dir))
   if tf.io.gfile.exists(temp_dir):
     tf.io.gfile.rmtree(temp_dir)
 
@@ -462,8 +503,8 @@ def run_statistics(*, file_patterns: Mapping[str, str], spec: AnalysisSpec, outp
   from data import stat_plots  # pylint: disable=g-import-not-at-top
   analyze_examples(file_patterns=file_patterns, spec=spec, output_dir=output_dir,
                    beam_pipeline=beam_pipeline)
-  summaries = {split: split_summary(read_analyzers(transform_dir(output_dir, split)))
-               for split in sorted(file_patterns)}
+  analyzers = read_analyzers(transform_dir(output_dir), sorted(file_patterns))
+  summaries = {split: split_summary(values) for split, values in analyzers.items()}
   report = build_report(summaries, load_sample(output_dir), spec, class_names, min_coverage,
                         thresholds)
   report["plots"] = stat_plots.write_plots(report, os.path.join(output_dir, "plots"))
