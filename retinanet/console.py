@@ -12,7 +12,8 @@ exact, known patterns, so that real errors and warnings still show:
   - Python warnings: google-api-core's FutureWarning about Python 3.10, repeated
     by every Google client it loads, and aiplatform's about google-cloud-storage 2
     (which TFX 1.16 pins);
-  - absl log records that TFX repeats for every resolver query or partial run.
+  - log records: what TFX repeats (absl) for every resolver query or partial run, and
+    what tensorflow-transform's TF1 graph mode makes TensorFlow log (LOG_NOISE).
 """
 from __future__ import annotations
 
@@ -49,31 +50,42 @@ PYTHON_WARNING_NOISE = (
     (r"You are using a non-supported Python version", FutureWarning),
     (r"Support for google-cloud-storage < 3\.0\.0 will be removed", FutureWarning),
 )
-ABSL_NOISE = (
-    "ArtifactQuery.property_predicate is not supported",
-    # TFX's partial-run bookkeeping (the new run has no context yet), several lines long.
-    "base run context None or new pipeline run context id",
-)
+# Log records (regexes matched at the message's start), by logger.
+LOG_NOISE = {
+    "absl": (
+        r"ArtifactQuery\.property_predicate is not supported",
+        # TFX's partial-run bookkeeping (the new run has no context yet), several lines long.
+        r"base run context None or new pipeline run context id",
+        # The statistics stage runs tensorflow-transform in its TF1 graph mode on purpose.
+        r"Tensorflow Transform is running in tf\.compat\.v1 mode",
+    ),
+    "tensorflow": (  # what tensorflow-transform's TF1 graph mode makes TensorFlow say
+        r"Issue encountered when serializing tft_analyzer_use",
+        r"From \S+: build_tensor_info \(from tensorflow\.python\.saved_model\.utils_impl\) "
+        r"is deprecated",
+    ),
+}
 
 
 class DropMessages(logging.Filter):
-  """Drops log records whose message starts with one of `prefixes`."""
+  """Drops log records whose message matches one of `patterns` at its start."""
 
-  def __init__(self, prefixes: Sequence[str]):
+  def __init__(self, patterns: Sequence[str]):
     super().__init__()
-    self._prefixes = tuple(prefixes)
+    self._regex = re.compile("|".join(f"(?:{p})" for p in patterns))
 
   def filter(self, record: logging.LogRecord) -> bool:
-    return not record.getMessage().startswith(self._prefixes)
+    return not self._regex.match(record.getMessage())
 
 
 def quiet_python_noise() -> None:
-  """Python-level filters: the known warnings and absl records (safe in-process, e.g. tests)."""
+  """Python-level filters: the known warnings and log records (safe in-process, e.g. tests)."""
   for message, category in PYTHON_WARNING_NOISE:
     warnings.filterwarnings("ignore", message=message, category=category)
-  absl = logging.getLogger("absl")
-  if not any(isinstance(f, DropMessages) for f in absl.filters):
-    absl.addFilter(DropMessages(ABSL_NOISE))
+  for name, patterns in LOG_NOISE.items():
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, DropMessages) for f in logger.filters):
+      logger.addFilter(DropMessages(patterns))
 
 
 def filter_native_stderr(patterns: Sequence[str] = NATIVE_NOISE + WORKER_NOISE) -> None:

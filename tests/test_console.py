@@ -48,8 +48,18 @@ def test_python_noise_filters_are_exact(caplog):
     absl.warning("ArtifactQuery.property_predicate is not supported.")
     absl.warning("a real absl warning")
   assert [r.getMessage() for r in caplog.records] == ["a real absl warning"]
+  caplog.clear()
+  tf_logger = logging.getLogger("tensorflow")
+  with caplog.at_level(logging.WARNING, logger="tensorflow"):
+    tf_logger.warning("Issue encountered when serializing tft_analyzer_use.\nType is ...")
+    tf_logger.warning("From /x/signature_def_utils_impl.py:225: build_tensor_info (from "
+                      "tensorflow.python.saved_model.utils_impl) is deprecated and will be removed")
+    tf_logger.warning("From /x/y.py:1: some_other_api (from tensorflow.z) is deprecated")
+  assert [r.getMessage() for r in caplog.records] == [
+      "From /x/y.py:1: some_other_api (from tensorflow.z) is deprecated"]
   console.quiet_python_noise()  # idempotent: one filter, not two
   assert sum(isinstance(f, console.DropMessages) for f in absl.filters) == 1
+  assert sum(isinstance(f, console.DropMessages) for f in tf_logger.filters) == 1
 
 
 @pytest.mark.parametrize("verbose", [False, True])
