@@ -111,9 +111,9 @@ def portable_function(module: export.DetectionModule, fmt: str) -> Any:
   """The module's `serve_images` body for format `fmt`: a tf.function of uint8 images
   [B, H, W, 3] -> the serving outputs."""
   implementation = nms_implementation(fmt, module.nms_mode)
-  return tf.function(lambda images: module.detect_images(images, **implementation),
-                     input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8,
-                                                    name=export.IMAGES_KEY)])
+  return export.serving_function(
+      lambda images: module.detect_images(images, **implementation),
+      input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=export.IMAGES_KEY)])
 
 
 def check_onnx_nms_mode(nms_mode: str) -> None:
