@@ -25,7 +25,7 @@ runs the written transform graph on one dummy record.
 tensorflow-transform runs in its TF1 graph mode (`force_tf_compat_v1`): the
 analyzers are the same, and it skips tracing the preprocessing_fn into TF2
 SavedModels for every phase, which took about 7 of the stage's 22 s on the
-sample data (BENCHMARKS.md "Main job").
+sample data (BENCHMARKS.md "Main job (make run)").
 """
 from __future__ import annotations
 

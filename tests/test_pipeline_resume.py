@@ -56,7 +56,9 @@ def _env():
 # Library noise the console must not show (retinanet/console.py), checked on a whole run.
 CONSOLE_NOISE = ("Unable to register cuDNN factory", "Unable to register cuBLAS factory",
                  "TF-TRT Warning", "non-supported Python version", "FutureWarning",
-                 "ArtifactQuery.property_predicate is not supported", "base run context")
+                 "ArtifactQuery.property_predicate is not supported", "base run context",
+                 "Tensorflow Transform is running in tf.compat.v1 mode",
+                 "Issue encountered when serializing", "build_tensor_info")
 
 
 def _checkpoint_steps(resume_root):
@@ -85,6 +87,9 @@ def test_sigkilled_training_resumes_and_a_changed_config_starts_fresh(tmp_path, 
     process.wait()
   killed_at = max(_checkpoint_steps(resume_root))
   assert 20 <= killed_at < TOTAL_STEPS
+  killed_log = open(tmp_path / "killed.log").read()  # every stage up to the trainer ran
+  assert "Dataset statistics: anchor coverage" in killed_log
+  assert [noise for noise in CONSOLE_NOISE if noise in killed_log] == []
 
   rerun = subprocess.run(command, capture_output=True, text=True, env=_env(), cwd=REPO)
   log = rerun.stdout + rerun.stderr
