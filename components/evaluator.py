@@ -13,7 +13,10 @@ by the latest-blessed-model resolver), the new AP is not worse than the baseline
 on the same split, with the same post-processing, by more than
 `max_ap_regression`. The blessing records exactly what was evaluated (model
 artifact id, SavedModel path and content digest, post-processing): the Pusher
-pushes those bytes and nothing else.
+pushes those bytes and nothing else. The Pusher's pre-push validation of the
+same bytes (a fresh process loads them and answers a canned batch on every
+signature) runs beside the evaluation; a blessed model's report is recorded with
+the digest it ran on, an unblessed model's is stopped.
 
 Every run also writes `report.html` (retinanet/evaluation/report.py: metrics
 against the baseline, per-class AP, PR curves, sizes, sample images, the
@@ -83,6 +86,33 @@ def _record_blessing(blessing, decision: Dict[str, Any], model, baseline_model, 
   marker = keys.BLESSED_MARKER if decision["blessed"] else keys.NOT_BLESSED_MARKER
   with tf.io.gfile.GFile(os.path.join(blessing.uri, marker), "w") as f:
     f.write(decision["reason"] + "\n")
+
+
+def _record_validation(blessing, validation, digest: str, blessed: bool) -> None:
+  """Waits for the fresh-process validation of a blessed model's bytes and records its report
+  with their digest (the Pusher reuses it); an unblessed model's is stopped: no push follows."""
+  if not blessed:
+    validation.cancel()
+    return
+  report = validation.report()
+  blessing.set_string_custom_property(layout.BlessingKeys.VALIDATION,
+                                      json.dumps(report, sort_keys=True))
+  blessing.set_string_custom_property(layout.BlessingKeys.VALIDATED_DIGEST, digest)
+  logger.info("Pre-push validation of %s in a fresh process: %s", validation.export_dir,
+              "passed" if report["valid"] else f"FAILED: {report['error']}")
+
+
+def _evaluate_baseline(baseline_model, model, overrides, scratch: str, evaluate, evaluation):
+  """(AP, result, SavedModel dir) of the baseline model, exported into `scratch` when the
+  post-processing differs; (None, None, None) without one."""
+  from retinanet.serving import export  # pylint: disable=g-import-not-at-top
+  if baseline_model is None or baseline_model.uri == model.uri:
+    return None, None, None
+  saved_model, postprocess = export.serving_model_for(baseline_model.uri, overrides, scratch)
+  result = evaluate(saved_model, postprocess)
+  ap = float(result.metrics["AP"])
+  evaluation.set_float_custom_property(layout.EvaluationKeys.BASELINE_AP, ap)
+  return ap, result, saved_model
 
 
 def _evaluate_held_out(held_out_examples, split: str, saved_model: str,
@@ -165,40 +195,40 @@ def RetinaNetEvaluator(  # pylint: disable=invalid-name
   saved_model, postprocess = export.serving_model_for(
       model.uri, overrides, os.path.join(evaluation.uri, layout.SERVING_MODEL_DIR))
   digest = validate.saved_model_digest(saved_model)  # of the bytes about to be evaluated
-  result = evaluate(saved_model, postprocess)
-  _record_evaluation(evaluation, result, split, ground_truth, saved_model)
-  baseline_ap, baseline, baseline_saved_model = None, None, None
-  scratch = os.path.join(evaluation.uri, BASELINE_EXPORT_DIR)
-  if baseline_model is not None and baseline_model.uri != model.uri:
-    baseline_saved_model, baseline_postprocess = export.serving_model_for(
-        baseline_model.uri, overrides, scratch)
-    baseline = evaluate(baseline_saved_model, baseline_postprocess)
-    baseline_ap = float(baseline.metrics["AP"])
-    evaluation.set_float_custom_property(layout.EvaluationKeys.BASELINE_AP, baseline_ap)
-  decision = blessing_lib.decide_blessing(float(result.metrics["AP"]), min_ap, baseline_ap,
-                                          max_ap_regression)
-  held_out_rows = []
-  if held_out_examples is not None and held_out_examples.uri != examples.uri:
-    ap, baseline_ap, forgotten = _evaluate_held_out(
-        held_out_examples, split, saved_model, baseline_saved_model, evaluation,
-        max_class_regression)
-    decision = blessing_lib.decide_with_held_out(decision, ap, baseline_ap,
-                                                 max_held_out_regression, forgotten)
-    held_out_rows = [(f"held-out AP (span {examples_span(held_out_examples)} {split})",
-                      _with_baseline(ap, baseline_ap))]
-  if tf.io.gfile.exists(scratch):
-    tf.io.gfile.rmtree(scratch)
-  logger.info("Blessing: %s (%s)", decision["blessed"], decision["reason"])
-  report = evaluate_model.write_report(
-      os.path.join(evaluation.uri, layout.REPORT_FILE), result,
-      title=f"Evaluation of model {model.id} on the {split} split", file_pattern=file_pattern,
-      ground_truth_path=ground_truth, blessing=decision, baseline=baseline,
-      details=[("model", model.uri), ("SavedModel", saved_model),
+  validation = validate.start_in_fresh_process(saved_model)  # the Pusher's, run beside ours
+  try:
+    result = evaluate(saved_model, postprocess)
+    _record_evaluation(evaluation, result, split, ground_truth, saved_model)
+    scratch = os.path.join(evaluation.uri, BASELINE_EXPORT_DIR)
+    baseline_ap, baseline, baseline_saved_model = _evaluate_baseline(
+        baseline_model, model, overrides, scratch, evaluate, evaluation)
+    decision = blessing_lib.decide_blessing(float(result.metrics["AP"]), min_ap, baseline_ap,
+                                            max_ap_regression)
+    held_out_rows = []
+    if held_out_examples is not None and held_out_examples.uri != examples.uri:
+      ap, baseline_ap, forgotten = _evaluate_held_out(
+          held_out_examples, split, saved_model, baseline_saved_model, evaluation,
+          max_class_regression)
+      decision = blessing_lib.decide_with_held_out(decision, ap, baseline_ap,
+                                                   max_held_out_regression, forgotten)
+      held_out_rows = [(f"held-out AP (span {examples_span(held_out_examples)} {split})",
+                        _with_baseline(ap, baseline_ap))]
+    if tf.io.gfile.exists(scratch):
+      tf.io.gfile.rmtree(scratch)
+    logger.info("Blessing: %s (%s)", decision["blessed"], decision["reason"])
+    details = [("model", model.uri), ("SavedModel", saved_model),
                ("post-processing", export.postprocess_json(postprocess)),
                ("baseline model", baseline_model.uri if baseline is not None else "none"),
-               *held_out_rows,
-               ("images", str(result.num_images)),
-               ("ground truth", ground_truth or "the records")])
-  evaluation.set_string_custom_property(layout.EvaluationKeys.REPORT, report)
-  _record_blessing(blessing, decision, model, baseline_model, float(result.metrics["AP"]),
-                   saved_model, digest, export.postprocess_json(postprocess))
+               *held_out_rows, ("images", str(result.num_images)),
+               ("ground truth", ground_truth or "the records")]
+    report = evaluate_model.write_report(
+        os.path.join(evaluation.uri, layout.REPORT_FILE), result,
+        title=f"Evaluation of model {model.id} on the {split} split", file_pattern=file_pattern,
+        ground_truth_path=ground_truth, blessing=decision, baseline=baseline, details=details)
+    evaluation.set_string_custom_property(layout.EvaluationKeys.REPORT, report)
+    _record_blessing(blessing, decision, model, baseline_model, float(result.metrics["AP"]),
+                     saved_model, digest, export.postprocess_json(postprocess))
+    _record_validation(blessing, validation, digest, decision["blessed"])
+  except BaseException:
+    validation.cancel()
+    raise

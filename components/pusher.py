@@ -8,9 +8,12 @@ blessing records their path and content digest) after checking that
     (so `--from_stage=pusher --postprocess ...` cannot push unevaluated NMS),
   * the SavedModel's digest still equals the evaluated one,
 
-and the staged copy passes pre-push validation: it is loaded in a fresh
-process and must answer a canned batch on every signature with well-formed
-outputs (retinanet/serving/validate.py) before the version becomes visible.
+and the staged copy passes pre-push validation: the evaluated bytes are loaded in a
+fresh process and must answer a canned batch on every signature with well-formed
+outputs (retinanet/serving/validate.py) before the version becomes visible. The
+Evaluator runs that validation beside its evaluation and records it with the digest
+it ran on; the Pusher then checks that the staged copy has that digest. A blessing
+without it (an older Evaluator) is validated here, on the staged copy.
 Whenever something fails, nothing is pushed and the reason is recorded on
 the PushedModel artifact (`pushed` 0, `reason`).
 
@@ -102,14 +105,10 @@ def RetinaNetPusher(  # pylint: disable=invalid-name
     not_pushed(f"export formats: {e}")
     return
 
-  def check(staged_dir: str) -> None:
-    report = validate.validate_in_fresh_process(staged_dir, validation_timeout_seconds)
-    if not report["valid"]:
-      raise validate.ValidationError(report["error"])
-    logger.info("Pre-push validation of %s passed: %s", staged_dir, report["valid_detections"])
-
   try:
-    version_dir = versioning.push_directory(source, serving_dir, validate=check, extras=extras)
+    version_dir = versioning.push_directory(
+        source, serving_dir, validate=_prepush_check(model_blessing, validation_timeout_seconds),
+        extras=extras)
   except validate.ValidationError as e:
     not_pushed(f"pre-push validation failed: {e}")
     pushed_model.set_string_custom_property(layout.PushKeys.VALIDATION, f"failed: {e}")
@@ -130,6 +129,33 @@ def RetinaNetPusher(  # pylint: disable=invalid-name
   pushed_model.set_string_custom_property(layout.PushKeys.VALIDATION, "passed")
   logger.info("Pushed model version %d to %s (the evaluated SavedModel %s)", version,
               version_dir, source)
+
+
+def _prepush_check(model_blessing, timeout_seconds: int):
+  """check(staged_dir) for versioning.push_directory: raises ValidationError unless the staged
+  copy passes pre-push validation (module docstring)."""
+  from retinanet.serving import validate  # pylint: disable=g-import-not-at-top
+  keys = layout.BlessingKeys
+  blessed_digest = model_blessing.get_string_custom_property(keys.SAVED_MODEL_DIGEST)
+  recorded = model_blessing.get_string_custom_property(keys.VALIDATION)
+  validated = (bool(recorded) and
+               model_blessing.get_string_custom_property(keys.VALIDATED_DIGEST) == blessed_digest)
+
+  def check(staged_dir: str) -> None:
+    if validated:  # the Evaluator's fresh-process validation of these very bytes
+      staged_digest = validate.saved_model_digest(staged_dir)
+      if staged_digest != blessed_digest:
+        raise validate.ValidationError(f"the staged copy's digest {staged_digest[:12]} is not "
+                                       f"the validated {blessed_digest[:12]}")
+      report = json.loads(recorded)
+    else:  # a blessing without it (an older Evaluator): validate the staged copy now
+      report = validate.validate_in_fresh_process(staged_dir, timeout_seconds)
+    if not report["valid"]:
+      raise validate.ValidationError(report["error"])
+    logger.info("Pre-push validation of %s passed: %s", report["export_dir"],
+                report["valid_detections"])
+
+  return check
 
 
 def _portable_formats(source: str, formats_flag: str,

@@ -135,6 +135,10 @@ class BlessingKeys:
   SAVED_MODEL_DIR = "saved_model_dir"
   SAVED_MODEL_DIGEST = "saved_model_digest"
   POSTPROCESS = "postprocess"
+  # The pre-push validation of those bytes, run in a fresh process beside the evaluation
+  # (a JSON report), and the digest it was run on: the Pusher reuses it for the same bytes.
+  VALIDATION = "pre_push_validation"
+  VALIDATED_DIGEST = "validated_digest"
   BLESSED_MARKER = "BLESSED"          # files in the blessing's directory
   NOT_BLESSED_MARKER = "NOT_BLESSED"
 

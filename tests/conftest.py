@@ -69,17 +69,32 @@ def pytest_collection_modifyitems(items):
 
 @contextlib.contextmanager
 def validating_in_process():
-  """The Pusher's pre-push validation in this process: the same checks and report as
-  `validate_in_fresh_process`, without a second interpreter's start-up.
+  """The pre-push validation (the Evaluator's, or the Pusher's) in this process: the same
+  checks and report as `start_in_fresh_process`, without a second interpreter's start-up.
 
-  The fresh-process property itself is checked once through the component
+  The fresh-process property itself is checked once through the components
   (test_components_eval_push.test_pusher_pushes_the_evaluated_bytes) and once through
   `run_pipeline.py` (test_pipeline_resume, whose pipeline runs as a real command).
   """
   from retinanet.serving import validate  # pylint: disable=g-import-not-at-top
+
+  class InProcess:
+    """start_in_fresh_process's stand-in: the report, computed here when asked for."""
+
+    def __init__(self, export_dir, timeout_seconds=None):
+      del timeout_seconds
+      self.export_dir = export_dir
+
+    def report(self):
+      return validate.validation_report(self.export_dir)
+
+    def cancel(self):
+      pass
+
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(validate, "validate_in_fresh_process",
                   lambda export_dir, timeout_seconds: validate.validation_report(export_dir))
+    patch.setattr(validate, "start_in_fresh_process", InProcess)
     yield
 
 

@@ -75,6 +75,7 @@ def _evaluate(inputs, tmp_path, **params):
   return evaluation, blessing
 
 
+@pytest.mark.usefixtures("validate_in_process")
 def test_evaluator_writes_metrics_and_blesses(inputs, tmp_path):
   evaluation, blessing = _evaluate(inputs, tmp_path, min_ap=0.0)
   # It evaluated the Model artifact's SavedModel, against the data stage's ground truth.
@@ -97,6 +98,7 @@ def test_evaluator_writes_metrics_and_blesses(inputs, tmp_path):
   assert os.path.exists(tmp_path / "blessing" / "BLESSED")
 
 
+@pytest.mark.usefixtures("validate_in_process")
 def test_evaluator_with_other_post_processing_evaluates_a_new_export(inputs, tmp_path):
   _, blessing = _evaluate(inputs, tmp_path, min_ap=0.0,
                           postprocess_overrides='{"nms_mode": "per_class_soft"}')
@@ -185,6 +187,13 @@ def test_pusher_does_not_push_a_model_that_fails_validation(inputs, tmp_path):
 
 
 def test_pusher_pushes_the_evaluated_bytes(inputs, evaluated, tmp_path):
+  # The Evaluator validated the evaluated bytes in a fresh process (the `evaluated` fixture
+  # runs without validate_in_process) and recorded it with their digest.
+  recorded = json.loads(evaluated.get_string_custom_property("pre_push_validation"))
+  assert recorded["valid"] and recorded["process"] != os.getpid()
+  assert set(recorded["valid_detections"]) == set(export.SIGNATURE_NAMES)
+  assert evaluated.get_string_custom_property("validated_digest") == \
+      evaluated.get_string_custom_property("saved_model_digest")
   first = _push(inputs, tmp_path, evaluated)
   assert first.get_int_custom_property("pushed") == 1
   assert first.get_string_custom_property("validation") == "passed"
@@ -200,6 +209,19 @@ def test_pusher_pushes_the_evaluated_bytes(inputs, evaluated, tmp_path):
   assert out["boxes"].shape[0] == 2
   assert versioning.list_versions(str(tmp_path / "serving")) == [
       first.get_int_custom_property("pushed_version")]
+
+
+def test_pusher_refuses_bytes_whose_recorded_validation_failed(inputs, evaluated, tmp_path):
+  blessing = _artifact(standard_artifacts.ModelBlessing, tmp_path / "blessing")
+  for key in ("blessed", "current_model_id"):
+    blessing.set_int_custom_property(key, evaluated.get_int_custom_property(key))
+  for key in ("saved_model_dir", "saved_model_digest", "postprocess", "validated_digest"):
+    blessing.set_string_custom_property(key, evaluated.get_string_custom_property(key))
+  blessing.set_string_custom_property("pre_push_validation", json.dumps(
+      {"export_dir": "x", "valid": False, "error": "signature serve_images: boxes are not finite"}))
+  _not_pushed(_push(inputs, tmp_path, blessing), tmp_path,
+              "pre-push validation failed: signature serve_images: boxes are not finite")
+  assert versioning.list_versions(str(tmp_path / "serving")) == []
 
 
 @pytest.mark.usefixtures("validate_in_process")

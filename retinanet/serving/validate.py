@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from typing import Any, Dict, List, Tuple
 
 from retinanet import console, layout
@@ -158,29 +159,60 @@ def validate_export_dir(export_dir: str) -> Dict[str, Any]:
     if "image_id" in kwargs and not (outputs[export.IMAGE_ID_KEY].numpy() == [11, 12]).all():
       raise ValidationError(f"signature {name}: image_id is not passed through")
     answered[name] = [int(v) for v in outputs["valid_detections"].numpy()]
-  return {"export_dir": export_dir, "valid": True, "valid_detections": answered}
+  return {"export_dir": export_dir, "valid": True, "valid_detections": answered,
+          "process": os.getpid()}
+
+
+class FreshValidation:
+  """`validate_export_dir` running in a new Python process (`start_in_fresh_process`):
+  started early, so that it runs beside other work (the Evaluator's); `report()` waits."""
+
+  def __init__(self, export_dir: str, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS):
+    self.export_dir = export_dir
+    self._timeout = timeout_seconds
+    self._started = time.time()
+    self._done = False
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    self._process = subprocess.Popen(
+        [sys.executable, "-m", "retinanet.serving.validate", export_dir],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+  def report(self) -> Dict[str, Any]:
+    """The report: "valid" (bool) and, when False, "error" (one line)."""
+    left = max(0.0, self._timeout - (time.time() - self._started))
+    try:
+      stdout, stderr = self._process.communicate(timeout=left)
+      self._done = True
+    except subprocess.TimeoutExpired:
+      self.cancel()
+      return {"export_dir": self.export_dir, "valid": False,
+              "error": f"no answer within {self._timeout:.0f} s"}
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if lines:
+      return json.loads(lines[-1])
+    tail = (stderr.strip().splitlines() or ["(no output)"])[-1]
+    return {"export_dir": self.export_dir, "valid": False,
+            "error": f"validation process exited with {self._process.returncode}: {tail}"}
+
+  def cancel(self) -> None:
+    """Stops the process (nothing when its report was read)."""
+    if self._done:
+      return
+    self._done = True
+    if self._process.poll() is None:
+      self._process.kill()
+    self._process.communicate()
+
+
+def start_in_fresh_process(export_dir: str,
+                           timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> FreshValidation:
+  return FreshValidation(export_dir, timeout_seconds)
 
 
 def validate_in_fresh_process(export_dir: str,
                               timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> Dict[str, Any]:
-  """Runs `validate_export_dir` in a new Python process; returns its report.
-
-  The report has "valid" (bool) and, when False, "error" (one line).
-  """
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  command = [sys.executable, "-m", "retinanet.serving.validate", export_dir]
-  try:
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_seconds,
-                          env=env, check=False)
-  except subprocess.TimeoutExpired:
-    return {"export_dir": export_dir, "valid": False,
-            "error": f"no answer within {timeout_seconds:.0f} s"}
-  lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-  if lines:
-    return json.loads(lines[-1])
-  tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-  return {"export_dir": export_dir, "valid": False,
-          "error": f"validation process exited with {done.returncode}: {tail}"}
+  """Runs `validate_export_dir` in a new Python process; returns its report."""
+  return start_in_fresh_process(export_dir, timeout_seconds).report()
 
 
 def validation_report(export_dir: str) -> Dict[str, Any]:
