@@ -206,6 +206,7 @@ class FreshValidation:
 
 def start_in_fresh_process(export_dir: str,
                            timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> FreshValidation:
+  """Starts validating `export_dir` in a new Python process; `.report()` waits for it."""
   return FreshValidation(export_dir, timeout_seconds)
 
 
