@@ -4,6 +4,8 @@ global batch: same losses, gradient norms and updated weights.
 The two logical CPUs are configured by tests/conftest.py before TensorFlow
 initializes, so the cases run in the test process.
 """
+import weakref
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -45,6 +47,11 @@ def _run(tmp_path, files, overrides):
         weights={p: v.numpy() for p, v in paths.items()},
         ema=({p: v.numpy() for p, v in tr.ema.averages.items()} if tr.ema else {}),
         normalizer=(float(tr.loss_normalizer.value.numpy()) if tr.loss_normalizer else None))
+    # close() frees the input pipeline itself, so no later garbage collection (in another
+    # test) waits for the multi-device iterator's autotuning thread.
+    iterator = weakref.ref(tr.iterator)
+    tr.close()
+    assert iterator() is None
   one, two = runs["default"], runs["mirrored"]
   return dict(
       replicas=[one["replicas"], two["replicas"]],

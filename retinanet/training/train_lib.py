@@ -81,6 +81,7 @@ def train(config: config_lib.ExperimentConfig, *, train_files: Union[str, Sequen
   """
   previous_policy = tf_keras.mixed_precision.global_policy()
   set_precision_policy(config.train.mixed_precision)
+  trainer = None
   try:
     tf_keras.utils.set_random_seed(config.train.seed)
     if strategy is None:
@@ -104,3 +105,5 @@ def train(config: config_lib.ExperimentConfig, *, train_files: Union[str, Sequen
     return result
   finally:
     tf_keras.mixed_precision.set_global_policy(previous_policy)
+    if trainer is not None:
+      trainer.close()

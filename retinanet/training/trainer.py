@@ -18,6 +18,7 @@ norm is that global norm (before clipping).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import tempfile
@@ -471,6 +472,25 @@ class Trainer:
                    bad_step, prefix,
                    self.global_step, restores + 1, self.options.max_nan_restores)
     return restores + 1
+
+  def close(self) -> None:
+    """Frees the input pipeline now, not whenever Python's garbage collector finds it.
+
+    The distributed dataset's iterator sits in reference cycles, so only a collection
+    frees it, and its destructor waits for tf.data's autotuning thread. With several
+    replicas (Mirrored, MultiWorkerMirrored) that thread may sleep out its optimization
+    period, up to a minute, holding the interpreter. Measured here: a collection 25 s after a
+    2-step two-replica run took 15 s, one right after it 0.4 s. Collecting here keeps the
+    wait short and puts it at the end of training, not in whatever code (an export, an
+    evaluation) a later collection interrupts. The trainer cannot train after this.
+    """
+    self.iterator = self.dataset = self.checkpoint = self.manager = None
+    start = time.perf_counter()
+    gc.collect()
+    seconds = time.perf_counter() - start
+    if seconds > 5:
+      logger.info("Freed the training input pipeline in %.1f s (tf.data's autotuning thread "
+                  "finishing its period)", seconds)
 
   def train(self, initial_weights: str = RANDOM_WEIGHTS) -> TrainResult:
     """Trains from the current (restored or initial) state to options.total_steps.
