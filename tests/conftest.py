@@ -103,6 +103,26 @@ def validate_in_process():
     yield
 
 
+@pytest.fixture
+def build_trainer():
+  """fn(cfg, files, model_dir, **kwargs) -> train_lib.build_trainer(...) on the default
+  strategy, closed when the test ends (as train_lib.train closes its own), so that no later
+  test's garbage collection waits on its input pipeline (Trainer.close)."""
+  from retinanet.training import train_lib  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  trainers = []
+
+  def build(cfg, files, model_dir, **kwargs):
+    kwargs.setdefault("strategy", tf.distribute.get_strategy())
+    trainers.append(train_lib.build_trainer(cfg, train_files=files, model_dir=str(model_dir),
+                                            **kwargs))
+    return trainers[-1]
+
+  yield build
+  for trainer in trainers:
+    trainer.close()
+
+
 @pytest.fixture(scope="session")
 def shared_records(tmp_path_factory):
   """fn(num_images=16, image_size=(128, 128), seed=0, num_shards=2) -> TFRecord glob of

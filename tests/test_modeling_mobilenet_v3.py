@@ -202,20 +202,19 @@ def files(shared_records):
   return shared_records(num_images=8)
 
 
-def test_loss_falls_and_freezing_by_regex_with_mobilenet(files, tmp_path):
+def test_loss_falls_and_freezing_by_regex_with_mobilenet(files, tmp_path, build_trainer):
   """30 steps on 2 fixed batches with MobileNetV3-Small + separable heads, the backbone's
   early blocks frozen by regex: the loss falls, the frozen weights do not move."""
-  from retinanet.training import checkpointing, train_lib  # pylint: disable=g-import-not-at-top
+  from retinanet.training import checkpointing  # pylint: disable=g-import-not-at-top
   cfg = tiny_config(["model.backbone.type=mobilenet_v3_small", "model.head.separable=true",
                      "optimizer.gradient_clip_norm=2.0", "input.scale_min=1.0",
                      "input.scale_max=1.0", "input.horizontal_flip=false",
                      "optimizer.warmup_steps=5", "optimizer.base_learning_rate=0.02"],
                     total_steps=30, steps_per_execution=10, log_every=10, checkpoint_every=1000)
   base = task.RetinaNetTask(cfg).build_inputs(files, is_training=True)
-  tr = train_lib.build_trainer(cfg, train_files=files, model_dir=str(tmp_path),
-                             strategy=tf.distribute.get_strategy(),
-                             dataset_fn=lambda ctx: base(ctx).take(2).cache().repeat(),
-                             freeze_patterns=[r"^backbone/(stem|block[0-2]/)"])
+  tr = build_trainer(cfg, files, tmp_path,
+                     dataset_fn=lambda ctx: base(ctx).take(2).cache().repeat(),
+                     freeze_patterns=[r"^backbone/(stem|block[0-2]/)"])
   paths = checkpointing.variable_paths(tr.model)
   frozen = {p: v.numpy() for p, v in paths.items()
             if p.startswith(("backbone/stem_conv", "backbone/block1/")) and "moving_" not in p}
@@ -229,17 +228,15 @@ def test_loss_falls_and_freezing_by_regex_with_mobilenet(files, tmp_path):
   assert not np.array_equal(paths["backbone/block5/project_conv/kernel"].numpy(), unfrozen)
 
 
-def test_mixed_float16_step_is_finite_with_mobilenet(files, tmp_path):
+def test_mixed_float16_step_is_finite_with_mobilenet(files, tmp_path, build_trainer):
   from retinanet.training import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
-  from retinanet.training import train_lib  # pylint: disable=g-import-not-at-top
   cfg = tiny_config(["model.backbone.type=mobilenet_v3_large", "model.head.separable=true",
                      'train.mixed_precision="mixed_float16"'],
                     total_steps=2, steps_per_execution=1, log_every=1, checkpoint_every=100)
   previous = tf_keras.mixed_precision.global_policy()
   strategy_lib.set_precision_policy("mixed_float16")
   try:
-    tr = train_lib.build_trainer(cfg, train_files=files, model_dir=str(tmp_path),
-                               strategy=tf.distribute.get_strategy())
+    tr = build_trainer(cfg, files, tmp_path)
     result = tr.train()
   finally:
     tf_keras.mixed_precision.set_global_policy(previous)

@@ -35,25 +35,9 @@ def _poisoned(cfg, files, bad_batches):
   return dataset_fn
 
 
-@pytest.fixture
-def build():
-  """fn(cfg, files, model_dir, **kwargs) -> a Trainer, closed when the test ends (as
-  train_lib.train closes its own): no later test's garbage collection frees its input."""
-  trainers = []
-
-  def build_trainer(cfg, files, model_dir, **kwargs):
-    trainers.append(train_lib.build_trainer(cfg, train_files=files, model_dir=str(model_dir),
-                                            strategy=tf.distribute.get_strategy(), **kwargs))
-    return trainers[-1]
-
-  yield build_trainer
-  for trainer in trainers:
-    trainer.close()
-
-
-def test_non_finite_loss_stops_naming_the_step(files, tmp_path, build):
+def test_non_finite_loss_stops_naming_the_step(files, tmp_path, build_trainer):
   cfg = tiny_config(total_steps=6, steps_per_execution=3, log_every=3, checkpoint_every=100)
-  tr = build(cfg, files, tmp_path, dataset_fn=_poisoned(cfg, files, {4}))
+  tr = build_trainer(cfg, files, tmp_path, dataset_fn=_poisoned(cfg, files, {4}))
   with pytest.raises(NonFiniteLossError,
                      match=r"Non-finite loss or gradient at global step 5 ") as info:
     tr.train()
@@ -64,11 +48,11 @@ def test_non_finite_loss_stops_naming_the_step(files, tmp_path, build):
   assert "nan_policy='restore'" in str(info.value)
 
 
-def test_nan_policy_restore_reloads_the_last_checkpoint_and_continues(files, tmp_path, build,
-                                                                    caplog):
+def test_nan_policy_restore_reloads_the_last_checkpoint_and_continues(files, tmp_path, caplog,
+                                                                    build_trainer):
   cfg = tiny_config(["train.nan_policy=\"restore\""], total_steps=6, steps_per_execution=3,
                     log_every=3, checkpoint_every=4)
-  tr = build(cfg, files, tmp_path, dataset_fn=_poisoned(cfg, files, {4}))
+  tr = build_trainer(cfg, files, tmp_path, dataset_fn=_poisoned(cfg, files, {4}))
   with caplog.at_level(logging.WARNING):
     result = tr.train()
   assert result.nan_restores == 1
@@ -78,10 +62,10 @@ def test_nan_policy_restore_reloads_the_last_checkpoint_and_continues(files, tmp
              and "ckpt-4" in r.getMessage() for r in caplog.records)
 
 
-def test_nan_policy_restore_gives_up_after_max_restores(files, tmp_path, build):
+def test_nan_policy_restore_gives_up_after_max_restores(files, tmp_path, build_trainer):
   cfg = tiny_config(["train.nan_policy=\"restore\"", "train.max_nan_restores=2"], total_steps=6,
                     steps_per_execution=1, log_every=1, checkpoint_every=3)
-  tr = build(cfg, files, tmp_path, dataset_fn=_poisoned(cfg, files, set(range(4, 40))))
+  tr = build_trainer(cfg, files, tmp_path, dataset_fn=_poisoned(cfg, files, set(range(4, 40))))
   with pytest.raises(NonFiniteLossError, match="after 2 checkpoint restores") as info:
     tr.train()
   assert info.value.step == 4   # restored to step 3 each time; step 4 fails again
@@ -140,14 +124,15 @@ def _read_scalars(directory):
   return values
 
 
-def test_loss_falls_when_fitting_a_few_batches(files, tmp_path, build):
+def test_loss_falls_when_fitting_a_few_batches(files, tmp_path, build_trainer):
   """50 steps on 2 fixed batches (8 sample images, no augmentation): the loop optimizes."""
   cfg = tiny_config(["optimizer.gradient_clip_norm=2.0", "input.scale_min=1.0",
                      "input.scale_max=1.0", "input.horizontal_flip=false",
                      "optimizer.warmup_steps=5"],
                     total_steps=50, steps_per_execution=10, log_every=10, checkpoint_every=1000)
   base = task.RetinaNetTask(cfg).build_inputs(files, is_training=True)
-  tr = build(cfg, files, tmp_path, dataset_fn=lambda ctx: base(ctx).take(2).cache().repeat())
+  tr = build_trainer(cfg, files, tmp_path,
+                     dataset_fn=lambda ctx: base(ctx).take(2).cache().repeat())
   result = tr.train()
   first, last = result.history[0][1], result.history[-1][1]
   assert [s for s, _ in result.history] == [10, 20, 30, 40, 50]

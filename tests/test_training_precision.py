@@ -25,7 +25,9 @@ def _train(precision, files, model_dir, total_steps):
     tf_keras.utils.set_random_seed(cfg.train.seed)
     tr = train_lib.build_trainer(cfg, train_files=files, model_dir=str(model_dir),
                                strategy=tf.distribute.get_strategy())
-    return tr, tr.train()
+    result = tr.train()
+    tr.close()   # as train_lib.train does; the model and optimizer stay readable
+    return tr, result
   finally:
     tf_keras.mixed_precision.set_global_policy(previous)
 
