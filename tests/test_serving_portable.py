@@ -3,8 +3,12 @@
 One tiny random-weight model directory (tests/test_serving_export.py) per
 module; every format is written from it by `portable.export_format` (the
 Pusher's and the CLI's path) and compared with a SavedModel exported with the
-same post-processing. Each conversion costs 5-15 s on the 2 shared cores.
+same post-processing. Each conversion costs 5-15 s on the 2 shared cores, an
+export and its load about 3 s: the module writes each (format, post-processing)
+file and each SavedModel reference once (`converted`, `references`) and its tests
+only read them.
 """
+import json
 import os
 
 import numpy as np
@@ -31,20 +35,46 @@ def image_batches():
           random_image(90, 60, seed=32)[None]]
 
 
-def saved_model_outputs(model_dir, tmp_path, overrides):
-  export_dir = str(tmp_path / "saved_model")
-  export.export_model_dir(model_dir, export_dir, postprocess_overrides=overrides)
-  serve = portable.load_detector("saved_model", export_dir)
-  return [serve(images) for images in image_batches()]
+def _once_per_key(build):
+  """fn(*key) -> build(*key), computed once per key (the key's JSON)."""
+  built = {}
+
+  def get(*key):
+    name = json.dumps(key, sort_keys=True)
+    if name not in built:
+      built[name] = build(*key)
+    return built[name]
+
+  return get
 
 
-def assert_agrees(fmt, model_dir, tmp_path, nms_mode):
+@pytest.fixture(scope="module")
+def references(model_dir, tmp_path_factory):
+  """fn(overrides) -> the outputs on image_batches() of a SavedModel exported from model_dir
+  with those post-processing overrides (once per overrides)."""
+  def outputs(overrides):
+    export_dir = str(tmp_path_factory.mktemp("saved_model") / "export")
+    export.export_model_dir(model_dir, export_dir, postprocess_overrides=overrides)
+    serve = portable.load_detector("saved_model", export_dir)
+    return [serve(images) for images in image_batches()]
+
+  return _once_per_key(outputs)
+
+
+@pytest.fixture(scope="module")
+def converted(model_dir, tmp_path_factory):
+  """fn(fmt, overrides) -> the path `portable.export_format` wrote (once per key)."""
+  def path(fmt, overrides):
+    output = tmp_path_factory.mktemp(fmt) / portable.FILENAMES[fmt]
+    return portable.export_format(model_dir, fmt, str(output), overrides)
+
+  return _once_per_key(path)
+
+
+def assert_agrees(fmt, converted, references, nms_mode):
   overrides = dict(POSTPROCESS, nms_mode=nms_mode)
-  path = portable.export_format(model_dir, fmt, str(tmp_path / portable.FILENAMES[fmt]),
-                                overrides)
-  detector = portable.load_detector(fmt, path)
-  for images, reference in zip(image_batches(), saved_model_outputs(model_dir, tmp_path,
-                                                                    overrides)):
+  detector = portable.load_detector(fmt, converted(fmt, overrides))
+  for images, reference in zip(image_batches(), references(overrides)):
     outputs = detector(images)
     assert set(outputs) == set(export.OUTPUT_KEYS)
     for i in range(len(images)):
@@ -62,8 +92,8 @@ def assert_agrees(fmt, model_dir, tmp_path, nms_mode):
 
 
 @pytest.mark.parametrize("nms_mode", portable.ONNX_NMS_MODES)
-def test_onnx_matches_saved_model(model_dir, tmp_path, nms_mode):
-  assert_agrees(portable.ONNX, model_dir, tmp_path, nms_mode)
+def test_onnx_matches_saved_model(converted, references, nms_mode):
+  assert_agrees(portable.ONNX, converted, references, nms_mode)
 
 
 @pytest.mark.parametrize("nms_mode", ["per_class_soft", "global_soft"])
@@ -78,22 +108,22 @@ def test_onnx_soft_nms_fails_with_a_clear_error(model_dir, tmp_path, nms_mode):
 
 
 @pytest.mark.parametrize("nms_mode", ["combined", "per_class_soft", "global_soft"])
-def test_tflite_float32_matches_saved_model(model_dir, tmp_path, nms_mode):
-  assert_agrees(portable.TFLITE, model_dir, tmp_path, nms_mode)
+def test_tflite_float32_matches_saved_model(converted, references, nms_mode):
+  assert_agrees(portable.TFLITE, converted, references, nms_mode)
 
 
-def test_tflite_int8_is_smaller_and_finds_the_float_models_top_detections(model_dir, tmp_path):
+def test_tflite_int8_is_smaller_and_finds_the_float_models_top_detections(converted,
+                                                                          references):
   """Dynamic-range int8 moves scores and boxes a little: at least 80% of the SavedModel's 5
   best detections per image have an int8 detection of their class with IoU >= 0.7
   (measured on this random-weight model: 14 of 15)."""
-  paths = portable.export_formats(model_dir, [portable.TFLITE, portable.TFLITE_INT8],
-                                  str(tmp_path / "formats"), POSTPROCESS)
-  assert os.path.getsize(paths[portable.TFLITE_INT8]) < 0.4 * os.path.getsize(paths[portable.TFLITE])
-  detector = portable.load_detector(portable.TFLITE_INT8, paths[portable.TFLITE_INT8])
-  references = saved_model_outputs(model_dir, tmp_path, POSTPROCESS)
+  overrides = dict(POSTPROCESS, nms_mode="combined")
+  int8 = converted(portable.TFLITE_INT8, overrides)
+  assert os.path.getsize(int8) < 0.4 * os.path.getsize(converted(portable.TFLITE, overrides))
+  detector = portable.load_detector(portable.TFLITE_INT8, int8)
   top5 = lambda out: dict(out, valid_detections=np.minimum(out["valid_detections"], 5))
   recalls = [portable.detection_recall(top5(reference), detector(images), iou=0.7)
-             for images, reference in zip(image_batches(), references)]
+             for images, reference in zip(image_batches(), references(overrides))]
   assert np.mean(recalls) >= 0.8, recalls
 
 
