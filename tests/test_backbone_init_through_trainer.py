@@ -120,12 +120,12 @@ def test_keras_applications_checkpoint_trains_through_the_trainer(inputs, tmp_pa
   config = config_lib.apply_overrides(base, [f'model.backbone.init_checkpoint="{prefix}"',
                                              *NO_UPDATE])
   backbone_model = _trained_backbone(_train_through_executor(inputs, config, tmp_path))
-  expected = task.RetinaNetTask(config).build_model()
-  assert task.initialize_backbone(expected, prefix)
   images = tf.constant(np.random.RandomState(1).uniform(-2, 2, (2, 64, 64, 3)), tf.float32)
+  expected = task.RetinaNetTask(config).build_model()
+  fresh = expected.backbone(images, training=False)   # the random initialization
+  assert task.initialize_backbone(expected, prefix)
   ours, theirs = backbone_model(images, training=False), expected.backbone(images, training=False)
   for level in (3, 4, 5):
     np.testing.assert_array_equal(ours[level].numpy(), theirs[level].numpy())
   # ...and it is not the random initialization.
-  fresh = task.RetinaNetTask(config).build_model().backbone(images, training=False)
   assert not np.allclose(fresh[5].numpy(), theirs[5].numpy())
