@@ -65,8 +65,14 @@ def imported_modules(module: str, root: pathlib.Path = _REPO_ROOT) -> Set[str]:
   return found
 
 
-def module_closure(module: str, root: pathlib.Path = _REPO_ROOT) -> List[pathlib.Path]:
-  """Every project file that importing and running `module` can execute, sorted."""
+def module_closure(module: str, root: pathlib.Path = _REPO_ROOT,
+                   parsed: Optional[Dict[str, Set[str]]] = None) -> List[pathlib.Path]:
+  """Every project file that importing and running `module` can execute, sorted.
+
+  `parsed` ({module: imported_modules}) is filled and reused, so closures computed
+  together parse each file once.
+  """
+  parsed = {} if parsed is None else parsed
   seen: Set[str] = set()
   todo = [module]
   while todo:
@@ -76,7 +82,9 @@ def module_closure(module: str, root: pathlib.Path = _REPO_ROOT) -> List[pathlib
     seen.add(current)
     parts = current.split(".")
     todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages run first
-    todo += sorted(imported_modules(current, root))
+    if current not in parsed:
+      parsed[current] = imported_modules(current, root)
+    todo += sorted(parsed[current])
   return sorted(module_path(m, root) for m in seen)
 
 
@@ -89,12 +97,15 @@ def fingerprint(files: Iterable[pathlib.Path], root: pathlib.Path = _REPO_ROOT) 
   return digest.hexdigest()[:16]
 
 
-def component_code_version(module: str, root: pathlib.Path = _REPO_ROOT) -> str:
+def component_code_version(module: str, root: pathlib.Path = _REPO_ROOT,
+                           parsed: Optional[Dict[str, Set[str]]] = None) -> str:
   """The fingerprint of everything `module` can execute in the project."""
-  return fingerprint(module_closure(module, root), root)
+  return fingerprint(module_closure(module, root, parsed), root)
 
 
 def component_code_versions(root: pathlib.Path = _REPO_ROOT) -> Dict[str, str]:
-  """{node id: code fingerprint} of every stage's component (pipeline/stages.py)."""
-  return {stage.node_id: component_code_version(stage.module, root)
+  """{node id: code fingerprint} of every stage's component (pipeline/stages.py); each
+  project file is parsed once for all of them."""
+  parsed: Dict[str, Set[str]] = {}
+  return {stage.node_id: component_code_version(stage.module, root, parsed)
           for stage in (*stages.STAGES, *stages.CONTINUOUS_STAGES)}
