@@ -57,7 +57,7 @@ def pytest_configure(config):
 # together: a heavy module sent last kept one worker busy for 30 s after the other
 # had finished.
 RUN_FIRST = ("test_pipeline_e2e", "test_config", "test_pipeline_resume",
-             "test_finetune_modelgarden", "test_training_multiworker",
+             "test_finetune_modelgarden", "test_continuous_training", "test_training_multiworker",
              "test_serving_portable", "test_backbone_init_through_trainer",
              "test_components_eval_push", "test_training_distributed",
              "test_modeling_mobilenet_v3", "test_training_loop", "test_training_precision",
