@@ -81,9 +81,11 @@ def validating_in_process():
   """The pre-push validation (the Evaluator's, or the Pusher's) in this process: the same
   checks and report as `start_in_fresh_process`, without a second interpreter's start-up.
 
-  The fresh-process property itself is checked once through the components
-  (test_components_eval_push.test_pusher_pushes_the_evaluated_bytes) and once through
-  `run_pipeline.py` (test_pipeline_resume, whose pipeline runs as a real command).
+  Every test runs this way (`_pre_push_validation_in_process`) except those marked
+  `fresh_validation`. The fresh-process property itself is checked once through the
+  components (test_components_eval_push.test_pusher_pushes_the_evaluated_bytes, whose
+  module fixture runs before any function fixture) and once through `run_pipeline.py`
+  (test_pipeline_resume, whose pipeline runs as a real command).
   """
   from retinanet.serving import validate  # pylint: disable=g-import-not-at-top
 
@@ -105,9 +107,13 @@ def validating_in_process():
     yield
 
 
-@pytest.fixture
-def validate_in_process():
-  """validating_in_process() around one test."""
+@pytest.fixture(autouse=True)
+def _pre_push_validation_in_process(request):
+  """validating_in_process() around every test not marked `fresh_validation`: a fresh
+  interpreter per validation cost 5-10 s of CPU in each pipeline run of the suite."""
+  if request.node.get_closest_marker("fresh_validation"):
+    yield
+    return
   with validating_in_process():
     yield
 

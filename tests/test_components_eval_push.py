@@ -75,7 +75,6 @@ def _evaluate(inputs, tmp_path, **params):
   return evaluation, blessing
 
 
-@pytest.mark.usefixtures("validate_in_process")
 def test_evaluator_writes_metrics_and_blesses(inputs, tmp_path):
   evaluation, blessing = _evaluate(inputs, tmp_path, min_ap=0.0)
   # It evaluated the Model artifact's SavedModel, against the data stage's ground truth.
@@ -98,7 +97,6 @@ def test_evaluator_writes_metrics_and_blesses(inputs, tmp_path):
   assert os.path.exists(tmp_path / "blessing" / "BLESSED")
 
 
-@pytest.mark.usefixtures("validate_in_process")
 def test_evaluator_with_other_post_processing_evaluates_a_new_export(inputs, tmp_path):
   _, blessing = _evaluate(inputs, tmp_path, min_ap=0.0,
                           postprocess_overrides='{"nms_mode": "per_class_soft"}')
@@ -147,7 +145,6 @@ def test_pusher_refuses_an_unblessed_model(inputs, tmp_path):
   _not_pushed(_push(inputs, tmp_path, blessing), tmp_path, "below the threshold")
 
 
-@pytest.mark.usefixtures("validate_in_process")
 def test_pusher_refuses_post_processing_that_was_not_evaluated(inputs, evaluated, tmp_path):
   pushed = _push(inputs, tmp_path, evaluated, postprocess_overrides='{"nms_mode": "global_soft"}')
   _not_pushed(pushed, tmp_path, "rerun from the Evaluator with these --postprocess settings")
@@ -163,7 +160,6 @@ def test_pusher_refuses_a_blessing_of_another_model(inputs, evaluated, tmp_path)
               "the blessing is for Model artifact 17, not 18")
 
 
-@pytest.mark.usefixtures("validate_in_process")
 def test_pusher_does_not_push_a_model_that_fails_validation(inputs, tmp_path):
   broken = str(tmp_path / "broken")
   tf.io.gfile.makedirs(broken)
@@ -186,6 +182,7 @@ def test_pusher_does_not_push_a_model_that_fails_validation(inputs, tmp_path):
   assert not [n for n in os.listdir(tmp_path / "serving") if n.startswith(".tmp-")]
 
 
+@pytest.mark.fresh_validation
 def test_pusher_pushes_the_evaluated_bytes(inputs, evaluated, tmp_path):
   # The Evaluator validated the evaluated bytes in a fresh process (the `evaluated` fixture
   # runs without validate_in_process) and recorded it with their digest.
@@ -224,7 +221,6 @@ def test_pusher_refuses_bytes_whose_recorded_validation_failed(inputs, evaluated
   assert versioning.list_versions(str(tmp_path / "serving")) == []
 
 
-@pytest.mark.usefixtures("validate_in_process")
 def test_pusher_pushes_checked_onnx_and_tflite_beside_the_saved_model(inputs, evaluated, tmp_path):
   pushed = _push(inputs, tmp_path, evaluated, export_formats="onnx,tflite_int8")
   assert pushed.get_int_custom_property("pushed") == 1

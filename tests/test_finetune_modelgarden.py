@@ -15,7 +15,6 @@ pytestmark = pytest.mark.e2e
 CHECKPOINT = os.path.join(os.path.dirname(__file__), "fixtures", "modelgarden_retinanet", "ckpt")
 
 
-@pytest.mark.usefixtures("validate_in_process")
 def test_finetuning_pipeline_from_a_model_garden_checkpoint(tmp_path, caplog):
   data = sample_data.generate_sample_dataset(str(tmp_path / "data"), num_train=16, num_val=8,
                                              image_size=(128, 128), seed=11)

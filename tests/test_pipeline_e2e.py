@@ -143,7 +143,6 @@ def test_lineage_lists_every_stage(main_run):
   assert lineage.main(["--metadata", main_run["metadata"]]) == 0
 
 
-@pytest.mark.usefixtures("validate_in_process")
 def test_finetuning_pipeline_on_other_categories(main_run):
   root = main_run["root"]
   dataset = sample_data.generate_sample_dataset(
