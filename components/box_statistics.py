@@ -6,6 +6,7 @@ with the usual Beam args), writes `report.json`, the plots and the transform
 graphs into the BoxStatistics artifact, and records the headline numbers as
 MLMD custom properties.
 """
+import dataclasses
 import json
 import logging
 import os
@@ -50,6 +51,20 @@ def record_report_properties(artifact, report: Mapping[str, Any]) -> None:
                                        float(suggestion["coverage_on_sample"]["positive"]))
 
 
+def statistics_config_json(config: config_lib.ExperimentConfig) -> str:
+  """The part of `config` the statistics depend on, as BoxStatisticsGen's `config_json`: the
+  model (input size, anchors, matcher; with the loss, validated together with the box
+  coder), input.max_instances and the coverage floor; the rest at its defaults. A change
+  of the optimizer or the training length then finds the statistics in the cache instead
+  of running the analyzers again."""
+  default = config_lib.ExperimentConfig()
+  return config_lib.config_to_json(dataclasses.replace(
+      default, model=config.model, loss=config.loss,
+      input=dataclasses.replace(default.input, max_instances=config.input.max_instances),
+      anchor_fit=dataclasses.replace(default.anchor_fit,
+                                     min_coverage=config.anchor_fit.min_coverage)))
+
+
 @component(use_beam=True)
 def BoxStatisticsGen(  # pylint: disable=invalid-name
     examples: InputArtifact[standard_artifacts.Examples],
@@ -59,7 +74,8 @@ def BoxStatisticsGen(  # pylint: disable=invalid-name
     code_version: Parameter[str] = "",
     beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
-  """Box statistics at the model input scale of `config_json`, anchor coverage, drift.
+  """Box statistics at the model input scale of `config_json` (`statistics_config_json`),
+  anchor coverage, drift.
 
   `code_version` only keys the cache (see pipeline/code_version.py).
   """

@@ -22,7 +22,7 @@ from tfx.types import standard_artifacts
 from tfx.types.channel import Channel
 
 from components import resolvers
-from components.box_statistics import BoxStatisticsGen
+from components.box_statistics import BoxStatisticsGen, statistics_config_json
 from components.data_validator import DataValidator
 from components.evaluator import RetinaNetEvaluator
 from components.example_gen import CocoExampleGen
@@ -98,7 +98,7 @@ class Orchestration:
   tfx_strategies_only: bool = False
 
 
-def _data_stages(dataset: DatasetPaths, config_json: str,
+def _data_stages(dataset: DatasetPaths, config: config_lib.ExperimentConfig,
                  versions: Mapping[str, str]) -> Tuple[BaseNode, BaseNode]:
   example_gen = CocoExampleGen(
       train_annotations=dataset.train_annotations, train_images=dataset.train_images,
@@ -110,7 +110,8 @@ def _data_stages(dataset: DatasetPaths, config_json: str,
   ).with_id(stages.DATA.node_id)
   statistics = BoxStatisticsGen(
       examples=example_gen.outputs["examples"], label_map=example_gen.outputs["label_map"],
-      config_json=config_json, code_version=versions.get(stages.STATISTICS.node_id, "")
+      config_json=statistics_config_json(config),
+      code_version=versions.get(stages.STATISTICS.node_id, "")
   ).with_id(stages.STATISTICS.node_id)
   return example_gen, statistics
 
@@ -264,7 +265,7 @@ def create_pipeline(*, pipeline_name: str, pipeline_root: str, dataset: DatasetP
   config_lib.validate(config)
   config_json = config_lib.config_to_json(config)
   versions: Dict[str, str] = dict(orchestration.code_versions)
-  example_gen, statistics = _data_stages(dataset, config_json, versions)
+  example_gen, statistics = _data_stages(dataset, config, versions)
   request = dataclasses.replace(training.request, config_json=config_json,
                                 code_version=versions.get(stages.TRAINER.node_id, ""),
                                 resume_dir=resume_dir(pipeline_root))

@@ -9,6 +9,7 @@ from components.trainer.request import TrainerRequest
 from pipeline import pipeline as pipeline_lib
 from pipeline import stages
 from retinanet import config as config_lib
+from retinanet import configs
 
 DATASET = pipeline_lib.DatasetPaths("gs://b/train.json", "gs://b/train", "gs://b/val.json",
                                     "gs://b/val")
@@ -51,9 +52,18 @@ def test_components_and_wiring_follow_the_stage_table():
   statistics = by_id[stages.STATISTICS.node_id]
   assert trainer.inputs["box_statistics"].producer_component_id == statistics.id
   assert trainer.inputs["examples"].producer_component_id == data.id
-  # The statistics are measured against the very config the Trainer trains.
-  assert statistics.exec_properties["config_json"] == trainer.exec_properties["config_json"]
+  # The statistics are measured against the very model the Trainer trains (its input
+  # size, anchors and matcher), with the Trainer's max_instances and coverage floor; the
+  # rest of their config is the defaults, so that changing, say, the learning rate does
+  # not rerun them.
   config = json.loads(trainer.exec_properties["config_json"])
+  measured = json.loads(statistics.exec_properties["config_json"])
+  assert measured["model"] == config["model"]
+  assert measured["input"]["max_instances"] == config["input"]["max_instances"]
+  assert measured["anchor_fit"]["min_coverage"] == config["anchor_fit"]["min_coverage"]
+  default = json.loads(config_lib.config_to_json(config_lib.ExperimentConfig()))
+  assert config["train"]["total_steps"] == 1000 != default["train"]["total_steps"]
+  assert measured["optimizer"] == default["optimizer"] and measured["train"] == default["train"]
   assert config["model"]["num_classes"] == 5
   # The Trainer's parameters are its request's fields, read back unchanged.
   request = TrainerRequest.from_exec_properties(trainer.exec_properties)
@@ -120,3 +130,15 @@ def test_conversion_options_reach_the_data_stage_from_the_command_line():
   assert data.exec_properties["convert_unsupported_images"] is True
   with pytest.raises(SystemExit):
     cli.build_parser().parse_args(flags + ["--size_mismatch=resize"])
+
+
+@pytest.mark.parametrize("name", configs.list_configs())
+def test_statistics_config_of_every_shipped_config_is_valid_and_keeps_the_model(name):
+  """BoxStatisticsGen parses its config_json (config_from_dict validates the box coder with
+  the loss): the statistics part of each shipped config must stay a valid config."""
+  config = configs.load_named_config(name)
+  [statistics] = [c for c in _pipeline(config=config).components
+                  if c.id == stages.STATISTICS.node_id]
+  measured = config_lib.config_from_dict(json.loads(statistics.exec_properties["config_json"]))
+  assert measured.model == config.model and measured.loss == config.loss
+  assert measured.input.max_instances == config.input.max_instances
