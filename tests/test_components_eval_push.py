@@ -184,8 +184,9 @@ def test_pusher_does_not_push_a_model_that_fails_validation(inputs, tmp_path):
 
 @pytest.mark.fresh_validation
 def test_pusher_pushes_the_evaluated_bytes(inputs, evaluated, tmp_path):
-  # The Evaluator validated the evaluated bytes in a fresh process (the `evaluated` fixture
-  # runs without validate_in_process) and recorded it with their digest.
+  # The Evaluator validated the evaluated bytes in a fresh process (the module-scoped
+  # `evaluated` fixture is set up before conftest's autouse in-process validation) and
+  # recorded it with their digest.
   recorded = json.loads(evaluated.get_string_custom_property("pre_push_validation"))
   assert recorded["valid"] and recorded["process"] != os.getpid()
   assert set(recorded["valid_detections"]) == set(export.SIGNATURE_NAMES)

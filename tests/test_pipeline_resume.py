@@ -41,9 +41,14 @@ def dataset_flags(tmp_path_factory):
           f"--val_images={data.image_dirs['val']}"]
 
 
+def _argv(output_dir, dataset_flags, *extra):
+  """run_pipeline.py's arguments for a run of SMALL into output_dir."""
+  return ["--runner=local", f"--output_dir={output_dir}", *dataset_flags, *SMALL, *extra]
+
+
 def _command(output_dir, dataset_flags, *extra):
-  return [sys.executable, os.path.join(REPO, "run_pipeline.py"), "--runner=local",
-          f"--output_dir={output_dir}", *dataset_flags, *SMALL, *extra]
+  return [sys.executable, os.path.join(REPO, "run_pipeline.py"),
+          *_argv(output_dir, dataset_flags, *extra)]
 
 
 def _env():
@@ -112,10 +117,9 @@ def test_sigkilled_training_resumes_and_a_changed_config_starts_fresh(tmp_path, 
   # A changed learning rate, in this process (no property here needs a fresh one): the
   # Trainer starts fresh; the data and its statistics (which do not depend on the
   # optimizer) come from the cache.
-  argv = ["--runner=local", f"--output_dir={output_dir}", *dataset_flags, *SMALL]
   with caplog.at_level(logging.INFO):
-    assert cli.main(argv + ["--set", "optimizer.base_learning_rate=0.02",
-                            "--to_stage=trainer"]) == 0
+    assert cli.main(_argv(output_dir, dataset_flags, "--set",
+                          "optimizer.base_learning_rate=0.02", "--to_stage=trainer")) == 0
   printed = capsys.readouterr().out
   assert "CocoExampleGen       cached" in printed and "BoxStatisticsGen     cached" in printed
   assert "RetinaNetTrainer     ran" in printed
@@ -127,7 +131,7 @@ def test_sigkilled_training_resumes_and_a_changed_config_starts_fresh(tmp_path, 
 def test_partial_run_without_upstream_outputs_fails_clearly_and_summaries_are_per_run(
     tmp_path, dataset_flags, capsys):
   output_dir = str(tmp_path / "run")
-  argv = ["--runner=local", f"--output_dir={output_dir}", *dataset_flags, *SMALL]
+  argv = _argv(output_dir, dataset_flags)
   assert cli.main(argv + ["--to_stage=data"]) == 0
   printed = capsys.readouterr().out
   assert "CocoExampleGen       ran" in printed

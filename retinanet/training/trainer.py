@@ -188,13 +188,13 @@ class _Writers:
 
 
 def _collect_in_background() -> None:
-  """gc.collect() for Trainer.close, logging a long wait (tf.data's autotuning thread)."""
+  """gc.collect() for Trainer.close, logging a long wait (on tf.data's threads)."""
   start = time.perf_counter()
   gc.collect()
   seconds = time.perf_counter() - start
   if seconds > 5:
-    logger.info("Freed the training input pipeline in %.1f s (tf.data's autotuning thread "
-                "finishing its period)", seconds)
+    logger.info("Freed the training input pipeline in %.1f s (waiting on tf.data's threads)",
+                seconds)
 
 
 class Trainer:
