@@ -174,15 +174,16 @@ def ground_truth_annotation(ann: Mapping[str, Any], image_id: int,
   """The evaluation record of a validated annotation, or None when it cannot be scored.
 
   Keeps the original id, category id, box and area; a missing area becomes the
-  box area and a missing iscrowd 0 (what pycocotools needs).
+  box area and a missing iscrowd 0 (what pycocotools needs). A box whose numbers, or
+  whose area, are not finite (w * h can overflow) cannot be scored.
   """
   if not label_map.has_category(ann["category_id"]):
     return None
   bbox = [float(v) for v in ann["bbox"]]
-  if not all(math.isfinite(v) for v in bbox):
-    return None
   area = ann.get("area")
   area = float(area) if area is not None and math.isfinite(area) else bbox[2] * bbox[3]
+  if not all(math.isfinite(v) for v in bbox + [area]):
+    return None
   return {"id": ann.get("id"), "image_id": image_id, "category_id": ann["category_id"],
           "bbox": bbox, "area": area, "iscrowd": int(ann.get("iscrowd", 0))}
 

@@ -255,6 +255,23 @@ def test_ground_truth_is_the_original_annotations_of_the_written_images(clean, b
   assert not os.path.exists(os.path.join(bad_result.output_dir, "ground_truth", ".parts-train"))
 
 
+def test_ground_truth_annotation_leaves_out_what_cannot_be_scored():
+  """Found by tests/test_data_fuzz.py: a width of 1.8e307 and no area made w * h overflow
+  to inf, and writing the ground truth JSON failed with a traceback."""
+  label_map = coco.LabelMap((1,), ("a",))
+  ann = {"id": 5, "category_id": 1, "bbox": [30, 20, 4, 10]}
+  assert convert.ground_truth_annotation(ann, 3, label_map) == {
+      "id": 5, "image_id": 3, "category_id": 1, "bbox": [30.0, 20.0, 4.0, 10.0], "area": 40.0,
+      "iscrowd": 0}
+  assert convert.ground_truth_annotation(dict(ann, area=float("nan")), 3, label_map)["area"] == 40
+  for bad in (dict(ann, bbox=[30, 20, 1.797693134862316e307, 10]),
+              dict(ann, bbox=[30, 20, float("inf"), 10]), dict(ann, category_id=2)):
+    assert convert.ground_truth_annotation(bad, 3, label_map) is None, bad
+  # A given finite area is kept, even where the box is huge.
+  assert convert.ground_truth_annotation(
+      dict(ann, bbox=[30, 20, 1.797693134862316e307, 10], area=7), 3, label_map)["area"] == 7
+
+
 def test_ground_truth_renumbers_missing_or_repeated_annotation_ids(clean, tmp_path):
   data = _load(clean.annotation_files["val"])
   for ann in data["annotations"]:
