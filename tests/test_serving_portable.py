@@ -1,12 +1,14 @@
-"""ONNX and TFLite exports against the SavedModel on the same images; TF-TRT arguments.
+"""Every NMS mode's SavedModel against the evaluation path; ONNX and TFLite exports
+against the SavedModel on the same images; TF-TRT arguments.
 
 One tiny random-weight model directory (tests/test_serving_export.py) per
-module; every format is written from it by `portable.export_format` (the
-Pusher's and the CLI's path) and compared with a SavedModel exported with the
-same post-processing. Each conversion costs 5-15 s on the 2 shared cores, an
-export and its load about 3 s: the module writes each (format, post-processing)
-file and each SavedModel reference once (`converted`, `references`) and its tests
-only read them.
+module. For each post-processing, one SavedModel is exported from it by
+`export.export_model_dir` (the Pusher's path) and checked against the in-process
+evaluation path; every format is written from the same directory by
+`portable.export_format` (the Pusher's and the CLI's path) and compared with that
+SavedModel. Each conversion costs 5-15 s on the 2 shared cores, an export and its
+load about 3 s: the module writes each (format, post-processing) file and each
+SavedModel once (`converted`, `saved_models`) and its tests only read them.
 """
 import json
 import os
@@ -15,18 +17,26 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from retinanet import config as config_lib
 from retinanet.serving import export, portable
-from tests.test_serving_export import (assert_positive_areas, random_image, tiny_config,
+from tests.test_serving_export import (LABEL_MAP, assert_matches, assert_positive_areas,
+                                       random_image, reference_detections, tiny_config,
                                        tiny_model, write_model_dir)
 
-POSTPROCESS = {"iou_threshold": 0.4, "soft_nms_sigma": 0.3, "max_detections_per_class": 6}
+MAX_PER_CLASS = 6
+POSTPROCESS = {"iou_threshold": 0.4, "soft_nms_sigma": 0.3,
+               "max_detections_per_class": MAX_PER_CLASS}
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-  config = tiny_config()
-  return write_model_dir(str(tmp_path_factory.mktemp("portable") / "trained"), config,
-                         tiny_model(config))
+def model():
+  return tiny_model(tiny_config())
+
+
+@pytest.fixture(scope="module")
+def model_dir(model, tmp_path_factory):
+  return write_model_dir(str(tmp_path_factory.mktemp("portable") / "trained"), tiny_config(),
+                         model)
 
 
 def image_batches():
@@ -49,13 +59,21 @@ def _once_per_key(build):
 
 
 @pytest.fixture(scope="module")
-def references(model_dir, tmp_path_factory):
-  """fn(overrides) -> the outputs on image_batches() of a SavedModel exported from model_dir
-  with those post-processing overrides (once per overrides)."""
+def saved_models(model_dir, tmp_path_factory):
+  """fn(overrides) -> a SavedModel exported from model_dir with those post-processing
+  overrides (once per overrides)."""
+  def export_dir(overrides):
+    path = str(tmp_path_factory.mktemp("saved_model") / "export")
+    return export.export_model_dir(model_dir, path, postprocess_overrides=overrides)
+
+  return _once_per_key(export_dir)
+
+
+@pytest.fixture(scope="module")
+def references(saved_models):
+  """fn(overrides) -> the outputs of saved_models(overrides) on image_batches()."""
   def outputs(overrides):
-    export_dir = str(tmp_path_factory.mktemp("saved_model") / "export")
-    export.export_model_dir(model_dir, export_dir, postprocess_overrides=overrides)
-    serve = portable.load_detector("saved_model", export_dir)
+    serve = portable.load_detector("saved_model", saved_models(overrides))
     return [serve(images) for images in image_batches()]
 
   return _once_per_key(outputs)
@@ -89,6 +107,23 @@ def assert_agrees(fmt, converted, references, nms_mode):
       # carries it: 1.007e-5 measured on an AVX-512 CPU (2026-12-03), hence 3e-5.
       np.testing.assert_allclose(np.sort(outputs["scores"][i, :n[i]]),
                                  np.sort(reference["scores"][i, :n[i]]), atol=3e-5)
+
+
+@pytest.mark.parametrize("nms_mode", config_lib.NMS_MODES)
+def test_exported_nms_mode_matches_in_process_postprocess(model, saved_models, nms_mode):
+  """The SavedModel of each NMS mode serves the evaluation path's detections (PNG bytes in)."""
+  config = tiny_config(nms_mode=nms_mode, **POSTPROCESS)
+  loaded = tf.saved_model.load(saved_models(dict(POSTPROCESS, nms_mode=nms_mode)))
+  images = [random_image(100, 200, seed=20), random_image(90, 60, seed=21)]
+  encoded = tf.constant([tf.io.encode_png(im).numpy() for im in images])
+  outputs = {k: v.numpy()
+             for k, v in loaded.signatures["serve_encoded"](encoded_images=encoded).items()}
+  for i, ref in enumerate(reference_detections(model, config, images)):
+    assert_matches(outputs, i, ref)
+    assert_positive_areas(outputs, i)
+    classes = outputs["class_ids"][i, :outputs["valid_detections"][i]]
+    if nms_mode in ("combined", "per_class_hard", "per_class_soft"):
+      assert np.bincount(classes, minlength=LABEL_MAP.num_classes).max() <= MAX_PER_CLASS
 
 
 @pytest.mark.parametrize("nms_mode", portable.ONNX_NMS_MODES)
