@@ -61,7 +61,7 @@ RUN_FIRST = ("test_pipeline_e2e", "test_config", "test_pipeline_resume",
              "test_serving_portable", "test_backbone_init_through_trainer",
              "test_components_eval_push", "test_training_distributed",
              "test_modeling_mobilenet_v3", "test_training_loop", "test_training_precision",
-             "test_data_convert", "test_training_checkpoint", "test_serving_nms_modes",
+             "test_data_convert", "test_training_checkpoint",
              "test_serving_export", "test_training_parity", "test_dataloader_reader")
 
 
