@@ -74,20 +74,24 @@ def _check_same(result):
   assert result["weights_rel_diff"] < 1e-4
 
 
-def test_two_replicas_with_sync_batch_norm_equal_one_replica(tmp_path, files):
-  """Batch norm in training mode (synchronized BN gives the global-batch statistics), EMA,
-  a moving-average loss normalizer and gradient clipping."""
-  result = _run(tmp_path, files, ["model.norm.use_sync_bn=true", "optimizer.ema_decay=0.9",
-                                  "loss.normalizer_momentum=0.9", "optimizer.warmup_steps=0",
-                                  "optimizer.gradient_clip_norm=0.5"])
+def test_two_replicas_equal_one_replica(tmp_path, files):
+  """Frozen batch norm (no batch statistics), EMA and a moving-average loss normalizer."""
+  result = _run(tmp_path, files, ["model.backbone.freeze_batch_norm=true", "optimizer.ema_decay=0.9",
+                           "loss.normalizer_momentum=0.9", "optimizer.warmup_steps=0",
+                           "optimizer.gradient_clip_norm=0.5"])
   _check_same(result)
   assert result["ema_rel_diff"] < 1e-4
   assert result["normalizers"][0] == pytest.approx(result["normalizers"][1])
 
 
+def test_two_replicas_with_sync_batch_norm_equal_one_replica(tmp_path, files):
+  """Batch norm in training mode: synchronized BN gives the global-batch statistics."""
+  _check_same(_run(tmp_path, files, ["model.norm.use_sync_bn=true", "optimizer.warmup_steps=0"]))
+
+
 def test_two_replicas_equal_one_replica_with_mobilenet_v3(tmp_path, files):
-  """MobileNetV3-Small (SE, hard-swish, depthwise convs), separable heads and frozen batch
-  norm (no batch statistics) under MirroredStrategy: the same step as one replica."""
+  """MobileNetV3-Small (SE, hard-swish, depthwise convs) and separable heads under
+  MirroredStrategy: the same step as one replica."""
   _check_same(_run(tmp_path, files, ["model.backbone.type=mobilenet_v3_small",
                               "model.head.separable=true", "model.backbone.freeze_batch_norm=true",
                               "optimizer.warmup_steps=0"]))
