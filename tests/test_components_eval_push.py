@@ -76,16 +76,11 @@ def _evaluate(inputs, tmp_path, **params):
 
 
 @pytest.fixture(scope="module")
-def evaluation_dir(tmp_path_factory):
-  return tmp_path_factory.mktemp("evaluated")
-
-
-@pytest.fixture(scope="module")
-def evaluated_artifacts(inputs, evaluation_dir):
-  """(evaluation, blessing) of the model's SavedModel (min_ap 0), written under
-  evaluation_dir; the pre-push validation ran in a fresh process (this module fixture is
-  set up before conftest's autouse in-process validation)."""
-  return _evaluate(inputs, evaluation_dir, min_ap=0.0)
+def evaluated_artifacts(inputs, tmp_path_factory):
+  """(evaluation, blessing) of the model's SavedModel (min_ap 0); the pre-push validation
+  ran in a fresh process (this module fixture is set up before conftest's autouse
+  in-process validation)."""
+  return _evaluate(inputs, tmp_path_factory.mktemp("evaluated"), min_ap=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +89,7 @@ def evaluated(evaluated_artifacts):
   return evaluated_artifacts[1]
 
 
-def test_evaluator_writes_metrics_and_blesses(inputs, evaluated_artifacts, evaluation_dir):
+def test_evaluator_writes_metrics_and_blesses(inputs, evaluated_artifacts):
   evaluation, blessing = evaluated_artifacts
   # It evaluated the Model artifact's SavedModel, against the data stage's ground truth.
   served = model_dir_lib.serving_model_dir(inputs[1].uri)
@@ -104,16 +99,16 @@ def test_evaluator_writes_metrics_and_blesses(inputs, evaluated_artifacts, evalu
   assert json.loads(blessing.get_string_custom_property("postprocess"))["nms_mode"] == "combined"
   assert evaluation.get_string_custom_property("ground_truth").endswith(
       "ground_truth/instances_val.json")
-  metrics = json.load(open(evaluation_dir / "evaluation" / "metrics.json"))
+  metrics = json.load(open(os.path.join(evaluation.uri, "metrics.json")))
   assert len(metrics) == 12
   assert evaluation.get_float_custom_property("AP") == pytest.approx(metrics["AP"])
   assert evaluation.get_int_custom_property("num_images") == 6
-  assert json.load(open(evaluation_dir / "evaluation" / "per_class_ap.json"))["per_class"]
-  assert isinstance(json.load(open(evaluation_dir / "evaluation" / "detections.json")), list)
-  assert "COCOeval" not in open(evaluation_dir / "evaluation" / "summary.txt").read()
+  assert json.load(open(os.path.join(evaluation.uri, "per_class_ap.json")))["per_class"]
+  assert isinstance(json.load(open(os.path.join(evaluation.uri, "detections.json"))), list)
+  assert "COCOeval" not in open(os.path.join(evaluation.uri, "summary.txt")).read()
   assert blessing.get_int_custom_property("blessed") == 1
   assert blessing.get_int_custom_property("current_model_id") == 17
-  assert os.path.exists(evaluation_dir / "blessing" / "BLESSED")
+  assert os.path.exists(os.path.join(blessing.uri, "BLESSED"))
 
 
 def test_evaluator_with_other_post_processing_evaluates_a_new_export(inputs, tmp_path):

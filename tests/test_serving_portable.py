@@ -112,8 +112,9 @@ def assert_agrees(fmt, converted, references, nms_mode):
 @pytest.mark.parametrize("nms_mode", config_lib.NMS_MODES)
 def test_exported_nms_mode_matches_in_process_postprocess(model, saved_models, nms_mode):
   """The SavedModel of each NMS mode serves the evaluation path's detections (PNG bytes in)."""
-  config = tiny_config(nms_mode=nms_mode, **POSTPROCESS)
-  loaded = tf.saved_model.load(saved_models(dict(POSTPROCESS, nms_mode=nms_mode)))
+  overrides = dict(POSTPROCESS, nms_mode=nms_mode)
+  config = tiny_config(**overrides)
+  loaded = tf.saved_model.load(saved_models(overrides))
   images = [random_image(100, 200, seed=20), random_image(90, 60, seed=21)]
   encoded = tf.constant([tf.io.encode_png(im).numpy() for im in images])
   outputs = {k: v.numpy()
